@@ -1,0 +1,1 @@
+"""ecgedge.device_sim"""

@@ -1,0 +1,10 @@
+"""ecgedge: take trained single-lead ECG models to handheld and wearable devices.
+
+The repository's top-level folders (models/, quantize/, calibration/, firmware_bridge/,
+device_sim/, edge_runtime/, hil_tests/, tools/) are installed as sub-packages of this one
+(`ecgedge.models`, ...); see setup.py.
+"""
+
+__version__ = "0.1.0"
+
+DEMO_NOTICE = "DEMO WEIGHTS: trained on synthetic data, not for clinical use"

@@ -1,0 +1,1 @@
+"""ecgedge.hil_tests"""
