@@ -1,0 +1,15 @@
+"""Lead-I ECG signals: a physiological generator (potassium-dependent morphology, HRV, noise),
+streaming filters, R-peak detection and delineation, and loaders for recorded data.
+
+All signals are float64 microvolts unless said otherwise.
+"""
+
+from ecgedge.signals.dataset import make_windows
+from ecgedge.signals.filters import StreamingFilter, design_filters, ecg_clean
+from ecgedge.signals.physiology import SubjectParams, random_subject
+from ecgedge.signals.synth import EcgStream, ecg_simulate
+
+__all__ = [
+    "EcgStream", "StreamingFilter", "SubjectParams", "design_filters", "ecg_clean", "ecg_simulate",
+    "make_windows", "random_subject",
+]
