@@ -1,0 +1,387 @@
+"""Devices the bench drives: `host` (in-process INT8) and wire-protocol devices (qemu://, sim://, serial://,
+socket://) through the runtime's DeviceLink. Every wait has a timeout: a silent device raises DeviceTimeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import numpy as np
+
+from ecgedge.errors import ConfigError, DeviceTimeout, FirmwareError, ProtocolError, TransportError
+from ecgedge.edge_runtime.package import Package, sha256_file
+from ecgedge.firmware_bridge import protocol as P
+
+LOAD_CHUNK = P.MAX_PAYLOAD - 4  # LOAD_INPUT carries a 4-byte offset
+
+
+@dataclass
+class DeviceInfo:
+    """What a device says about itself (INFO), in host terms."""
+    name: str
+    model_sha256: str
+    sample_rate_hz: int
+    window_len: int
+    input_scale: float
+    input_zero_point: int
+    n_outputs: int
+    counter_kind: int
+    arena_bytes: int = 0
+    uv_per_lsb: float = 1.0
+    demo: bool = False
+
+    @classmethod
+    def from_wire(cls, info: P.Info) -> "DeviceInfo":
+        return cls(name=info.name, model_sha256=info.model_sha256_hex, sample_rate_hz=info.sample_rate_hz,
+                   window_len=info.window_len, input_scale=info.input_scale,
+                   input_zero_point=info.input_zero_point, n_outputs=info.n_outputs,
+                   counter_kind=info.counter_kind, arena_bytes=info.arena_bytes, uv_per_lsb=info.uv_per_lsb,
+                   demo=info.demo)
+
+
+@dataclass
+class InferResult:
+    outputs: np.ndarray          # int8 [n_outputs], the model's raw outputs
+    counter_kind: int            # protocol CounterKind
+    counter: int
+    infer_us: int
+    round_trip_s: float          # host wall time: input sent -> result back
+
+
+@dataclass
+class Footprint:
+    flash_bytes: int | None = None
+    ram_bytes: int | None = None
+    text: int | None = None
+    data: int | None = None
+    bss: int | None = None
+    arena_bytes: int | None = None
+    source: str = ""
+
+
+@dataclass
+class IntegrityReport:
+    """Sample-integrity phase: streamed samples and the device's own window assembly."""
+    samples_received: int = 0
+    gaps: list = field(default_factory=list)       # [{start_sample, length}]
+    dropped_reported: int | None = None            # STATUS.dropped delta over the phase
+    window_checked: bool = False
+    window_bit_exact: bool | None = None
+    window_max_abs_lsb: int | None = None
+    notes: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool | None:
+        if self.samples_received == 0 and not self.window_checked:
+            return None
+        ok = not self.gaps and not self.dropped_reported
+        if self.window_checked:
+            ok = ok and bool(self.window_bit_exact)
+        return ok
+
+    def to_dict(self) -> dict:
+        return {"samples_received": self.samples_received, "gaps": self.gaps,
+                "dropped_reported": self.dropped_reported, "window_checked": self.window_checked,
+                "window_bit_exact": self.window_bit_exact, "window_max_abs_lsb": self.window_max_abs_lsb,
+                "ok": self.ok, "notes": self.notes}
+
+
+def quantize_uv(x_uv: np.ndarray, scale_uv: float, scale: float, zero_point: int) -> np.ndarray:
+    """INT8 model input from filtered microvolts (INTERFACES section 5)."""
+    q = np.round(np.asarray(x_uv, np.float64) / scale_uv / scale) + zero_point
+    return np.clip(q, -128, 127).astype(np.int8)
+
+
+def elf_footprint(elf: str | Path) -> Footprint:
+    """text/data/bss of an ELF (arm-none-eabi-size): flash = text + data, RAM = data + bss."""
+    size = shutil.which("arm-none-eabi-size") or shutil.which("size")
+    if size is None:
+        raise FirmwareError("no arm-none-eabi-size to read the firmware footprint (install gcc-arm-none-eabi)")
+    out = subprocess.run([size, "-B", str(elf)], capture_output=True, text=True, timeout=30)
+    if out.returncode != 0:
+        raise FirmwareError(f"size {elf}: {out.stderr.strip()}")
+    text, data, bss = (int(v) for v in out.stdout.splitlines()[1].split()[:3])
+    return Footprint(flash_bytes=text + data, ram_bytes=data + bss, text=text, data=data, bss=bss,
+                     source=f"ELF {Path(elf).name} (arm-none-eabi-size)")
+
+
+class BenchDevice:
+    """One device under test. open() -> DeviceInfo; infer(q) -> InferResult; close()."""
+
+    url: str = ""
+    emulated: bool = False
+    footprint: Footprint | None = None
+
+    def open(self) -> DeviceInfo:
+        raise NotImplementedError
+
+    def infer(self, q: np.ndarray) -> InferResult:
+        raise NotImplementedError
+
+    def sample_integrity(self, reference, n_samples: int) -> IntegrityReport | None:
+        """Streaming check; `reference(q_window) -> int8 outputs` runs the INT8 reference."""
+        return None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class HostDevice(BenchDevice):
+    """INT8 in-process: tflite-micro's Python interpreter (default) or LiteRT (`host?runtime=litert`)."""
+
+    def __init__(self, package: Package, runtime: str = "tflm"):
+        if runtime not in ("tflm", "litert"):
+            raise ConfigError(f"host runtime {runtime!r}, expected 'tflm' or 'litert'")
+        self.package = package
+        self.runtime = runtime
+        self.url = "host" if runtime == "tflm" else f"host?runtime={runtime}"
+        self._run = None
+
+    def open(self) -> DeviceInfo:
+        from ecgedge.hil_tests.reference import Int8Runner
+
+        path = self.package.file("model_int8.tflite")
+        self._runner = Int8Runner(path, runtime=self.runtime)
+        inp = self.package.input
+        return DeviceInfo(name=f"host {self._runner.describe}", model_sha256=sha256_file(path),
+                          sample_rate_hz=int(inp["sampling_rate_hz"]), window_len=self._runner.input_size,
+                          input_scale=self._runner.input_scale, input_zero_point=self._runner.input_zero_point,
+                          n_outputs=self._runner.n_outputs, counter_kind=int(P.CounterKind.MICROSECONDS),
+                          demo=self.package.demo)
+
+    def infer(self, q: np.ndarray) -> InferResult:
+        t0 = time.perf_counter()
+        out = self._runner.run_one(q)
+        dt = time.perf_counter() - t0
+        return InferResult(outputs=out, counter_kind=int(P.CounterKind.MICROSECONDS), counter=int(dt * 1e6),
+                           infer_us=int(dt * 1e6), round_trip_s=dt)
+
+
+class LinkDevice(BenchDevice):
+    """A device speaking docs/protocol.md over a transport (H5's open_transport + DeviceLink)."""
+
+    def __init__(self, transport_url: str, display_url: str | None = None, timeout: float = 10.0,
+                 emulated: bool = False, footprint: Footprint | None = None, boot_timeout: float = 30.0):
+        self.transport_url = transport_url
+        self.url = display_url or transport_url
+        self.timeout = float(timeout)
+        self.boot_timeout = float(boot_timeout)
+        self.emulated = emulated
+        self.footprint = footprint
+        self._loop = asyncio.new_event_loop()
+        self._transport = None
+        self._link = None
+        self.info: DeviceInfo | None = None
+
+    def _do(self, coro, timeout: float, what: str):
+        async def guarded():
+            try:
+                return await asyncio.wait_for(coro, timeout)
+            except asyncio.TimeoutError:
+                raise DeviceTimeout(f"{self.url}: no answer to {what} within {timeout:g} s") from None
+        return self._loop.run_until_complete(guarded())
+
+    async def _request(self, msg_type, payload: bytes, expect, timeout: float):
+        frame = await self._link.request(msg_type, payload, expect=expect, timeout=timeout)
+        return self._check(frame, expect)
+
+    def _check(self, frame, expect):
+        if frame.type == P.MsgType.ERROR:
+            err = P.unpack_error(frame.payload)
+            name = P.ErrorCode(err.code).name if err.code in {int(c) for c in P.ErrorCode} else str(err.code)
+            raise ProtocolError(f"{self.url}: device answered ERROR {name}: {err.msg!r}")
+        if frame.type != int(expect):
+            raise ProtocolError(f"{self.url}: expected {P.MsgType(expect).name}, got frame type {frame.type:#x}")
+        return frame
+
+    def open(self) -> DeviceInfo:
+        from ecgedge.edge_runtime.link import DeviceLink
+        from ecgedge.edge_runtime.transports import open_transport
+
+        async def go():
+            self._transport = open_transport(self.transport_url)
+            await self._transport.open()
+            self._link = DeviceLink(self._transport)
+            return await self._request(P.MsgType.HELLO, b"", P.MsgType.INFO, self.timeout)
+
+        frame = self._do(go(), self.boot_timeout + self.timeout, "HELLO (device boot + INFO)")
+        self.info = DeviceInfo.from_wire(P.unpack_info(frame.payload))
+        return self.info
+
+    def infer(self, q: np.ndarray) -> InferResult:
+        data = np.ascontiguousarray(q, dtype=np.int8).tobytes()
+
+        async def go():
+            t0 = time.perf_counter()
+            for off in range(0, len(data), LOAD_CHUNK):
+                payload = P.pack_load_input(P.LoadInput(off, data[off:off + LOAD_CHUNK]))
+                frame = await self._request(P.MsgType.LOAD_INPUT, payload, P.MsgType.ACK, self.timeout)
+                ack = P.unpack_ack(frame.payload)
+                if not ack.ok:
+                    raise ProtocolError(f"{self.url}: LOAD_INPUT at offset {off} not accepted (status {ack.status})")
+            frame = await self._request(P.MsgType.INFER, P.pack_infer(P.Infer(1, 0)), P.MsgType.RESULT,
+                                        self.timeout)
+            return frame, time.perf_counter() - t0
+
+        frame, rt = self._do(go(), self.timeout * (2 + len(data) // LOAD_CHUNK), "LOAD_INPUT/INFER")
+        r = P.unpack_result(frame.payload)
+        return InferResult(outputs=np.array(r.outputs, np.int8), counter_kind=r.counter_kind, counter=r.counter,
+                           infer_us=r.infer_us, round_trip_s=rt)
+
+    def sample_integrity(self, reference, n_samples: int) -> IntegrityReport | None:
+        """START -> SAMPLES until n_samples (>= one window) arrived -> STOP; index gaps and STATUS.dropped
+        must be zero; then WINDOW_INFER on the last complete window must equal the INT8 reference run on
+        the very samples the device streamed (its window assembly and input quantisation saw them all)."""
+        rep = IntegrityReport()
+        info = self.info
+        window = info.window_len
+        n_samples = max(int(n_samples), window)
+
+        async def status():
+            f = await self._request(P.MsgType.GET_STATUS, b"", P.MsgType.STATUS, self.timeout)
+            return P.unpack_status(f.payload)
+
+        async def stream():
+            before = await status()
+            await self._link.send(P.MsgType.START, b"")
+            chunks, acked = [], False
+            expected = None
+            deadline = time.monotonic() + self.timeout + n_samples / max(info.sample_rate_hz, 1) * 4
+            total = 0
+            while total < n_samples:
+                if time.monotonic() > deadline:
+                    raise DeviceTimeout(f"{self.url}: streamed {total} of {n_samples} samples before the deadline")
+                f = await self._link.recv(timeout=self.timeout)
+                if f.type == P.MsgType.ACK:
+                    acked = True
+                    continue
+                if f.type == P.MsgType.ERROR:
+                    self._check(f, P.MsgType.SAMPLES)
+                if f.type != P.MsgType.SAMPLES:
+                    continue
+                s = P.unpack_samples(f.payload)
+                if expected is not None and s.first_index != expected:
+                    rep.gaps.append({"start_sample": int(expected),
+                                     "length": int((s.first_index - expected) & 0xFFFFFFFF)})
+                expected = (s.first_index + len(s.samples)) & 0xFFFFFFFF
+                chunks.append(s)
+                total += len(s.samples)
+            if not acked:
+                rep.notes.append("device sent no ACK for START before its SAMPLES")
+            await self._link.send(P.MsgType.STOP, b"")
+            while True:  # drain samples still in flight up to STOP's ACK
+                f = await self._link.recv(timeout=self.timeout)
+                if f.type == P.MsgType.ACK and P.unpack_ack(f.payload).acked_type == int(P.MsgType.STOP):
+                    break
+                if f.type == P.MsgType.SAMPLES:
+                    s = P.unpack_samples(f.payload)
+                    if expected is not None and s.first_index != expected:
+                        rep.gaps.append({"start_sample": int(expected),
+                                         "length": int((s.first_index - expected) & 0xFFFFFFFF)})
+                    expected = (s.first_index + len(s.samples)) & 0xFFFFFFFF
+                    chunks.append(s)
+            after = await status()
+            return chunks, before, after
+
+        chunks, before, after = self._do(stream(), self.timeout * 4 + n_samples / max(info.sample_rate_hz, 1) * 4,
+                                         "the streaming phase")
+        rep.samples_received = sum(len(c.samples) for c in chunks)
+        rep.dropped_reported = int(after.dropped - before.dropped)
+        if rep.gaps:
+            return rep
+        counts = np.concatenate([c.samples for c in chunks]).astype(np.int64)
+        first = chunks[0].first_index
+        # the last complete window the device must still hold: ends at the last streamed sample
+        start_pos = len(counts) - window
+        win_first = (first + start_pos) & 0xFFFFFFFF
+
+        async def window_infer():
+            frame = await self._link.request(P.MsgType.WINDOW_INFER, P.pack_window_infer(P.WindowInfer(win_first)),
+                                             expect=P.MsgType.RESULT, timeout=self.timeout)
+            return frame
+
+        frame = self._do(window_infer(), self.timeout * 2, "WINDOW_INFER")
+        if frame.type == P.MsgType.ERROR:
+            err = P.unpack_error(frame.payload)
+            rep.notes.append(f"WINDOW_INFER not served: error {err.code} {err.msg!r}")
+            return rep
+        self._check(frame, P.MsgType.RESULT)
+        got = np.array(P.unpack_result(frame.payload).outputs, np.int8)
+        want = reference(counts[start_pos:], info)
+        rep.window_checked = True
+        rep.window_bit_exact = bool(np.array_equal(got, want))
+        rep.window_max_abs_lsb = int(np.max(np.abs(got.astype(np.int16) - want.astype(np.int16))))
+        return rep
+
+    def close(self) -> None:
+        async def go():
+            if self._transport is not None:
+                await self._transport.close()
+        try:
+            if not self._loop.is_closed():
+                self._loop.run_until_complete(asyncio.wait_for(go(), 10.0))
+        except Exception:  # closing a dead link must not hide the error that killed it
+            pass
+        finally:
+            if not self._loop.is_closed():
+                self._loop.close()
+
+
+def parse_device_url(url: str) -> tuple[str, str, dict]:
+    """(scheme, rest, query) of a --device URL; `host` has scheme 'host'."""
+    if url == "host" or url.startswith("host?"):
+        return "host", "", dict(parse_qsl(url.partition("?")[2]))
+    parts = urlsplit(url)
+    if not parts.scheme:
+        raise ConfigError(f"device {url!r}: expected qemu://cortex-m7, sim://..., serial:///dev/tty..., "
+                          "socket://host:port or host")
+    return parts.scheme, (parts.netloc + parts.path), dict(parse_qsl(parts.query))
+
+
+def open_device(url: str, package: Package, timeout: float = 10.0, elf: str | Path | None = None,
+                defines: dict | None = None) -> BenchDevice:
+    """The bench device for a --device URL. qemu:// builds (or reuses) the package's firmware;
+    `elf` overrides the image and `defines` builds a fault-injected one (negative tests)."""
+    scheme, rest, query = parse_device_url(url)
+    if scheme == "host":
+        return HostDevice(package, runtime=query.get("runtime", "tflm"))
+    if scheme == "qemu":
+        target = rest or package.target
+        if elf is None and "elf" in query:
+            elf = query["elf"]
+        footprint = None
+        if elf is None:
+            from ecgedge.firmware_bridge.build import build_firmware, firmware_for_package
+            if defines:
+                r = build_firmware(package.path, target=target, defines=defines)
+                elf = r.elf
+            else:
+                elf = firmware_for_package(package.path, target=target)
+        footprint = elf_footprint(elf)
+        return LinkDevice(f"qemu://{target}?elf={elf}", display_url=url, timeout=timeout, emulated=True,
+                          footprint=footprint)
+    if scheme == "sim":
+        tu = url if "package=" in url else f"{url}{'&' if '?' in url else '?'}package={package.path}"
+        return LinkDevice(tu, display_url=url, timeout=timeout, emulated=True)
+    if scheme in ("serial", "socket", "ble", "spy", "loop"):
+        return LinkDevice(url, timeout=timeout, emulated=False)
+    raise ConfigError(f"device scheme {scheme!r} in {url!r}: expected qemu, sim, serial, socket, ble or host")
+
+
+__all__ = ["BenchDevice", "DeviceInfo", "Footprint", "HostDevice", "InferResult", "IntegrityReport",
+           "LinkDevice", "open_device", "quantize_uv", "elf_footprint", "parse_device_url"]
+
+# Errors a device can raise mid-run: the bench turns them into a partial report.
+DEVICE_ERRORS = (DeviceTimeout, TransportError, ProtocolError, FirmwareError)
