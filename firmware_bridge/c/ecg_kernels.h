@@ -1,0 +1,98 @@
+/* ecgedge INT8 kernels: TFLite reference-kernel integer semantics (bit-exact with tflite-micro).
+ * Reference path: plain C99, always built. Optimised path (ECG_OPTIMIZED): ARMv7E-M DSP
+ * (SMLAD/SXTB16) on Cortex-M, portable emulation of the same intrinsics elsewhere. */
+#ifndef ECG_KERNELS_H
+#define ECG_KERNELS_H
+#include <stdint.h>
+#include <stddef.h>
+
+typedef struct {
+    int32_t in_h, in_w, in_c;
+    int32_t out_h, out_w, out_c;
+    int32_t k_h, k_w, filter_in_c;    /* filter_in_c < in_c: grouped conv */
+    int32_t stride_h, stride_w, dil_h, dil_w, pad_h, pad_w;
+    int32_t depth_multiplier;         /* depthwise only */
+    int32_t in_offset, out_offset, act_min, act_max;
+    const int8_t *filter;             /* conv: [out_c][k_h][k_w][filter_in_c]; dw: [k_h][k_w][out_c] */
+    const int32_t *bias;              /* [out_c] or NULL */
+    const int32_t *mult, *shift;      /* per output channel */
+    int32_t *col_buf;                 /* optimised conv scratch (im2col, int16 pairs), may be NULL */
+} ecg_conv_params;
+
+typedef struct {
+    int32_t batches, in_depth, out_depth;
+    int32_t in_offset, filter_offset, out_offset, act_min, act_max;
+    int32_t per_channel;
+    const int8_t *filter;             /* [out_depth][in_depth] */
+    const int32_t *bias;
+    const int32_t *mult, *shift;      /* [1] or [out_depth] */
+} ecg_fc_params;
+
+typedef struct {
+    int32_t out_dims[4];
+    int32_t in1_strides[4], in2_strides[4];   /* 0 on broadcast dims */
+    int32_t flat;                             /* no broadcast: plain elementwise over size */
+    int32_t size;
+    int32_t in1_offset, in2_offset, out_offset, act_min, act_max;
+    int32_t left_shift, in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift;  /* ADD */
+    int32_t mult, shift;                                                                /* MUL */
+} ecg_binary_params;
+
+typedef struct {
+    int32_t in_h, in_w, channels, out_h, out_w;
+    int32_t f_h, f_w, stride_h, stride_w, pad_h, pad_w, act_min, act_max;
+} ecg_pool_params;
+
+typedef struct {
+    int32_t outer, reduce, inner;     /* input viewed as [outer][reduce][inner], reduce axis removed */
+    int32_t variant;                  /* 0: 4-D axes 1,2 keep_dims; 1: same quant, plain division;
+                                         2: generic quantised mean (multiplier scaled by 1/n) */
+    int32_t in_zp, out_zp, mult, shift;
+} ecg_mean_params;
+
+typedef struct {
+    int32_t in_dims[4], out_dims[4], pad_before[4];
+    int8_t pad_value;
+} ecg_pad_params;
+
+void ecg_conv2d_ref(const ecg_conv_params *p, const int8_t *in, int8_t *out);
+void ecg_depthwise_ref(const ecg_conv_params *p, const int8_t *in, int8_t *out);
+void ecg_fc_ref(const ecg_fc_params *p, const int8_t *in, int8_t *out);
+void ecg_add_ref(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void ecg_mul_ref(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void ecg_maxpool_ref(const ecg_pool_params *p, const int8_t *in, int8_t *out);
+void ecg_avgpool_ref(const ecg_pool_params *p, const int8_t *in, int8_t *out);
+void ecg_mean_ref(const ecg_mean_params *p, const int8_t *in, int8_t *out);
+void ecg_pad_ref(const ecg_pad_params *p, const int8_t *in, int8_t *out);
+void ecg_lut_ref(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out);
+void ecg_copy(int32_t size, const int8_t *in, int8_t *out);
+
+#if defined(ECG_OPTIMIZED)
+void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out);
+void ecg_depthwise_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out);
+void ecg_fc_opt(const ecg_fc_params *p, const int8_t *in, int8_t *out);
+void ecg_mul_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void ecg_add_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void ecg_lut_opt(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out);
+#define ECG_CONV2D ecg_conv2d_opt
+#define ECG_DEPTHWISE ecg_depthwise_opt
+#define ECG_FC ecg_fc_opt
+#define ECG_MUL ecg_mul_opt
+#define ECG_ADD ecg_add_opt
+#define ECG_LUT ecg_lut_opt
+#else
+#define ECG_CONV2D ecg_conv2d_ref
+#define ECG_DEPTHWISE ecg_depthwise_ref
+#define ECG_FC ecg_fc_ref
+#define ECG_MUL ecg_mul_ref
+#define ECG_ADD ecg_add_ref
+#define ECG_LUT ecg_lut_ref
+#endif
+#define ECG_MAXPOOL ecg_maxpool_ref
+#define ECG_AVGPOOL ecg_avgpool_ref
+#define ECG_MEAN ecg_mean_ref
+#define ECG_PAD ecg_pad_ref
+
+/* im2col scratch (int16 words) the optimised conv needs for a layer; 0 for the reference path. */
+#define ECG_CONV_COLS 4
+#endif

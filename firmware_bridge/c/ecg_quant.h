@@ -1,0 +1,29 @@
+/* TFLite integer requantisation primitives (MultiplyByQuantizedMultiplier, double rounding). */
+#ifndef ECG_QUANT_H
+#define ECG_QUANT_H
+#include <stdint.h>
+
+static inline int32_t ecg_srdhm(int32_t a, int32_t b) {
+    if (a == b && a == INT32_MIN) return INT32_MAX;
+    int64_t ab = (int64_t)a * (int64_t)b;
+    int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
+    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+}
+
+static inline int32_t ecg_rdpot(int32_t x, int32_t exponent) {
+    int32_t mask = (int32_t)(((int64_t)1 << exponent) - 1);
+    int32_t remainder = x & mask;
+    int32_t threshold = (mask >> 1) + (x < 0 ? 1 : 0);
+    return (x >> exponent) + (remainder > threshold ? 1 : 0);
+}
+
+static inline int32_t ecg_mbqm(int32_t x, int32_t mult, int32_t shift) {
+    int32_t left = shift > 0 ? shift : 0;
+    int32_t right = shift > 0 ? 0 : -shift;
+    return ecg_rdpot(ecg_srdhm((int32_t)((uint32_t)x << left), mult), right);
+}
+
+static inline int32_t ecg_clamp(int32_t v, int32_t lo, int32_t hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+#endif

@@ -1,0 +1,142 @@
+"""Small full-INT8 TFLite models that cover the firmware engine's op set (for tests and benches).
+
+Built with Keras 3 + TFLiteConverter (int8 in/out, representative dataset), NHWC with height 1 like
+the exported ECG models. Deterministic (fixed seeds). TensorFlow is imported lazily.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def _build_keras(window: int, seed: int):
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+
+    class ChannelPad(layers.Layer):
+        def __init__(self, extra, **kw):
+            super().__init__(**kw)
+            self.extra = extra
+
+        def call(self, x):
+            return keras.ops.pad(x, [[0, 0], [0, 0], [0, 0], [0, self.extra]])
+
+    class Affine(layers.Layer):
+        """Per-channel scale and shift with constant tensors (lowered to MUL/ADD with constants)."""
+
+        def __init__(self, ch, **kw):
+            super().__init__(**kw)
+            r = np.random.default_rng(seed + 7)
+            self.a = r.uniform(0.5, 1.5, ch).astype("float32")
+            self.b = r.uniform(-0.2, 0.2, ch).astype("float32")
+
+        def call(self, x):
+            return x * self.a + self.b
+
+    def swish(x):
+        return layers.Multiply()([x, layers.Activation("sigmoid")(x)])
+
+    def se(x, ch):
+        s = layers.GlobalAveragePooling2D(keepdims=True)(x)
+        s = layers.Dense(ch // 2)(s)
+        s = swish(s)
+        s = layers.Dense(ch, activation="sigmoid")(s)
+        return layers.Multiply()([x, s])
+
+    inp = keras.Input((1, window, 1), batch_size=1)
+    x = layers.Conv2D(16, (1, 16), strides=(1, 2), padding="same")(inp)
+    x = swish(x)
+    # block 1: grouped conv, SE, max-pool + zero-pad shortcut, residual add
+    sc = layers.ZeroPadding2D(((0, 0), (0, 1)))(x)
+    sc = layers.MaxPooling2D((1, 2), strides=(1, 2), padding="valid")(sc)
+    sc = ChannelPad(16)(sc)
+    y = layers.Conv2D(32, (1, 1))(x)
+    y = swish(y)
+    y = layers.Conv2D(32, (1, 16), strides=(1, 2), padding="same", groups=2)(y)
+    y = layers.ReLU()(y)
+    y = se(y, 32)
+    y = layers.Conv2D(32, (1, 1))(y)
+    x = layers.Add()([y, sc])
+    # block 2: depthwise conv, affine (per-channel mul/add), average pool, hard swish
+    y = layers.DepthwiseConv2D((1, 5), padding="same")(x)
+    y = Affine(32)(y)
+    y = layers.ReLU(6.0)(y)
+    y = layers.Conv2D(32, (1, 3), strides=(1, 2), padding="valid", groups=4)(y)
+    y = layers.AveragePooling2D((1, 2), strides=(1, 2), padding="same")(y)
+    x = layers.Conv2D(24, (1, 1), activation="relu6")(y)
+    x = layers.GlobalAveragePooling2D()(x)
+    x = layers.Dense(16)(x)
+    x = swish(x)
+    out = layers.Dense(3)(x)
+    return keras.Model(inp, out)
+
+
+def representative_windows(n: int, window: int, seed: int = 0) -> np.ndarray:
+    """ECG-ish float windows [n, 1, window, 1] (model units, about +-1.5)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(window) / 100.0
+    out = np.empty((n, 1, window, 1), np.float32)
+    for i in range(n):
+        hr = rng.uniform(0.8, 2.0)
+        phase = rng.uniform(0, 1)
+        beat = np.exp(-(((t * hr + phase) % 1.0) - 0.3) ** 2 / 0.0008) * rng.uniform(0.6, 1.4)
+        twave = 0.3 * np.exp(-(((t * hr + phase) % 1.0) - 0.6) ** 2 / 0.005)
+        sig = beat + twave + 0.1 * np.sin(2 * np.pi * 0.3 * t) + rng.normal(0, 0.05, window)
+        out[i, 0, :, 0] = sig.astype(np.float32)
+    return out
+
+
+def convert_int8(model, rep: np.ndarray) -> bytes:
+    import tensorflow as tf
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+
+    def gen():
+        for i in range(rep.shape[0]):
+            yield [rep[i : i + 1]]
+
+    conv.representative_dataset = gen
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def build_test_tflite(window: int = 256, seed: int = 0) -> bytes:
+    """The op-coverage test model as full-INT8 .tflite bytes."""
+    model = _build_keras(window, seed)
+    return convert_int8(model, representative_windows(32, window, seed + 1))
+
+
+def write_test_package(out_dir: str | Path, tflite: bytes, name: str = "opmix", demo: bool = True) -> Path:
+    """A minimal package folder (model_int8.tflite + manifest.json) per INTERFACES section 5."""
+    from ecgedge.firmware_bridge.tflite_model import load_model
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "model_int8.tflite").write_bytes(tflite)
+    m = load_model(tflite)
+    tin = m.tensors[m.inputs[0]]
+    sha = hashlib.sha256(tflite).hexdigest()
+    manifest = {
+        "format": "ecgedge-package/1", "model": name, "target": "cortex-m7", "demo": demo,
+        "model_sha256": sha, "artifacts": {"model_int8.tflite": sha},
+        "input": {"signal": "ecg", "lead": "I", "sampling_rate_hz": 500,
+                  "window_samples": int(np.prod(tin.shape)), "units": "uV", "scale_uv": 1000.0,
+                  "preprocessing": {"highpass_hz": 0.5, "notch_hz": 50.0, "lowpass_hz": 40.0},
+                  "tflite_scale": float(tin.scale[0]), "tflite_zero_point": int(tin.zero_point[0]),
+                  "tflite_shape": list(tin.shape)},
+        "outputs": [{"name": f"out{i}", "kind": "regression", "index": i,
+                     "tflite_scale": float(m.tensors[m.outputs[0]].scale[0]),
+                     "tflite_zero_point": int(m.tensors[m.outputs[0]].zero_point[0])}
+                    for i in range(int(np.prod(m.tensors[m.outputs[0]].shape)))],
+    }
+    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    return out
