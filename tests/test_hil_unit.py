@@ -1,0 +1,109 @@
+"""HIL bench pieces that need no device: metrics, gates, JUnit, output-order detection."""
+
+import itertools
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from ecgedge.errors import ConfigError
+from ecgedge.hil_tests import metrics as M
+from ecgedge.hil_tests.bench import latency_ms, output_permutation
+from ecgedge.hil_tests.gates import Gate, evaluate_gates, failed, load_gates
+from ecgedge.hil_tests.junit import write_junit
+
+
+def test_auroc_equals_pairwise_definition_with_ties():
+    rng = np.random.default_rng(0)
+    y = rng.random(60) < 0.4
+    s = np.round(rng.normal(size=60) + y, 1)  # rounding makes ties
+    pos, neg = s[y], s[~y]
+    pairs = [(1.0 if p > q else 0.5 if p == q else 0.0) for p, q in itertools.product(pos, neg)]
+    assert M.auroc(y, s) == pytest.approx(np.mean(pairs))
+    assert M.auroc(np.ones(5), np.arange(5)) is None
+    fpr, tpr = M.roc_curve(y, s)
+    assert fpr[0] == 0 and tpr[0] == 0 and fpr[-1] == 1 and tpr[-1] == 1
+    assert np.trapezoid(tpr, fpr) == pytest.approx(M.auroc(y, s))
+
+
+def test_bland_altman_bias_and_limits():
+    truth = np.array([4.0, 5.0, 6.0, 7.0])
+    est = truth + np.array([0.1, 0.3, 0.1, 0.3])
+    ba = M.bland_altman(est, truth)
+    assert ba["bias"] == pytest.approx(0.2)
+    sd = np.std([0.1, 0.3, 0.1, 0.3], ddof=1)
+    assert ba["loa_low"] == pytest.approx(0.2 - 1.96 * sd) and ba["loa_high"] == pytest.approx(0.2 + 1.96 * sd)
+
+
+def test_classification_metrics_aggregate_windows_per_record():
+    classes = ["N", "A", "O", "~"]
+    # two records, two windows each; record r2's windows disagree but their mean says A
+    probs = np.array([[0.9, 0.05, 0.03, 0.02], [0.8, 0.1, 0.05, 0.05],
+                      [0.6, 0.3, 0.05, 0.05], [0.0, 0.9, 0.05, 0.05]])
+    true = np.array([0, 0, 1, 1])
+    m = M.classification_metrics(probs, true, classes, groups=np.array(["r1", "r1", "r2", "r2"]))
+    assert m["records"] == 2 and m["f1_N"] == 1.0 and m["f1_A"] == 1.0 and m["f1_O"] == 0.0
+    assert m["f1_challenge"] == pytest.approx(2 / 3)
+    assert m["auroc_A"] == 1.0 and m["confusion"][1][1] == 1
+
+
+def test_shipped_gates_file_loads_and_names_the_issue_gates():
+    names = {g.name for g in load_gates()}
+    assert {"bit_exact", "agreement", "auroc", "latency_p99", "input_contract", "output_order",
+            "sample_integrity", "model_hash"} <= names
+
+
+def test_gates_threshold_expressions_and_skips():
+    gates = [Gate("auroc", "auroc_device", ">=", "auroc_float - 0.02"),
+             Gate("bit", "bit_exact_fraction", ">=", 1.0, required=True),
+             Gate("lat", "latency_ms_p99", "<=", "latency_budget_ms")]
+    res = evaluate_gates(gates, {"auroc_device": 0.90, "auroc_float": 0.93, "bit_exact_fraction": 0.99,
+                                 "latency_ms_p99": None, "latency_budget_ms": 40})
+    by = {r.name: r for r in res}
+    assert by["auroc"].passed is False and by["auroc"].threshold == pytest.approx(0.91)
+    assert by["bit"].passed is False and "expected >= 1" in by["bit"].message
+    assert by["lat"].passed is None
+    assert [r.name for r in failed(res)] == ["auroc", "bit"]
+    # a required gate whose metric is missing fails instead of skipping
+    res = evaluate_gates([Gate("bit", "bit_exact_fraction", ">=", 1.0, required=True)], {})
+    assert res[0].passed is False and "not measured" in res[0].message
+
+
+def test_bad_gates_file_is_a_config_error(tmp_path):
+    p = tmp_path / "g.toml"
+    p.write_text('[x]\nmetric = "a"\nop = "~="\nthreshold = 1\n')
+    with pytest.raises(ConfigError, match="op '~='"):
+        load_gates(p)
+    p.write_text('[x]\nmetric = "a"\nop = ">="\nthreshold = "__import__(1)"\n')
+    with pytest.raises(ConfigError, match="threshold"):
+        load_gates(p)
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_gates(tmp_path / "missing.toml")
+
+
+def test_junit_one_testcase_per_gate(tmp_path):
+    res = evaluate_gates([Gate("a", "x", ">=", 1), Gate("b", "y", "<=", 1), Gate("c", "z", "==", True)],
+                         {"x": 2, "y": 3})
+    p = write_junit(tmp_path / "j.xml", res, "suite", 1.5, error="device stopped at window 7")
+    ts = ET.parse(p).getroot().find("testsuite")
+    assert ts.get("tests") == "4" and ts.get("failures") == "1" and ts.get("skipped") == "1"
+    cases = {tc.get("name"): tc for tc in ts.findall("testcase")}
+    assert cases["b"].find("failure") is not None and cases["c"].find("skipped") is not None
+    assert "window 7" in cases["run"].find("error").get("message")
+
+
+def test_output_permutation_detects_swapped_outputs():
+    rng = np.random.default_rng(1)
+    ref = rng.integers(-128, 128, size=(20, 3)).astype(np.int8)
+    perm, frac = output_permutation(ref[:, [1, 0, 2]], ref)
+    assert perm == (1, 0, 2) and frac == 1.0
+    perm, frac = output_permutation(ref, ref)
+    assert perm == (0, 1, 2) and frac == 1.0
+
+
+def test_latency_conversion_per_counter_kind():
+    assert latency_ms(1, 480_000, 0, 480e6, 1.0) == pytest.approx(1.0)   # instructions, CPI 1
+    assert latency_ms(1, 480_000, 0, 480e6, 1.5) == pytest.approx(1.5)
+    assert latency_ms(2, 240_000, 0, 480e6, 1.0) == pytest.approx(0.5)   # cycles
+    assert latency_ms(3, 2500, 0, None, 1.0) == pytest.approx(2.5)       # microseconds
+    assert latency_ms(0, 0, 0, 480e6, 1.0) is None
