@@ -1,0 +1,193 @@
+"""Crash-safe session recording.
+
+raw.i16 is append-only, addressed by sample index (2 bytes per sample since the session start); samples
+inside a reported gap are written as -32768 (WFDB's "no data" value for 16-bit formats) and listed in
+the sidecar. raw.json (the sidecar) is replaced atomically after every fsync of raw.i16, so after a
+crash `read_partial` returns every sample up to the last flush and nothing half-written. On close the
+recording is finalised as WFDB (record.hea + record.dat).
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ecgedge.errors import DataError
+
+log = logging.getLogger("ecgedge.recorder")
+
+RAW = "raw.i16"
+SIDECAR = "raw.json"
+GAP_VALUE = -32768
+
+
+class Recorder:
+    def __init__(self, session_dir: str | Path, sampling_rate: float, uv_per_lsb: float,
+                 flush_interval_s: float = 1.0, max_bytes: int | None = None, lead: str = "I"):
+        self.dir = Path(session_dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.sampling_rate = float(sampling_rate)
+        self.uv_per_lsb = float(uv_per_lsb)
+        self.flush_interval_s = float(flush_interval_s)
+        self.max_bytes = max_bytes
+        self.lead = lead
+        self.samples_written = 0  # samples handed to the file (index of the next sample)
+        self.samples_flushed = 0
+        self.gaps: list[list[int]] = []
+        self.active = True
+        self.stopped_reason: str | None = None
+        self.flushes = 0
+        self._last_flush = time.monotonic()
+        self._f = open(self.dir / RAW, "wb")
+        self._write_sidecar(closed=False)
+
+    # -- writing -------------------------------------------------------------------------------
+    def _stop(self, why: str) -> None:
+        self.active = False
+        self.stopped_reason = why
+        log.warning("recording stopped: %s (samples up to %d are kept)", why, self.samples_flushed)
+
+    def _append(self, counts: np.ndarray) -> None:
+        if not self.active:
+            return
+        data = np.asarray(counts, "<i2").tobytes()
+        if self.max_bytes is not None and (self.samples_written * 2 + len(data)) > self.max_bytes:
+            self.flush()
+            self._stop(f"storage limit of {self.max_bytes} bytes reached")
+            return
+        try:
+            self._f.write(data)
+        except OSError as e:
+            self._disk_error(e)
+            return
+        self.samples_written += len(data) // 2
+
+    def _disk_error(self, e: OSError) -> None:
+        why = "disk full" if e.errno == errno.ENOSPC else f"write failed: {e}"
+        # keep the file consistent with the last sidecar: drop the unflushed tail
+        try:
+            self._f = None
+            with open(self.dir / RAW, "r+b") as f:
+                f.truncate(self.samples_flushed * 2)
+        except OSError:
+            pass
+        self.samples_written = self.samples_flushed
+        self._stop(why)
+
+    def gap(self, start: int, length: int) -> None:
+        if start != self.samples_written and self.active:
+            raise DataError(f"gap at sample {start} but the recording is at {self.samples_written}")
+        self.gaps.append([int(start), int(length)])
+        self._append(np.full(length, GAP_VALUE, np.int16))
+
+    def write(self, start: int, counts: np.ndarray) -> None:
+        if self.active and start != self.samples_written:
+            raise DataError(f"samples at {start} but the recording is at {self.samples_written}")
+        self._append(counts)
+        if time.monotonic() - self._last_flush >= self.flush_interval_s:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.active or self._f is None:
+            return
+        try:
+            self._f.flush()
+            os.fsync(self._f.fileno())
+            self.samples_flushed = self.samples_written
+            self._write_sidecar(closed=False)
+        except OSError as e:
+            self._disk_error(e)
+            return
+        self.flushes += 1
+        self._last_flush = time.monotonic()
+
+    def _write_sidecar(self, closed: bool) -> None:
+        meta = {"format": "ecgedge-raw/1", "dtype": "int16", "sampling_rate": self.sampling_rate,
+                "uv_per_lsb": self.uv_per_lsb, "lead": self.lead, "samples": self.samples_flushed,
+                "gaps": [g for g in self.gaps if g[0] < self.samples_flushed], "gap_value": GAP_VALUE,
+                "closed": closed, "stopped_reason": self.stopped_reason}
+        tmp = self.dir / (SIDECAR + ".tmp")
+        with open(tmp, "w") as f:
+            json.dump(meta, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, self.dir / SIDECAR)
+
+    def close(self, finalise: bool = True) -> dict:
+        self.flush()
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+        try:
+            self._write_sidecar(closed=True)
+        except OSError as e:
+            log.warning("cannot write the closing sidecar: %s", e)
+        out = {"samples": self.samples_flushed, "gaps": self.gaps, "stopped_reason": self.stopped_reason,
+               "flushes": self.flushes, "raw": str(self.dir / RAW)}
+        if finalise and self.samples_flushed:
+            try:
+                out["wfdb"] = str(finalise_wfdb(self.dir))
+            except (OSError, ValueError, DataError) as e:
+                log.warning("WFDB export failed: %s (raw.i16 is intact)", e)
+        return out
+
+
+@dataclass
+class PartialRecording:
+    counts: np.ndarray  # int16, index = sample since session start
+    sampling_rate: float
+    uv_per_lsb: float
+    gaps: list = field(default_factory=list)
+    closed: bool = False
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def signal_uv(self) -> np.ndarray:
+        x = self.counts.astype(np.float64) * self.uv_per_lsb
+        for s, n in self.gaps:
+            x[s:s + n] = np.nan
+        return x
+
+    def segments(self) -> list[tuple[int, np.ndarray]]:
+        """Contiguous (start index, counts) runs between gaps."""
+        out, pos = [], 0
+        for s, n in sorted(self.gaps) + [[self.counts.size, 0]]:
+            if s > pos:
+                out.append((pos, self.counts[pos:s]))
+            pos = max(pos, s + n)
+        return out
+
+
+def read_partial(session_dir: str | Path) -> PartialRecording:
+    """Everything recorded up to the last flush (works after a crash or SIGKILL)."""
+    d = Path(session_dir)
+    try:
+        meta = json.loads((d / SIDECAR).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{d} has no {SIDECAR}: not a session recording") from None
+    n = int(meta["samples"])
+    counts = np.fromfile(d / RAW, dtype="<i2", count=n)
+    if counts.size < n:
+        raise DataError(f"{d / RAW} holds {counts.size} samples, the sidecar promises {n}")
+    return PartialRecording(counts.astype(np.int16), float(meta["sampling_rate"]), float(meta["uv_per_lsb"]),
+                            [list(g) for g in meta.get("gaps", [])], bool(meta.get("closed")), meta)
+
+
+def finalise_wfdb(session_dir: str | Path, name: str = "record") -> Path:
+    """Write record.hea/.dat (format 16, gaps as WFDB no-data) from the raw recording."""
+    import wfdb
+
+    rec = read_partial(session_dir)
+    d = Path(session_dir)
+    gain = 1.0 / rec.uv_per_lsb  # counts per µV
+    wfdb.wrsamp(name, fs=rec.sampling_rate, units=["uV"], sig_name=[rec.meta.get("lead", "I")],
+                d_signal=rec.counts.reshape(-1, 1).astype(np.int16), fmt=["16"], adc_gain=[gain], baseline=[0],
+                write_dir=str(d))
+    return d / f"{name}.hea"

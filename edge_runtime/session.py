@@ -1,0 +1,305 @@
+"""The live session: transport -> frames -> samples (gap detection by index) -> recording + processing ->
+inference -> results.jsonl / summary.json / live view. Reconnects with backoff and resumes by sample index.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ecgedge.errors import ConfigError, EdgeError, PackageError, ProtocolError, TransportError
+from ecgedge.firmware_bridge import protocol as P
+from ecgedge.edge_runtime.link import DeviceLink
+from ecgedge.edge_runtime.processing import Processor, QualityThresholds, window_result
+from ecgedge.edge_runtime.recorder import Recorder
+from ecgedge.edge_runtime.transports import open_transport
+
+log = logging.getLogger("ecgedge.runtime")
+
+
+@dataclass
+class SessionOptions:
+    source: str
+    out_dir: Path
+    duration_s: float | None = None  # seconds of signal
+    hop: int | None = None
+    infer: str = "litert"  # litert | onnxruntime | device
+    flush_interval_s: float = 1.0
+    max_record_bytes: int | None = None
+    record: bool = True
+    stall_timeout_s: float = 3.0
+    max_reconnects: int = 20
+    status_interval_s: float = 0.5
+    thresholds: QualityThresholds = field(default_factory=QualityThresholds)
+    unsigned: bool = False
+    request_timeout_s: float = 5.0
+
+
+class Session:
+    def __init__(self, package, opts: SessionOptions, on_event=None):
+        self.package = package
+        self.opts = opts
+        self.on_event = on_event or (lambda kind, data: None)
+        self.out = Path(opts.out_dir)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.transport = open_transport(opts.source)
+        self.link = DeviceLink(self.transport)
+        self.info: P.Info | None = None
+        self.recorder: Recorder | None = None
+        self.processor: Processor | None = None
+        self.host_infer = None
+        # sample bookkeeping (session indices)
+        self.expected = 0  # next session sample index
+        self.samples_received = 0
+        self.gaps: list[dict] = []
+        self.duplicates = 0
+        self.unwrap_base = 0
+        self.last_first32: int | None = None
+        self.index_offset = 0  # device index -> session index (changes on a device restart)
+        self.device_restarts = 0
+        self.reconnects = 0
+        self.windows = 0
+        self.skipped = 0
+        self.latencies_ms: list[float] = []
+        self.last_status: P.Status | None = None
+        self.lead_off_now = False
+        self.last_result: dict | None = None
+        self.hr_bpm: float | None = None
+        self.t_wall0 = time.monotonic()
+        self._results_f = open(self.out / "results.jsonl", "w")
+        self._limit = None
+        self.stopped_because = None
+
+    # -- setup ------------------------------------------------------------------------------------
+    async def _handshake(self, first: bool) -> None:
+        await self.link.open()
+        self.link.resync()
+        f = await self.link.request(P.MsgType.HELLO, b"", expect=P.MsgType.INFO, timeout=self.opts.request_timeout_s)
+        info = P.unpack_info(f.payload)
+        if info.proto_version != P.PROTO_VERSION:
+            raise ProtocolError(f"device speaks protocol {info.proto_version}, expected {P.PROTO_VERSION}")
+        if info.has_model and info.model_sha256_hex != self.package.model_sha256:
+            raise PackageError(f"device model sha256 {info.model_sha256_hex[:16]}... differs from the package's "
+                               f"{self.package.model_sha256[:16]}...: refusing this device")
+        if self.opts.infer == "device" and not info.has_model:
+            raise ConfigError("--infer device but the device reports no built-in model")
+        if first:
+            self.info = info
+            self._setup_processing(info)
+        elif (info.sample_rate_hz, info.uv_per_lsb) != (self.info.sample_rate_hz, self.info.uv_per_lsb):
+            raise ProtocolError(f"device changed rate/resolution across a reconnect: {info.sample_rate_hz} Hz "
+                                f"{info.uv_per_lsb} µV/LSB, was {self.info.sample_rate_hz} Hz {self.info.uv_per_lsb}")
+        await self.link.request(P.MsgType.START, b"", expect=P.MsgType.ACK, timeout=self.opts.request_timeout_s)
+        self.on_event("connected", {"info": info})
+
+    def _setup_processing(self, info: P.Info) -> None:
+        pkg = self.package
+        fs = float(info.sample_rate_hz)
+        self.fs = fs
+        if self.opts.duration_s is not None:
+            self._limit = int(round(self.opts.duration_s * fs))
+        self.processor = Processor(fs, info.uv_per_lsb, pkg.sampling_rate, pkg.window_samples, self.opts.hop,
+                                   pkg.preprocessing)
+        self.processor.restart(0)
+        if self.opts.infer == "device" and not self.processor.resampler.identity:
+            raise ConfigError(f"--infer device needs the device rate ({fs:g} Hz) to equal the model's "
+                              f"({pkg.sampling_rate:g} Hz)")
+        if self.opts.infer != "device":
+            from ecgedge.edge_runtime.inference import HostInference
+
+            self.host_infer = HostInference(pkg, self.opts.infer)
+        if self.opts.record:
+            self.recorder = Recorder(self.out, fs, info.uv_per_lsb, self.opts.flush_interval_s,
+                                     self.opts.max_record_bytes)
+
+    # -- samples --------------------------------------------------------------------------------
+    def _session_index(self, first32: int) -> int:
+        if self.last_first32 is not None and first32 < self.last_first32 and self.last_first32 - first32 > 2**31:
+            self.unwrap_base += 2**32
+        self.last_first32 = first32
+        return self.unwrap_base + first32 + self.index_offset
+
+    async def _on_samples(self, s: P.Samples) -> list:
+        idx = self._session_index(s.first_index)
+        counts = s.samples
+        if idx + counts.size <= self.expected:
+            # resent after a reconnect, or a device restart (indices back to 0)
+            if self.expected - idx > 60 * self.fs and s.first_index < 10 * self.fs:
+                self.device_restarts += 1
+                self.index_offset = self.expected - (self.unwrap_base + s.first_index)
+                idx = self.expected
+                log.warning("device restarted: its sample index went back to %d", s.first_index)
+            else:
+                self.duplicates += counts.size
+                return []
+        if idx < self.expected:
+            cut = self.expected - idx
+            self.duplicates += cut
+            counts, idx = counts[cut:], self.expected
+        if self._limit is not None:
+            counts = counts[: max(0, self._limit - idx)]
+            if idx >= self._limit:
+                return []
+        windows = []
+        if idx > self.expected:
+            gap_len = idx - self.expected
+            if self._limit is not None:
+                gap_len = min(gap_len, self._limit - self.expected)
+            self.gaps.append({"start_sample": self.expected, "length": gap_len})
+            log.warning("gap: %d samples missing from %d", gap_len, self.expected)
+            if self.recorder:
+                self.recorder.gap(self.expected, gap_len)
+            self.processor.restart(idx)
+            self.on_event("gap", self.gaps[-1])
+            if self._limit is not None and idx >= self._limit:
+                self.expected = self._limit
+                return []
+        if counts.size:
+            if self.recorder:
+                self.recorder.write(idx, counts)
+            self.samples_received += counts.size
+            self.expected = idx + counts.size
+            windows = self.processor.push(idx, counts)
+            self.on_event("samples", {"index": idx, "counts": counts})
+        return windows
+
+    async def _infer_device(self, win) -> dict:
+        from ecgedge.edge_runtime.inference import interpret_outputs
+
+        first = (win.device_start - self.index_offset) & 0xFFFFFFFF
+        f = await self.link.request(P.MsgType.WINDOW_INFER, P.pack_window_infer(P.WindowInfer(first)),
+                                    expect=P.MsgType.RESULT, timeout=self.opts.request_timeout_s)
+        r = P.unpack_result(f.payload)
+        out = interpret_outputs(r.outputs, self.package.outputs)
+        out["device_counter"] = {"kind": r.counter_kind, "value": r.counter, "infer_us": r.infer_us}
+        return out
+
+    async def _handle_windows(self, windows, t_arrival: float) -> None:
+        for win in windows:
+            if self.opts.infer == "device":
+                inner = await self._infer_device(win)
+                rec = window_result(win, self.package, lambda w: inner, self.opts.thresholds, self.processor.rail_uv,
+                                    self.package.sampling_rate)
+            else:
+                rec = window_result(win, self.package, lambda w: self.host_infer.infer(w.filtered),
+                                    self.opts.thresholds, self.processor.rail_uv, self.package.sampling_rate)
+            latency = (time.perf_counter() - t_arrival) * 1000
+            rec["latency_ms"] = round(latency, 3)
+            rec["engine"] = self.opts.infer
+            rec["demo"] = self.package.demo
+            if self.package.notice:
+                rec["notice"] = self.package.notice
+            if self.opts.unsigned:
+                rec["unsigned"] = True
+            self.windows += 1
+            if rec["skipped"]:
+                self.skipped += 1
+            else:
+                self.latencies_ms.append(latency)
+            if rec["sqi"].get("hr_bpm"):
+                self.hr_bpm = rec["sqi"]["hr_bpm"]
+            self._results_f.write(json.dumps(rec) + "\n")
+            self._results_f.flush()
+            self.last_result = rec
+            self.on_event("result", rec)
+
+    async def _poll_status(self) -> None:
+        f = await self.link.request(P.MsgType.GET_STATUS, b"", expect=P.MsgType.STATUS,
+                                    timeout=self.opts.request_timeout_s)
+        st = P.unpack_status(f.payload)
+        self.last_status = st
+        self.lead_off_now = bool(st.lead_off)
+        if st.lead_off and self.expected > 0:
+            self.processor.mark_lead_off(self.expected - 1)
+        self.on_event("status", st)
+
+    # -- main loop --------------------------------------------------------------------------------
+    def done(self) -> bool:
+        return self._limit is not None and self.expected >= self._limit
+
+    async def run(self, stop: asyncio.Event | None = None) -> dict:
+        stop = stop or asyncio.Event()
+        await self._handshake(first=True)
+        last_status = 0.0
+        backoff = 0.1
+        try:
+            while not self.done() and not stop.is_set():
+                try:
+                    f = await self.link.recv(timeout=self.opts.stall_timeout_s)
+                    t_arrival = time.perf_counter()
+                    if f.type == P.MsgType.SAMPLES:
+                        windows = await self._on_samples(P.unpack_samples(f.payload))
+                        if windows:
+                            await self._handle_windows(windows, t_arrival)
+                    elif f.type == P.MsgType.STATUS:
+                        self.last_status = P.unpack_status(f.payload)
+                    elif f.type == P.MsgType.ERROR:
+                        log.warning("device error: %s", P.unpack_error(f.payload))
+                    now = time.monotonic()
+                    if now - last_status >= self.opts.status_interval_s and not self.done():
+                        last_status = now
+                        await self._poll_status()
+                    backoff = 0.1
+                except (TransportError, ProtocolError) as e:
+                    if isinstance(e, ProtocolError) and "error" in str(e) and "device answered" in str(e):
+                        raise
+                    if self.reconnects >= self.opts.max_reconnects:
+                        raise TransportError(f"gave up after {self.reconnects} reconnects: {e}") from None
+                    self.reconnects += 1
+                    log.warning("link problem (%s); reconnecting in %.1f s", e, backoff)
+                    self.on_event("disconnected", {"error": str(e)})
+                    if self.recorder:
+                        self.recorder.flush()
+                    await self.transport.close()
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    try:
+                        await self._handshake(first=False)
+                    except (TransportError, ProtocolError) as e2:
+                        log.warning("reconnect failed: %s", e2)
+                if self.recorder and time.monotonic() - self.recorder._last_flush >= self.opts.flush_interval_s:
+                    self.recorder.flush()
+            try:
+                await self.link.request(P.MsgType.STOP, b"", expect=P.MsgType.ACK, timeout=2.0)
+            except (TransportError, ProtocolError):
+                pass
+        finally:
+            summary = await self.finish()
+        return summary
+
+    async def finish(self) -> dict:
+        try:
+            await self.transport.close()
+        except (OSError, EdgeError):
+            pass
+        self._results_f.close()
+        rec_info = self.recorder.close() if self.recorder else None
+        lat = np.asarray(self.latencies_ms) if self.latencies_ms else None
+        fs = getattr(self, "fs", None)
+        summary = {
+            "source": self.opts.source, "model": self.package.model, "target": self.package.target,
+            "model_sha256": self.package.model_sha256, "engine": self.opts.infer,
+            "samples_received": int(self.samples_received),
+            "samples_lost": int(sum(g["length"] for g in self.gaps)),
+            "gaps": self.gaps, "duplicates_dropped": int(self.duplicates),
+            "windows": int(self.windows), "windows_skipped_low_quality": int(self.skipped),
+            "seconds": round(self.expected / fs, 4) if fs else 0.0,
+            "wall_seconds": round(time.monotonic() - self.t_wall0, 3),
+            "sampling_rate_hz": fs, "uv_per_lsb": self.info.uv_per_lsb if self.info else None,
+            "reconnects": self.reconnects, "device_restarts": self.device_restarts,
+            "link": self.link.stats, "recording": rec_info,
+            "latency_ms": ({"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
+                            "p99": float(np.percentile(lat, 99))} if lat is not None else None),
+            "demo": self.package.demo, "notice": self.package.notice,
+            "unsigned": bool(self.opts.unsigned), "signed": bool(self.package.signed),
+        }
+        tmp = self.out / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=1))
+        tmp.replace(self.out / "summary.json")
+        return summary

@@ -1,0 +1,82 @@
+"""The transport interface and small helpers shared by the implementations."""
+
+from __future__ import annotations
+
+import asyncio
+from urllib.parse import parse_qsl, urlsplit
+
+from ecgedge.errors import ConfigError, TransportError
+
+
+def url_query(url: str) -> dict[str, str]:
+    return dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+
+
+def query_number(q: dict, name: str, default, kind=float):
+    if name not in q:
+        return default
+    try:
+        return kind(q[name])
+    except ValueError:
+        raise ConfigError(f"URL parameter {name}={q[name]!r} is not a {kind.__name__}") from None
+
+
+class Transport:
+    """A byte pipe to a device. read() returns b"" on timeout and raises TransportError once the link is gone."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.is_open = False
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def read(self, timeout: float = 1.0) -> bytes:
+        raise NotImplementedError
+
+    async def write(self, data: bytes) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self):
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.close()
+
+    def __repr__(self):
+        return f"<{type(self).__name__} {self.url} {'open' if self.is_open else 'closed'}>"
+
+
+class QueueReader:
+    """Buffer of received chunks with a timeout read; `fail()` makes further reads raise."""
+
+    def __init__(self):
+        self._chunks: list[bytes] = []
+        self._event = asyncio.Event()
+        self._error: str | None = None
+
+    def push(self, data: bytes) -> None:
+        if data:
+            self._chunks.append(bytes(data))
+            self._event.set()
+
+    def fail(self, why: str) -> None:
+        self._error = why
+        self._event.set()
+
+    async def read(self, timeout: float) -> bytes:
+        if not self._chunks and self._error is None:
+            self._event.clear()
+            try:
+                await asyncio.wait_for(self._event.wait(), timeout)
+            except asyncio.TimeoutError:
+                return b""
+        if self._chunks:
+            data = b"".join(self._chunks)
+            self._chunks.clear()
+            return data
+        raise TransportError(self._error or "link closed")

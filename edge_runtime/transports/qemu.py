@@ -1,0 +1,72 @@
+"""qemu://cortex-m7?package=DIR | ?elf=PATH: boots the firmware under QEMU and talks to its UART0 socket."""
+
+import asyncio
+from urllib.parse import urlsplit
+
+from ecgedge.edge_runtime.transports.base import Transport, url_query
+from ecgedge.errors import ConfigError, TransportError
+
+
+class QemuTransport(Transport):
+    def __init__(self, url):
+        super().__init__(url)
+        u = urlsplit(url)
+        self.target = u.hostname or "cortex-m7"
+        q = url_query(url)
+        self.package = q.get("package")
+        self.elf = q.get("elf")
+        if not (self.package or self.elf):
+            raise ConfigError(f"{url!r}: expected qemu://{self.target}?package=DIR or ?elf=PATH")
+        self._dev = None
+        self._reader = self._writer = None
+
+    def _boot(self):
+        from ecgedge.firmware_bridge.qemu import QemuDevice
+        from ecgedge.targets import get_target
+
+        elf = self.elf
+        if elf is None:
+            from ecgedge.firmware_bridge.build import firmware_for_package
+
+            elf = firmware_for_package(self.package, target=self.target)
+        dev = QemuDevice(elf, machine=get_target(self.target).qemu_machine)
+        dev.__enter__()
+        return dev
+
+    async def open(self):
+        loop = asyncio.get_running_loop()
+        self._dev = await loop.run_in_executor(None, self._boot)
+        try:
+            self._reader, self._writer = await asyncio.wait_for(
+                asyncio.open_unix_connection(str(self._dev.uart_path)), 10.0)
+        except (OSError, asyncio.TimeoutError) as e:
+            await self.close()
+            raise TransportError(f"cannot connect to QEMU UART {self._dev.uart_path}: {e}") from None
+        self.is_open = True
+
+    async def read(self, timeout=1.0):
+        if not self.is_open:
+            raise TransportError(f"{self.url} is not open")
+        try:
+            data = await asyncio.wait_for(self._reader.read(65536), timeout)
+        except asyncio.TimeoutError:
+            return b""
+        if not data:
+            self.is_open = False
+            raise TransportError(f"{self.url}: QEMU closed the UART")
+        return data
+
+    async def write(self, data):
+        if not self.is_open:
+            raise TransportError(f"{self.url} is not open")
+        self._writer.write(data)
+        await self._writer.drain()
+
+    async def close(self):
+        self.is_open = False
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._dev is not None:
+            dev, self._dev = self._dev, None
+            await asyncio.get_running_loop().run_in_executor(None, dev.__exit__, None, None, None)

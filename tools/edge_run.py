@@ -1,0 +1,146 @@
+"""edge-run: the handheld runtime. Streams lead-I from a device, infers live, records every sample.
+
+    edge-run --model dist/pocket_k-cortex-m7 --source 'sim://pocket_k?k=6.2&speed=20' --duration 60 --out session/
+    edge-run --model DIR --source serial:///dev/ttyACM0 --trust key.pub --out session/
+
+Sources: serial://, socket://HOST:PORT, sim://, qemu://cortex-m7?package=DIR, ble://, loop://, spy://<url>.
+Writes OUT/results.jsonl, OUT/summary.json, OUT/raw.i16 + raw.json (crash-safe) and OUT/record.hea/.dat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ecgedge.errors import ConfigError, EdgeError
+
+
+def parse(args=None):
+    p = argparse.ArgumentParser(prog="edge-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--model", required=True, help="model package folder (edge-export output)")
+    p.add_argument("--source", required=True, help="device URL")
+    p.add_argument("--out", default="session", help="session folder (default ./session)")
+    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of signal")
+    p.add_argument("--trust", help="Ed25519 public key (PEM): require a valid package signature by it")
+    p.add_argument("--allow-unsigned", action="store_true",
+                   help="with --trust, still run an unsigned package (marked 'unsigned' in every result)")
+    p.add_argument("--hop", type=int, default=None, help="window hop in model samples (default: the window)")
+    p.add_argument("--infer", default="litert", choices=["litert", "onnxruntime", "device"],
+                   help="where the model runs (default litert: the package's INT8 .tflite on this host)")
+    p.add_argument("--flush-interval", type=float, default=1.0, help="recording flush period, wall seconds")
+    p.add_argument("--max-record-mb", type=float, default=None, help="stop recording (cleanly) beyond this size")
+    p.add_argument("--no-record", action="store_true", help="do not record raw samples")
+    p.add_argument("--stall-timeout", type=float, default=3.0, help="seconds without frames before reconnecting")
+    p.add_argument("--ui", metavar="HOST:PORT", help="serve the live screen on this address")
+    p.add_argument("--quiet", action="store_true", help="no live view; only the summary line")
+    return p.parse_args(args)
+
+
+def _live_printer(console, quiet: bool):
+    state = {"n": 0}
+
+    def on_event(kind, data):
+        if quiet:
+            return
+        if kind == "result":
+            sqi = data["sqi"]
+            if data["skipped"]:
+                txt = f"skipped ({', '.join(sqi['reasons'])})"
+            else:
+                parts = [f"{k}={v:.3f}" for k, v in data["scores"].items()]
+                dec = [k for k, v in data.get("decisions", {}).items() if v]
+                txt = " ".join(parts) + (f"  positive: {', '.join(dec)}" if dec else "")
+            hr = sqi.get("hr_bpm")
+            console.print(f"[{data['window_start_s']:8.1f} s] HR {hr if hr else '--'}  SQI "
+                          f"{'ok' if sqi['ok'] else 'low'}  {txt}", highlight=False)
+        elif kind == "gap":
+            console.print(f"[yellow]gap: {data['length']} samples missing from sample {data['start_sample']}[/]")
+        elif kind == "disconnected":
+            console.print(f"[red]link lost: {data['error']}; reconnecting[/]")
+        elif kind == "connected":
+            info = data["info"]
+            console.print(f"connected: {info.name}, {info.sample_rate_hz} Hz, {info.uv_per_lsb:g} µV/LSB")
+    return on_event
+
+
+async def _run(a, console):
+    import asyncio
+    import signal
+    from pathlib import Path
+
+    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.edge_runtime.session import Session, SessionOptions
+
+    allow_unsigned = a.allow_unsigned or a.trust is None
+    pkg = load_package(a.model, trust=a.trust, allow_unsigned=allow_unsigned)
+    unsigned = bool(a.allow_unsigned and not pkg.signed)
+    if pkg.notice:
+        console.print(f"[bold yellow]{pkg.notice}[/]")
+    if unsigned:
+        console.print("[bold red]UNSIGNED package: running without a verified signature (--allow-unsigned)[/]")
+    opts = SessionOptions(source=a.source, out_dir=Path(a.out), duration_s=a.duration, hop=a.hop, infer=a.infer,
+                          flush_interval_s=a.flush_interval,
+                          max_record_bytes=int(a.max_record_mb * 1e6) if a.max_record_mb else None,
+                          record=not a.no_record, stall_timeout_s=a.stall_timeout, unsigned=unsigned)
+    printer = _live_printer(console, a.quiet)
+    ui = None
+    hooks = [printer]
+    if a.ui:
+        from ecgedge.edge_runtime.ui import LiveUi
+
+        host, _, port = a.ui.rpartition(":")
+        try:
+            ui = LiveUi(host or "127.0.0.1", int(port), pkg)
+        except ValueError:
+            raise ConfigError(f"--ui {a.ui!r}: expected HOST:PORT") from None
+        await ui.start()
+        hooks.append(ui.on_event)
+
+    def on_event(kind, data):
+        for h in hooks:
+            h(kind, data)
+
+    session = Session(pkg, opts, on_event)
+    if ui is not None:
+        ui.session = session
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        summary = await session.run(stop)
+    finally:
+        if ui is not None:
+            await ui.stop()
+    return summary
+
+
+def main(args=None):
+    a = parse(args)
+    import asyncio
+    import logging
+
+    from rich.console import Console
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    console = Console(stderr=False)
+    try:
+        summary = asyncio.run(_run(a, console))
+    except EdgeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    lat = summary.get("latency_ms") or {}
+    console.print(f"session: {summary['seconds']:.1f} s of signal, received {summary['samples_received']}, "
+                  f"lost {summary['samples_lost']} in {len(summary['gaps'])} gaps, windows {summary['windows']} "
+                  f"(skipped {summary['windows_skipped_low_quality']}), latency p50 {lat.get('p50', 0):.2f} ms",
+                  highlight=False)
+    if summary.get("notice"):
+        console.print(f"[bold yellow]{summary['notice']}[/]")
+    if summary.get("unsigned"):
+        console.print("[bold red]results come from an UNSIGNED package[/]")
+    console.print(f"wrote {a.out}/summary.json and results.jsonl")
+    return 0
+
+
+if __name__ == "__main__":
+    main()
