@@ -5,11 +5,13 @@ All signals are float64 microvolts unless said otherwise.
 """
 
 from ecgedge.signals.dataset import make_windows
+from ecgedge.signals.detect import ecg_delineate, ecg_peaks
 from ecgedge.signals.filters import StreamingFilter, design_filters, ecg_clean
+from ecgedge.signals.io import Record, load_record, resample, save_record
 from ecgedge.signals.physiology import SubjectParams, random_subject
 from ecgedge.signals.synth import EcgStream, ecg_simulate
 
 __all__ = [
-    "EcgStream", "StreamingFilter", "SubjectParams", "design_filters", "ecg_clean", "ecg_simulate",
-    "make_windows", "random_subject",
+    "EcgStream", "Record", "StreamingFilter", "SubjectParams", "design_filters", "ecg_clean", "ecg_delineate",
+    "ecg_peaks", "ecg_simulate", "load_record", "make_windows", "random_subject", "resample", "save_record",
 ]

@@ -32,9 +32,10 @@ class SubjectParams:
     t_axis_offset_deg: float = 10.0  # T axis relative to the QRS axis
     qrs_magnitude_uv: float = 1400.0  # QRS vector magnitude
     q_fraction: float = 0.12  # Q depth as a fraction of R
-    s_fraction: float = 0.25  # S depth relative to the QRS magnitude (rightward forces)
-    p_amplitude_uv: float = 90.0
-    t_magnitude_uv: float = 330.0
+    s_fraction: float = 0.12  # S depth relative to the QRS magnitude (rightward forces)
+    p_axis_deg: float = 55.0  # frontal P axis; lead I sees cos(axis)
+    p_magnitude_uv: float = 130.0
+    t_magnitude_uv: float = 350.0
     u_fraction: float = 0.08  # U amplitude as a fraction of the T magnitude
     p_duration_s: float = 0.095
     pr_interval_s: float = 0.155  # at rest, normal K+
@@ -43,7 +44,7 @@ class SubjectParams:
     t_asymmetry: float = 1.55  # ascending / descending limb width
     # Potassium sensitivity: where hyperkalaemic changes start and how strongly they show.
     k_hyper_onset: float = 5.0
-    k_t_peaking_gain: float = 0.8
+    k_t_peaking_gain: float = 0.65
     k_t_narrowing_gain: float = 0.45
     k_pr_gain_s: float = 0.022
     k_qrs_onset: float = 6.6
@@ -89,9 +90,10 @@ def random_subject(seed: int | np.random.Generator | None = 0) -> SubjectParams:
         t_axis_offset_deg=clipped_normal(5.0, 15.0, -35.0, 35.0),
         qrs_magnitude_uv=lognormal(1400.0, 0.25),
         q_fraction=clipped_normal(0.12, 0.06, 0.0, 0.3),
-        s_fraction=clipped_normal(0.22, 0.08, 0.05, 0.45),
-        p_amplitude_uv=lognormal(85.0, 0.25),
-        t_magnitude_uv=lognormal(320.0, 0.3),
+        s_fraction=clipped_normal(0.12, 0.05, 0.02, 0.3),
+        p_axis_deg=clipped_normal(55.0, 15.0, 0.0, 85.0),
+        p_magnitude_uv=lognormal(130.0, 0.25),
+        t_magnitude_uv=lognormal(330.0, 0.25),
         u_fraction=clipped_normal(0.08, 0.03, 0.02, 0.16),
         p_duration_s=clipped_normal(0.095, 0.010, 0.075, 0.12),
         pr_interval_s=clipped_normal(0.155, 0.018, 0.12, 0.20),
@@ -99,7 +101,7 @@ def random_subject(seed: int | np.random.Generator | None = 0) -> SubjectParams:
         qtc_s=clipped_normal(0.405, 0.018, 0.36, 0.45),
         t_asymmetry=clipped_normal(1.55, 0.15, 1.2, 1.9),
         k_hyper_onset=clipped_normal(5.0, 0.3, 4.4, 5.7),
-        k_t_peaking_gain=lognormal(0.8, 0.3),
+        k_t_peaking_gain=lognormal(0.65, 0.3),
         k_t_narrowing_gain=lognormal(0.45, 0.25),
         k_pr_gain_s=lognormal(0.022, 0.3),
         k_qrs_onset=clipped_normal(6.6, 0.3, 6.0, 7.2),
@@ -158,7 +160,8 @@ def beat_waves(subject: SubjectParams, rr_s: np.ndarray, k_mmol: np.ndarray,
     # A widened QRS loses some of its peak voltage (same area spread over longer time).
     r_amp = r_amp / (1.0 + 0.5 * s.k_qrs_gain * qrs_hyper)
     q_amp = -s.q_fraction * r_amp
-    s_amp = -s.qrs_magnitude_uv * s.s_fraction * (1.0 + 0.6 * np.sin(np.radians(s.qrs_axis_deg))) * amp_mod
+    # Lead I sees more of the terminal (rightward) forces as the axis turns right.
+    s_amp = -s.qrs_magnitude_uv * s.s_fraction * (0.4 + np.sin(np.radians(max(s.qrs_axis_deg, 0.0)))) * amp_mod
     s_amp = s_amp * (1.0 + 0.3 * s.k_qrs_gain * qrs_hyper)
     qrs_onset = -0.5 * qrs
 
@@ -166,9 +169,9 @@ def beat_waves(subject: SubjectParams, rr_s: np.ndarray, k_mmol: np.ndarray,
     pr = s.pr_interval_s * (0.75 + 0.25 * np.sqrt(rr)) + s.k_pr_gain_s * hyper
     # P: flattens and broadens as K+ rises (atrial myocytes are the most K+-sensitive).
     p_dur = s.p_duration_s * (1.0 + 0.08 * hyper)
-    p_amp = s.p_amplitude_uv * np.exp(-0.45 * hyper) * amp_mod
-    p_sigma = p_dur / 6.0
-    p_center = qrs_onset - pr + 3.0 * p_sigma
+    p_amp = s.p_magnitude_uv * max(np.cos(np.radians(s.p_axis_deg)), 0.1) * np.exp(-0.45 * hyper) * amp_mod
+    p_sigma = p_dur / 5.0
+    p_center = qrs_onset - pr + 2.5 * p_sigma
 
     # QT follows rate (Bazett), shortens slightly with hyperkalaemia.
     qt = s.qtc_s * np.sqrt(rr) * (1.0 - 0.03 * hyper) * (1.0 + 0.04 * hypo)
@@ -178,18 +181,19 @@ def beat_waves(subject: SubjectParams, rr_s: np.ndarray, k_mmol: np.ndarray,
     sigma_up = (0.038 * s.t_asymmetry * rate_width / (1.0 + s.k_t_narrowing_gain * hyper)
                 * (1.0 + 0.35 * hypo))
     t_center = t_end - 2.5 * sigma_down
-    t_amp = (s.t_magnitude_uv * t_proj * (1.0 + s.k_t_peaking_gain * hyper) / (1.0 + 0.8 * hypo))
+    peaking = hyper / np.sqrt(1.0 + (hyper / 3.0) ** 2)  # T growth saturates in severe hyperkalaemia
+    t_amp = (s.t_magnitude_uv * t_proj * (1.0 + s.k_t_peaking_gain * peaking) / (1.0 + 0.8 * hypo))
 
     # U: small after T; grows with hypokalaemia. ST: depressed with hypokalaemia.
     u_center = t_end + 0.07 * np.sqrt(rr)
     u_amp = s.u_fraction * s.t_magnitude_uv * max(t_proj, 0.3) * (1.0 + 4.0 * hypo)
-    st_center = 0.5 * qrs + 0.09 * np.sqrt(rr)
-    st_amp = -45.0 * hypo * max(t_proj, 0.3)
+    st_center = 0.5 * qrs + 0.07 * np.sqrt(rr)
+    st_amp = -70.0 * hypo * max(t_proj, 0.3)
 
     center = np.stack([p_center, -0.28 * qrs, np.zeros(n), 0.26 * qrs, st_center, t_center, u_center], axis=1)
     amplitude = np.stack([p_amp, q_amp, r_amp, s_amp, st_amp, t_amp, u_amp * np.ones(n)], axis=1)
-    sigma_left = np.stack([p_sigma * 1.1, 0.06 * qrs, 0.10 * qrs, 0.07 * qrs, 0.05 * np.ones(n), sigma_up,
+    sigma_left = np.stack([p_sigma * 1.1, 0.06 * qrs, 0.10 * qrs, 0.07 * qrs, 0.03 * np.ones(n), sigma_up,
                            0.045 * np.ones(n)], axis=1)
-    sigma_right = np.stack([p_sigma * 0.9, 0.06 * qrs, 0.10 * qrs, 0.08 * qrs, 0.05 * np.ones(n),
+    sigma_right = np.stack([p_sigma * 0.9, 0.06 * qrs, 0.10 * qrs, 0.08 * qrs, 0.07 * np.ones(n),
                             sigma_down, 0.035 * np.ones(n)], axis=1)
     return {"center": center, "amplitude": amplitude, "sigma_left": sigma_left, "sigma_right": sigma_right}
