@@ -141,9 +141,9 @@ def _conv_common(model, op, depthwise: bool):
 def _conv2d(model, op):
     x, y, p, consts, macs = _conv_common(model, op, depthwise=False)
     col = p["k_h"] * p["k_w"] * p["filter_in_c"]
-    # optimised path: im2col of up to 2 output columns as int16 (+ padding to an even length)
-    scratch = 2 * 2 * (col + (col & 1)) if not (p["k_h"] == p["k_w"] == 1 and p["pad_h"] == p["pad_w"] == 0) else 0
-    p["col_buf"] = "(int32_t *)({scratch})" if scratch else "NULL"
+    # optimised path scratch: im2col of 2 output columns
+    scratch = 2 * 2 * ((col + 3) // 4 * 4)   # two int16 columns, length rounded up to 4
+    p["col_buf"] = "(int32_t *)({scratch})"
     groups = p["in_c"] // p["filter_in_c"]
     return Layer(op.index, op.name, [x.index], [y.index], "ecg_conv_params", p,
                  "ECG_CONV2D({p}, {t%d}, {t%d});" % (x.index, y.index), consts, macs,

@@ -69,17 +69,12 @@ void ecg_copy(int32_t size, const int8_t *in, int8_t *out);
 
 #if defined(ECG_OPTIMIZED)
 void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out);
-void ecg_depthwise_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out);
-void ecg_fc_opt(const ecg_fc_params *p, const int8_t *in, int8_t *out);
-void ecg_mul_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
-void ecg_add_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
-void ecg_lut_opt(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out);
 #define ECG_CONV2D ecg_conv2d_opt
-#define ECG_DEPTHWISE ecg_depthwise_opt
-#define ECG_FC ecg_fc_opt
-#define ECG_MUL ecg_mul_opt
-#define ECG_ADD ecg_add_opt
-#define ECG_LUT ecg_lut_opt
+#define ECG_DEPTHWISE ecg_depthwise_ref
+#define ECG_FC ecg_fc_ref
+#define ECG_MUL ecg_mul_ref
+#define ECG_ADD ecg_add_ref
+#define ECG_LUT ecg_lut_ref
 #else
 #define ECG_CONV2D ecg_conv2d_ref
 #define ECG_DEPTHWISE ecg_depthwise_ref
@@ -92,7 +87,4 @@ void ecg_lut_opt(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out)
 #define ECG_AVGPOOL ecg_avgpool_ref
 #define ECG_MEAN ecg_mean_ref
 #define ECG_PAD ecg_pad_ref
-
-/* im2col scratch (int16 words) the optimised conv needs for a layer; 0 for the reference path. */
-#define ECG_CONV_COLS 4
 #endif

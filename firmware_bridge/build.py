@@ -1,0 +1,218 @@
+"""Build the generated model + firmware: Cortex-M7 ELF for QEMU mps2-an500, or host executables.
+
+`build_firmware(package_dir, target, out_dir, optimized=True, defines=None) -> BuildResult`
+`firmware_for_package(package_dir, target) -> Path(elf)` (cached by model sha + sources + flags)
+`build_host(package_dir_or_tflite, out_dir, program="run"|"serve"|"fuzz", ...) -> Path`
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ecgedge.errors import FirmwareError
+
+C_DIR = Path(__file__).resolve().parent / "c"
+PLUGIN_DIR = Path(__file__).resolve().parent / "plugin"
+FW_VERSION = "0.1.0"
+KERNELS = ["ecg_kernels_ref.c", "ecg_kernels_opt.c"]
+APP = ["app.c", "protocol.c", "sha256.c"]
+M7_FLAGS = ["-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard"]
+COMMON_CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-Wno-unused-parameter", "-ffp-contract=off",
+                 "-fno-strict-aliasing"]
+FAULTS = ("ECG_FAULT_REQUANT_SHIFT", "ECG_FAULT_SWAP_OUTPUTS", "ECG_FAULT_INPUT_SCALE", "ECG_FAULT_DROP_SAMPLES",
+          "ECG_FAULT_MODEL_HASH")
+
+
+@dataclass
+class BuildResult:
+    elf: Path
+    target: str
+    optimized: bool
+    text: int
+    data: int
+    bss: int
+    flash_bytes: int            # text + data (what goes to flash)
+    ram_bytes: int              # data + bss (static RAM, stack/heap reserve excluded)
+    arena_bytes: int
+    const_bytes: int
+    macs: int
+    target_flash_bytes: int
+    target_ram_bytes: int
+    model_sha256: str
+    defines: dict = field(default_factory=dict)
+    layers: list = field(default_factory=list)
+    symbols: dict = field(default_factory=dict)   # name -> (address, size)
+
+    def summary(self) -> str:
+        return (f"{self.elf.name}: text {self.text} data {self.data} bss {self.bss} | flash {self.flash_bytes} / "
+                f"{self.target_flash_bytes} B, static RAM {self.ram_bytes} / {self.target_ram_bytes} B, "
+                f"arena {self.arena_bytes} B, constants {self.const_bytes} B")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["elf"] = str(self.elf)
+        return d
+
+
+def _need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        hint = {"arm-none-eabi-gcc": "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
+                "qemu-system-arm": "apt-get install qemu-system-arm", "clang": "apt-get install clang"}.get(tool, "")
+        raise FirmwareError(f"{tool} not found on PATH; install it ({hint})")
+    return path
+
+
+def _run(cmd: list[str], what: str) -> None:
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    if r.returncode != 0:
+        raise FirmwareError(f"{what} failed (exit {r.returncode}): {' '.join(cmd[:3])} ...\n{r.stderr[-3000:]}")
+
+
+def _load_package(package_dir) -> tuple[bytes, dict]:
+    p = Path(package_dir)
+    if p.is_file() and p.suffix == ".tflite":
+        return p.read_bytes(), {}
+    tfl = p / "model_int8.tflite"
+    if not tfl.exists():
+        raise FirmwareError(f"{p}: no model_int8.tflite (expected a model package folder, see INTERFACES 5)")
+    manifest = {}
+    if (p / "manifest.json").exists():
+        manifest = json.loads((p / "manifest.json").read_text())
+    raw = tfl.read_bytes()
+    sha = hashlib.sha256(raw).hexdigest()
+    if manifest.get("model_sha256") and manifest["model_sha256"] != sha:
+        raise FirmwareError(f"{tfl}: sha256 {sha} differs from manifest model_sha256 {manifest['model_sha256']}")
+    return raw, manifest
+
+
+def _define_flags(defines: dict | None) -> list[str]:
+    out = []
+    for k, v in sorted((defines or {}).items()):
+        if v is None or v is False:
+            continue
+        out.append(f"-D{k}" if v is True else f"-D{k}={v}")
+    return out
+
+
+def _sizes(elf: Path) -> tuple[int, int, int]:
+    r = subprocess.run([_need("arm-none-eabi-size"), "-A", str(elf)], capture_output=True, text=True, check=True)
+    sec = {}
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith(".") and parts[1].isdigit():
+            sec[parts[0]] = int(parts[1])
+    text = sec.get(".text", 0) + sec.get(".ARM.exidx", 0)
+    return text, sec.get(".data", 0), sec.get(".bss", 0)
+
+
+def elf_symbols(elf: Path, nm: str = "arm-none-eabi-nm") -> dict[str, tuple[int, int]]:
+    r = subprocess.run([_need(nm), "-S", "--defined-only", str(elf)], capture_output=True, text=True, check=True)
+    out = {}
+    for line in r.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 4 and parts[2] in "tTdDbBrR":
+            out[parts[3]] = (int(parts[0], 16), int(parts[1], 16))
+    return out
+
+
+def generate_into(package_dir, out_dir: Path):
+    from ecgedge.firmware_bridge.codegen import generate, write_sources
+
+    raw, manifest = _load_package(package_dir)
+    gen = generate(raw, manifest)
+    write_sources(gen, out_dir)
+    return gen, manifest
+
+
+def build_firmware(package_dir, target: str = "cortex-m7", out_dir=None, optimized: bool = True,
+                   defines: dict | None = None) -> BuildResult:
+    """Generate C for the package's INT8 model and build the firmware ELF for `target`."""
+    from ecgedge.targets import get_target
+
+    tgt = get_target(target)
+    if not tgt.qemu_machine or not tgt.is_mcu:
+        raise FirmwareError(f"target {target!r} has no firmware build; supported: cortex-m7 (QEMU {'mps2-an500'})")
+    for k in defines or {}:
+        if k.startswith("ECG_FAULT_") and k not in FAULTS:
+            raise FirmwareError(f"unknown fault define {k}; supported: {', '.join(FAULTS)}")
+    gcc = _need("arm-none-eabi-gcc")
+    out = Path(out_dir) if out_dir else Path(package_dir) / "firmware"
+    out.mkdir(parents=True, exist_ok=True)
+    gen, manifest = generate_into(package_dir, out / "gen")
+    name = "ecgedge_fw" + ("" if optimized else "_ref")
+    elf = out / f"{name}.elf"
+    srcs = [C_DIR / s for s in KERNELS + APP + ["startup_m7.c", "hal_mps2.c"]] + [out / "gen" / "model.c"]
+    cmd = [gcc, *M7_FLAGS, "-O2", *COMMON_CFLAGS, "-ffunction-sections", "-fdata-sections",
+           f"-I{C_DIR}", f"-I{out / 'gen'}", f'-DECG_FW_NAME="ecgedge-fw {FW_VERSION} {target}"',
+           "-DECG_COUNTER_KIND=1", *(["-DECG_OPTIMIZED"] if optimized else []), *_define_flags(defines),
+           *map(str, srcs), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+           f"-T{C_DIR / 'mps2_an500.ld'}", "-Wl,--gc-sections", f"-Wl,-Map={out / (name + '.map')}", "-lm",
+           "-o", str(elf)]
+    _run(cmd, "arm-none-eabi-gcc firmware build")
+    text, data, bss = _sizes(elf)
+    res = BuildResult(elf=elf, target=target, optimized=optimized, text=text, data=data, bss=bss,
+                      flash_bytes=text + data, ram_bytes=data + bss, arena_bytes=gen.arena_bytes,
+                      const_bytes=gen.const_bytes, macs=gen.macs, target_flash_bytes=tgt.flash_bytes,
+                      target_ram_bytes=tgt.ram_bytes, model_sha256=gen.model.sha256, defines=dict(defines or {}),
+                      layers=gen.layer_table, symbols=elf_symbols(elf))
+    (out / f"{name}.json").write_text(json.dumps(res.to_dict(), indent=1, default=str))
+    return res
+
+
+def _source_digest(*extra: bytes) -> str:
+    h = hashlib.sha256()
+    for f in sorted(C_DIR.iterdir()):
+        if f.is_file():
+            h.update(f.name.encode() + f.read_bytes())
+    for f in ("codegen.py", "ops.py", "planner.py", "quant.py", "build.py"):
+        h.update((Path(__file__).parent / f).read_bytes())
+    for e in extra:
+        h.update(e)
+    return h.hexdigest()[:20]
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ECGEDGE_CACHE", Path.home() / ".cache" / "ecgedge")) / "firmware"
+
+
+def firmware_for_package(package_dir, target: str = "cortex-m7", optimized: bool = True,
+                         defines: dict | None = None) -> Path:
+    """The firmware ELF for a package, built once and cached (model sha + sources + flags)."""
+    raw, _ = _load_package(package_dir)
+    manifest_bytes = (Path(package_dir) / "manifest.json").read_bytes() if (Path(package_dir) / "manifest.json").exists() else b""
+    key = _source_digest(raw, manifest_bytes, target.encode(), str(optimized).encode(),
+                         json.dumps(defines or {}, sort_keys=True).encode())
+    out = cache_dir() / key
+    elf = out / ("ecgedge_fw" + ("" if optimized else "_ref") + ".elf")
+    if not elf.exists():
+        build_firmware(package_dir, target, out, optimized=optimized, defines=defines)
+    return elf
+
+
+def build_host(package_dir, out_dir, program: str = "run", optimized: bool = False, sanitize: bool = False,
+               defines: dict | None = None, compiler: str | None = None) -> Path:
+    """Host executable: 'run' (windows on stdin -> outputs), 'serve' (protocol on stdio), 'fuzz' (libFuzzer)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    generate_into(package_dir, out / "gen")
+    main = {"run": ["host_run.c"], "serve": ["host_serve.c"] + APP, "fuzz": ["fuzz_protocol.c"] + APP}[program]
+    cc = compiler or ("clang" if program == "fuzz" else "gcc")
+    _need(cc)
+    flags = ["-O2" if not sanitize else "-O1", "-g" if sanitize else "-g0", *COMMON_CFLAGS]
+    if sanitize:
+        flags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
+    if program == "fuzz":
+        flags += ["-fsanitize=fuzzer,address,undefined"]
+    exe = out / f"ecg_{program}{'_opt' if optimized else ''}{'_san' if sanitize else ''}"
+    srcs = [C_DIR / s for s in KERNELS + main] + [out / "gen" / "model.c"]
+    cmd = [cc, *flags, f"-I{C_DIR}", f"-I{out / 'gen'}", *(["-DECG_OPTIMIZED"] if optimized else []),
+           *_define_flags(defines), *map(str, srcs), "-lm", "-o", str(exe)]
+    _run(cmd, f"{cc} host build ({program})")
+    return exe

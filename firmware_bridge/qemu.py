@@ -1,0 +1,175 @@
+"""Boot firmware in qemu-system-arm (mps2-an500, Cortex-M7) with UART0 on a unix socket.
+
+    with QemuDevice(elf) as dev:          # dev.uart_path: connect a socket there (server=on,wait=on)
+        sock = dev.connect()              # or let edge_runtime's qemu:// transport connect
+    dev.stop()                            # terminate -> kill, always bounded
+
+`-icount shift=0` (default) makes the board's 25 MHz timer count instructions (1 tick = 40), which the
+firmware reports in RESULT (counter_kind 1). `plugin=True` adds our TCG plugin for exact per-inference
+and per-layer instruction counts, read back with `dev.plugin_records()`.
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from ecgedge.errors import FirmwareError
+
+PLUGIN_SRC = Path(__file__).resolve().parent / "plugin" / "ecg_icount.c"
+
+
+def build_plugin(out_dir: str | Path | None = None) -> Path:
+    """Compile the instruction-count plugin with the host gcc (cached next to the cache dir)."""
+    from ecgedge.firmware_bridge.build import cache_dir
+
+    gcc = shutil.which("gcc")
+    if gcc is None:
+        raise FirmwareError("gcc not found: needed to build the QEMU instruction-count plugin")
+    import hashlib
+
+    key = hashlib.sha256(PLUGIN_SRC.read_bytes()).hexdigest()[:16]
+    out = Path(out_dir) if out_dir else cache_dir() / "plugin"
+    out.mkdir(parents=True, exist_ok=True)
+    so = out / f"libecg_icount-{key}.so"
+    if not so.exists():
+        tmp = so.with_suffix(".tmp.so")
+        r = subprocess.run([gcc, "-O2", "-shared", "-fPIC", str(PLUGIN_SRC), "-o", str(tmp)],
+                           capture_output=True, text=True, timeout=120)
+        if r.returncode != 0:
+            raise FirmwareError(f"plugin build failed: {r.stderr[-2000:]}")
+        tmp.replace(so)
+    return so
+
+
+def plugin_marks(elf: str | Path) -> list[tuple[int, int]]:
+    """(address, id) markers: ecg_model_invoke -> -1, ecg_model_done -> -2, ecg_layer_NNN -> NNN."""
+    from ecgedge.firmware_bridge.build import elf_symbols
+
+    syms = elf_symbols(Path(elf))
+    marks = []
+    for name, (addr, _) in syms.items():
+        if name == "ecg_model_invoke":
+            marks.append((addr, -1))
+        elif name == "ecg_model_done":
+            marks.append((addr, -2))
+        elif name.startswith("ecg_layer_") and name[10:].isdigit():
+            marks.append((addr, int(name[10:])))
+    if not any(m[1] == -1 for m in marks) or not any(m[1] == -2 for m in marks):
+        raise FirmwareError(f"{elf}: no ecg_model_invoke / ecg_model_done symbols (not an ecgedge firmware?)")
+    return marks
+
+
+def parse_plugin_log(text: str) -> list[dict]:
+    recs = []
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[0] == "inference":
+            layers = {}
+            for item in parts[5:]:
+                k, v = item.split(":")
+                layers[int(k)] = int(v)
+            recs.append({"inference": int(parts[1]), "total": int(parts[3]), "layers": layers})
+    return recs
+
+
+class QemuDevice:
+    def __init__(self, elf: str | Path, machine: str = "mps2-an500", icount: bool = True,
+                 plugin: bool | str | Path = False, timeout: float = 600.0, boot_timeout: float = 20.0):
+        self.elf = Path(elf)
+        if not self.elf.exists():
+            raise FirmwareError(f"firmware ELF {self.elf} does not exist")
+        self.qemu = shutil.which("qemu-system-arm")
+        if self.qemu is None:
+            raise FirmwareError("qemu-system-arm not found on PATH; install it (apt-get install qemu-system-arm)")
+        self.machine = machine
+        self.icount = icount
+        self.timeout = timeout
+        self.boot_timeout = boot_timeout
+        self._dir = Path(tempfile.mkdtemp(prefix="ecg-qemu-"))
+        self.uart_path = str(self._dir / "uart0.sock")
+        self.plugin_log = self._dir / "icount.log" if plugin else None
+        self._plugin = plugin
+        self.proc: subprocess.Popen | None = None
+        self._log = self._dir / "qemu.log"
+
+    def command(self) -> list[str]:
+        cmd = ["timeout", "-k", "5", str(int(self.timeout)), self.qemu, "-M", self.machine, "-nographic",
+               "-monitor", "none", "-semihosting-config", "enable=on,target=native",
+               "-chardev", f"socket,id=u0,path={self.uart_path},server=on,wait=on", "-serial", "chardev:u0",
+               "-kernel", str(self.elf)]
+        if self.icount:
+            cmd += ["-icount", "shift=0"]
+        if self._plugin:
+            so = build_plugin() if self._plugin is True else Path(self._plugin)
+            args = [f"out={self.plugin_log}"] + [f"mark={a:#x}:{i}" for a, i in plugin_marks(self.elf)]
+            cmd += ["-plugin", ",".join([str(so)] + args)]
+        return cmd
+
+    def start(self) -> "QemuDevice":
+        if self.proc is not None:
+            return self
+        log = open(self._log, "wb")
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.boot_timeout
+        while not Path(self.uart_path).exists():
+            if self.proc.poll() is not None:
+                raise FirmwareError(f"qemu exited with {self.proc.returncode} before opening the UART socket: "
+                                    f"{self._log.read_text(errors='replace')[-1500:]}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise FirmwareError(f"qemu did not open {self.uart_path} within {self.boot_timeout} s")
+            time.sleep(0.02)
+        return self
+
+    def connect(self, timeout: float = 10.0) -> socket.socket:
+        """A connected socket to UART0 (QEMU waits for it before running the guest)."""
+        if self.proc is None:
+            self.start()
+        deadline = time.monotonic() + timeout
+        while True:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(timeout)
+            try:
+                s.connect(self.uart_path)
+                return s
+            except (ConnectionRefusedError, FileNotFoundError) as e:
+                s.close()
+                if self.proc is None or self.proc.poll() is not None or time.monotonic() > deadline:
+                    raise FirmwareError(f"cannot connect to QEMU UART {self.uart_path}: {e}; "
+                                        f"qemu log: {self.log_text()[-1500:]}") from e
+                time.sleep(0.05)
+
+    def plugin_records(self) -> list[dict]:
+        if self.plugin_log is None or not self.plugin_log.exists():
+            return []
+        return parse_plugin_log(self.plugin_log.read_text())
+
+    def log_text(self) -> str:
+        return self._log.read_text(errors="replace") if self._log.exists() else ""
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+        self.proc = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def __del__(self):
+        try:
+            self.stop()
+        except Exception:
+            pass
