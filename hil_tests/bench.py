@@ -30,7 +30,6 @@ DEFAULT_WINDOWS = 200
 # QEMU counts instructions, not cycles: latency = instructions x CPI / clock. A Cortex-M7 dual-issues,
 # so 1.0 cycle per instruction is a middle-of-the-road assumption (stated in every report).
 DEFAULT_CPI = 1.0
-INTEGRITY_WINDOWS = 2  # sample-integrity phase streams this many windows' worth of samples
 
 
 @dataclass
@@ -250,9 +249,10 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
                                f"the package {cfg.model_dir} was validated with {package.model_sha256}")
             if cfg.integrity:
                 t_int = prog.add_task("sample integrity (START/SAMPLES/WINDOW_INFER)", total=1)
+                win = int(inp["window_samples"])
                 integrity = device.sample_integrity(
-                    lambda counts, inf: runner.run_one(device_window_input(counts, inf, inp)),
-                    INTEGRITY_WINDOWS * int(inp["window_samples"]))
+                    lambda counts, start, inf: device_window_input(counts, start, inf, inp),
+                    win + win // 5)
                 prog.advance(t_int)
             for i in range(n):
                 if cfg.on_window is not None:
@@ -448,11 +448,17 @@ class _OutputCount(Exception):
         self.n = n
 
 
-def device_window_input(counts: np.ndarray, info: DeviceInfo, inp: dict) -> np.ndarray:
-    """The INT8 input the device must build from its own samples (ADC counts): microvolts = counts x
-    uv_per_lsb, model units = uV / scale_uv, quantised with the package's input scale (as the firmware)."""
+def device_window_input(counts: np.ndarray, start: int, info: DeviceInfo, inp: dict) -> np.ndarray:
+    """The INT8 input a device must build from its own samples (ADC counts since START): microvolts =
+    counts x uv_per_lsb, the contract's causal filters run from the first sample, model units = uV /
+    scale_uv, quantised with the package's input scale."""
+    from ecgedge.signals import StreamingFilter
+
     uv = np.asarray(counts, np.float64) * float(info.uv_per_lsb)
-    return quantize_uv(uv, float(inp.get("scale_uv", 1.0)), float(inp["tflite_scale"]),
+    if inp.get("preprocessing"):
+        uv = StreamingFilter(float(inp["sampling_rate_hz"]), inp["preprocessing"]).process(uv)
+    win = uv[start:start + int(inp["window_samples"])]
+    return quantize_uv(win, float(inp.get("scale_uv", 1.0)), float(inp["tflite_scale"]),
                        int(inp["tflite_zero_point"]))
 
 
