@@ -61,8 +61,11 @@ def _contract_value(contract, key: str):
     return getattr(contract, key)
 
 
-def record_windows(paths, contract) -> np.ndarray:
-    """Model-unit windows [N, 1, W] from recordings; DataError names the file and the bad value."""
+def record_windows(paths, contract, resample: bool = False) -> np.ndarray:
+    """Model-unit windows [N, 1, W] from recordings; DataError names the file and the bad value.
+
+    A record at another sampling rate is refused unless `resample` (then it is resampled to the contract).
+    """
     from ecgedge.signals import StreamingFilter, load_record
 
     rate = float(_contract_value(contract, "sampling_rate_hz"))
@@ -74,7 +77,7 @@ def record_windows(paths, contract) -> np.ndarray:
         raise DataError("no calibration records given")
     out = []
     for path in paths:
-        record = load_record(path)
+        record = load_record(path, sampling_rate=rate) if resample else load_record(path)
         if abs(float(record.sampling_rate) - rate) > 1e-6:
             raise DataError(f"record {str(path)!r}: sampling rate {record.sampling_rate:g} Hz, "
                             f"the model expects {rate:g} Hz")
@@ -93,8 +96,9 @@ def record_windows(paths, contract) -> np.ndarray:
 class RecordDataReader(WindowDataReader):
     """Calibration batches from a user's records, checked against the model's input contract."""
 
-    def __init__(self, paths, contract, input_name: str = "input", batch_size: int = 32):
-        super().__init__(record_windows(paths, contract), input_name=input_name, batch_size=batch_size)
+    def __init__(self, paths, contract, input_name: str = "input", batch_size: int = 32, resample: bool = False):
+        super().__init__(record_windows(paths, contract, resample=resample), input_name=input_name,
+                         batch_size=batch_size)
 
 
 def representative_windows(spec, n: int = 500, seed: int = 0, windows_per_subject: int = 5,
