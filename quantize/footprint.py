@@ -1,0 +1,63 @@
+"""Footprint of an INT8 model: flash (model bytes), the smallest tflite-micro arena that allocates,
+MACs, and the target's latency ESTIMATE; and the budget check."""
+
+from __future__ import annotations
+
+from ecgedge.errors import BudgetError, ExportError
+from ecgedge.quantize.validate import tflm_allocates
+
+ARENA_ALIGN = 16
+
+
+def smallest_arena(tflite: bytes, start: int = 64 * 1024, limit: int = 64 * 1024 * 1024) -> int:
+    """Smallest tflite-micro arena (bytes, multiple of 16) in which the model allocates (bisection)."""
+    hi = start
+    while not tflm_allocates(tflite, hi):
+        hi *= 2
+        if hi > limit:
+            raise ExportError(f"tflite-micro cannot allocate the model even with a {limit} B arena")
+    lo = 0  # known not to allocate (or trivially small)
+    while hi - lo > ARENA_ALIGN:
+        mid = (lo + hi) // 2 // ARENA_ALIGN * ARENA_ALIGN
+        if mid <= lo:
+            break
+        if tflm_allocates(tflite, mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def mac_budget(target, latency_ms: float | None = None) -> int:
+    """MACs per inference allowed by `latency_ms` (or the target's latency budget)."""
+    if latency_ms is None:
+        return int(target.mac_budget)
+    return int(latency_ms * 1e-3 * target.clock_hz / target.cycles_per_mac)
+
+
+def budgets(target, latency_ms=None, flash_budget=None, ram_budget=None) -> dict:
+    return {
+        "flash_bytes": int(flash_budget if flash_budget is not None else target.model_flash_budget),
+        "ram_bytes": int(ram_budget if ram_budget is not None else target.model_ram_budget),
+        "macs": mac_budget(target, latency_ms),
+    }
+
+
+def overflows(flash_bytes: int, arena_bytes: int, macs: int, budget: dict) -> list[str]:
+    """Human-readable list of what exceeds the budget, by how much."""
+    out = []
+    if flash_bytes > budget["flash_bytes"]:
+        out.append(f"weights need {flash_bytes} B of flash, budget {budget['flash_bytes']} B "
+                   f"(over by {flash_bytes - budget['flash_bytes']} B)")
+    if arena_bytes > budget["ram_bytes"]:
+        out.append(f"the tensor arena needs {arena_bytes} B of RAM, budget {budget['ram_bytes']} B "
+                   f"(over by {arena_bytes - budget['ram_bytes']} B)")
+    if macs > budget["macs"]:
+        out.append(f"{macs} MACs per inference, budget {budget['macs']} (over by {macs - budget['macs']})")
+    return out
+
+
+def require_fit(target_name: str, flash_bytes: int, arena_bytes: int, macs: int, budget: dict) -> None:
+    problems = overflows(flash_bytes, arena_bytes, macs, budget)
+    if problems:
+        raise BudgetError(f"the model does not fit {target_name}: " + "; ".join(problems))

@@ -1,0 +1,509 @@
+"""The export road: float reference -> pruned + distilled -> calibrated full INT8 -> validated package.
+
+`export_package(ExportOptions(...))` writes dist/<model>-<target>/ (see docs of the package format in
+the interfaces: manifest.json, report.json, report.html, model_int8.tflite, model.onnx, ...) into a
+temporary folder beside the destination and renames it only when everything is written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ecgedge.errors import ConfigError, DataError, EdgeError, ExportError
+
+# Window seeds: calibration, auto-selection and validation subjects never overlap training's (seed 0..).
+CALIB_SEED_OFFSET = 7001
+SELECT_SEED_OFFSET = 8001
+VALID_SEED_OFFSET = 9001
+TRAIN_SEED_OFFSET = 6001
+WINDOWS_PER_SUBJECT = 5
+DISTIL_WINDOWS = 1000
+DISTIL_EPOCHS = 4
+KERAS_TOLERANCE = 1e-3      # max |torch - keras| on raw outputs before quantising (seen ~1e-7)
+SQNR_WINDOWS = 16
+COLLECT_BATCH = 25
+SELECT_WINDOWS = 300
+PACKAGE_FORMAT = "ecgedge-package/1"
+
+
+@dataclass
+class ExportOptions:
+    model: str
+    target: str
+    checkpoint: str | None = None
+    data: str | None = None
+    out: str | None = None
+    calibrator: str = "auto"
+    calib_windows: int = 500
+    val_windows: int = 1000
+    tflm_windows: int | None = None        # None: all validation windows
+    finetune_windows: int | None = None    # passed to distillation when it is available
+    finetune_epochs: int | None = None
+    latency_ms: float | None = None
+    flash_budget: int | None = None
+    ram_budget: int | None = None
+    targets_file: str | None = None
+    seed: int = 0
+    sign_key: str | None = None
+    firmware: bool = False
+    progress: bool = True
+    log: object = field(default=None, repr=False)   # rich Console or None
+
+
+def set_seeds(seed: int) -> None:
+    import torch
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ["TF_DETERMINISTIC_OPS"] = "1"
+    import tensorflow as tf
+    tf.random.set_seed(seed)
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def toolchain_versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    import ecgedge
+    out = {"ecgedge": ecgedge.__version__, "python": platform.python_version()}
+    for dist in ("torch", "tensorflow", "keras", "onnx", "onnxruntime", "ai-edge-litert", "tflite-micro",
+                 "numpy", "torch-pruning"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ data
+
+def _data_files(folder: str) -> list[Path]:
+    path = Path(folder)
+    if not path.is_dir():
+        raise DataError(f"--data {folder!r} is not a folder")
+    exts = {".hea", ".edf", ".csv", ".npy"}
+    files = sorted(p for p in path.rglob("*") if p.suffix.lower() in exts)
+    if not files:
+        raise DataError(f"--data {folder!r} holds no WFDB (.hea), EDF, CSV or .npy records")
+    return files
+
+
+def calibration_windows(spec, opts: ExportOptions) -> tuple[np.ndarray, str]:
+    """[N, W] model-unit windows for calibration and fine-tuning, and a description of their source."""
+    from ecgedge.calibration import record_windows, representative_windows
+    if opts.data:
+        x = record_windows(_data_files(opts.data), spec.input)[:, 0, :]
+        if len(x) == 0:
+            raise DataError(f"--data {opts.data!r}: no complete {spec.input.window_samples}-sample window")
+        return x[:opts.calib_windows], f"records in {opts.data} ({len(x)} windows)"
+    x = representative_windows(spec, n=opts.calib_windows, seed=opts.seed + CALIB_SEED_OFFSET,
+                               windows_per_subject=WINDOWS_PER_SUBJECT)[:, 0, :]
+    return x, f"generated (seed {opts.seed + CALIB_SEED_OFFSET})"
+
+
+def labelled_windows(spec, n: int, seed: int) -> dict:
+    """Generated held-out windows with ground truth: x [N, W] in model units, k [N] ..."""
+    from ecgedge.signals import make_windows
+    rate = spec.input.sampling_rate_hz
+    d = make_windows(-(-n // WINDOWS_PER_SUBJECT), WINDOWS_PER_SUBJECT, seed=seed, sampling_rate=rate,
+                     window_s=spec.input.window_samples / rate, filters=spec.input.preprocessing)
+    d = {k: np.asarray(v)[:n] for k, v in d.items()}
+    d["x"] = (d["x"] / float(spec.input.scale_uv)).astype(np.float32)
+    return d
+
+
+# --------------------------------------------------------------------------------------- calibration
+
+def collect_tflite_ranges(calibrated: bytes, x: np.ndarray, calibrators: dict, progress=None) -> dict:
+    """Feed every recorded activation tensor of the calibrated float TFLite, over windows x, to each
+    calibrator; returns {calibrator name: {tensor name: (min, max)}}."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from ecgedge.quantize.tflite_export import calibrated_ranges
+    names = set(calibrated_ranges(calibrated))
+    it = Interpreter(model_content=calibrated, experimental_preserve_all_tensors=True, num_threads=1,
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    it.allocate_tensors()
+    inp = it.get_input_details()[0]
+    tensors = [d for d in it.get_tensor_details() if d["name"] in names and d["dtype"] == np.float32]
+    task = progress.add_task("calibration", total=len(x)) if progress is not None else None
+    # Values are batched per tensor so that each calibrator sees a few large arrays, not many small ones.
+    for start in range(0, len(x), COLLECT_BATCH):
+        stop = min(start + COLLECT_BATCH, len(x))
+        batch: dict[str, list[np.ndarray]] = {d["name"]: [] for d in tensors}
+        for n in range(start, stop):
+            it.set_tensor(inp["index"], np.asarray(x[n], np.float32).reshape(inp["shape"]))
+            it.invoke()
+            for d in tensors:
+                batch[d["name"]].append(it.get_tensor(d["index"]).copy())
+            if task is not None:
+                progress.advance(task)
+        for name, values in batch.items():
+            stacked = np.stack(values)
+            for cal in calibrators.values():
+                cal.collect(name, stacked)
+    return {name: cal.compute_ranges() for name, cal in calibrators.items()}
+
+
+def _score(spec, raw: np.ndarray, truth: dict, reference: np.ndarray) -> tuple:
+    """Selection key for --calibrator auto: mean AUROC over labelled logit outputs, then agreement."""
+    from ecgedge.quantize.validate import compare, output_metrics
+    m = output_metrics(spec, raw, truth)
+    aurocs = [v["auroc"] for v in m.values() if v.get("auroc") is not None]
+    agreement = compare(spec, reference, raw)["agreement"] or 0.0
+    return (float(np.mean(aurocs)) if aurocs else 0.0, agreement)
+
+
+# ------------------------------------------------------------------------------------------------ road
+
+def _resolve(opts: ExportOptions):
+    from ecgedge.calibration import calibrator_names
+    from ecgedge.models.specs import get_spec
+    from ecgedge.targets import get_target
+    spec = get_spec(opts.model)
+    target = get_target(opts.target, opts.targets_file)
+    if opts.calibrator != "auto" and opts.calibrator not in calibrator_names():
+        raise ConfigError(f"unknown calibrator {opts.calibrator!r}; valid: auto, {', '.join(calibrator_names())}")
+    for name in ("calib_windows", "val_windows"):
+        if getattr(opts, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} {getattr(opts, name)}: expected >= 1")
+    if opts.sign_key is not None and not Path(opts.sign_key).is_file():
+        raise ConfigError(f"--sign-key {opts.sign_key!r}: no such key file")
+    return spec, target
+
+
+def destination(opts: ExportOptions) -> Path:
+    return Path(opts.out) if opts.out else Path("dist") / f"{opts.model}-{opts.target}"
+
+
+def export_package(opts: ExportOptions) -> tuple[Path, dict]:
+    """Run the whole road; returns (package folder, report dict). EdgeError on any failure, with no
+    (half-written) package left behind."""
+    spec, target = _resolve(opts)
+    dest = destination(opts).resolve()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
+    try:
+        report = _build(opts, spec, target, tmp)
+        if opts.firmware:
+            report["firmware"] = _firmware(tmp, target)
+            (tmp / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
+            _write_manifest(tmp, report["_manifest"])
+        if opts.sign_key:
+            from ecgedge.edge_runtime.package import sign_package
+            sign_package(tmp, opts.sign_key)
+        if dest.exists():
+            old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
+            dest.rename(old)
+            tmp.rename(dest)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            tmp.rename(dest)
+    except EdgeError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except BaseException as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, (KeyboardInterrupt, SystemExit)):
+            raise
+        raise ExportError(f"export failed: {type(e).__name__}: {e}") from e
+    report.pop("_manifest", None)
+    return dest, report
+
+
+def _json_default(o):
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
+
+
+def _progress(opts: ExportOptions):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    disable=not opts.progress, transient=False)
+
+
+def _say(opts: ExportOptions, text: str) -> None:
+    if opts.log is not None:
+        opts.log.print(text)
+
+
+def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
+    import torch
+
+    from ecgedge import DEMO_NOTICE
+    from ecgedge.models.zoo import count_macs, count_params, is_demo, load_model
+    from ecgedge.quantize import cgen, footprint, onnx_export, report as report_mod, tflite_export as te
+    from ecgedge.quantize import validate as val
+    from ecgedge.quantize.keras_rebuild import build_keras_model, max_abs_difference
+
+    t0 = time.perf_counter()
+    set_seeds(opts.seed)
+    timings: dict[str, float] = {}
+
+    def lap(name, since):
+        timings[name] = round(time.perf_counter() - since, 2)
+        return time.perf_counter()
+
+    # 1. float reference
+    t = time.perf_counter()
+    model, spec, meta = load_model(opts.model, opts.checkpoint)
+    demo = is_demo(meta)
+    if demo:
+        _say(opts, f"[bold yellow]{DEMO_NOTICE}[/]")
+    window = int(spec.input.window_samples)
+    x_cal, cal_source = calibration_windows(spec, opts)
+    valid = labelled_windows(spec, opts.val_windows, opts.seed + VALID_SEED_OFFSET)
+    x_val = valid["x"]
+    truth = val.labels_for(spec, valid)
+    budget = footprint.budgets(target, opts.latency_ms, opts.flash_budget, opts.ram_budget)
+    t = lap("load_and_data", t)
+
+    # 2. prune + distil to the target's budget
+    pruned, prune_info = _prune_and_distil(opts, spec, model, budget, x_cal)
+    t = lap("prune_distil", t)
+
+    # 3. Keras rebuild, checked against torch
+    keras_model = build_keras_model(pruned, window)
+    diff = max_abs_difference(pruned, keras_model, x_val[:4, None, :])
+    if not diff <= KERAS_TOLERANCE:
+        raise ExportError(f"Keras rebuild differs from torch by {diff:.3g} (> {KERAS_TOLERANCE})")
+    t = lap("keras_rebuild", t)
+
+    with _progress(opts) as progress:
+        # 4. calibration (per-tensor activation ranges; weights per-channel in the quantiser)
+        from ecgedge.calibration import calibrator_names, get_calibrator
+        calibrated = te.calibrate_only(keras_model, x_cal)
+        names = calibrator_names() if opts.calibrator == "auto" else [opts.calibrator]
+        if names == ["minmax"]:  # calibrate-only already recorded min/max over the same windows
+            ranges = {"minmax": te.calibrated_ranges(calibrated)}
+        else:
+            ranges = collect_tflite_ranges(calibrated, x_cal, {n: get_calibrator(n) for n in names}, progress)
+        candidates = {n: te.quantize_calibrated(te.override_ranges(calibrated, r)) for n, r in ranges.items()}
+        selection = None
+        if len(candidates) > 1:
+            sel = labelled_windows(spec, min(SELECT_WINDOWS, opts.val_windows), opts.seed + SELECT_SEED_OFFSET)
+            sel_truth = val.labels_for(spec, sel)
+            sel_ref = val.run_torch(pruned, sel["x"])
+            scores = {}
+            for n, tfl in candidates.items():
+                try:
+                    te.check_int8_only(tfl)
+                except ExportError:
+                    continue
+                _, deq = val.run_litert(tfl, sel["x"], progress, f"select calibrator: {n}")
+                scores[n] = _score(spec, deq, sel_truth, sel_ref)
+            if not scores:
+                raise ExportError("no calibrator produced a full-INT8 model")
+            chosen = max(sorted(scores), key=lambda n: scores[n])
+            selection = {"windows": len(sel["x"]), "seed": opts.seed + SELECT_SEED_OFFSET,
+                         "scores": {n: {"auroc_mean": s[0], "agreement": s[1]} for n, s in scores.items()}}
+        else:
+            chosen = names[0]
+        tflite = candidates[chosen]
+        ops_info = te.check_int8_only(tflite)
+        ops = te.op_list(tflite)
+        quant = te.io_quant(tflite)
+        t = lap("calibrate_quantize", t)
+
+        # 5. validation
+        raw_float = val.run_torch(model, x_val)
+        raw_pruned = val.run_torch(pruned, x_val)
+        q_lite, raw_int8 = val.run_litert(tflite, x_val, progress, "validate INT8 (LiteRT)")
+        arena = footprint.smallest_arena(tflite)
+        n_tflm = len(x_val) if opts.tflm_windows is None else min(opts.tflm_windows, len(x_val))
+        q_tflm, raw_tflm = val.run_tflm(tflite, x_val[:n_tflm], arena, progress, "validate INT8 (tflite-micro)")
+        t = lap("validate", t)
+    sqnr = val.per_layer_sqnr(calibrated, tflite, x_val[:SQNR_WINDOWS])
+    finite = [r for r in sqnr if np.isfinite(r["sqnr_db"])]
+    worst = min(finite, key=lambda r: r["sqnr_db"]) if finite else None
+    t = lap("sqnr", t)
+
+    metrics = {"float": val.output_metrics(spec, raw_float, truth),
+               "pruned": val.output_metrics(spec, raw_pruned, truth),
+               "int8": val.output_metrics(spec, raw_int8, truth),
+               "int8_tflm": val.output_metrics(spec, raw_tflm, {k: None if v is None else v[:n_tflm]
+                                                                  for k, v in truth.items()})}
+    cmp_int8 = val.compare(spec, raw_pruned, raw_int8)
+    cmp_float = val.compare(spec, raw_float, raw_int8)
+    cmp_tflm = val.compare(spec, raw_pruned[:n_tflm], raw_tflm)
+    lsb = np.abs(q_lite[:n_tflm].astype(int) - q_tflm.astype(int))
+
+    # 6. footprint
+    macs_float = count_macs(model, window)
+    macs_pruned = count_macs(pruned, window)
+    flash = len(tflite)
+    problems = footprint.overflows(flash, arena, macs_pruned, budget)
+    if problems:
+        footprint.require_fit(target.name, flash, arena, macs_pruned, budget)
+
+    # 7. artefacts
+    (tmp / "model_int8.tflite").write_bytes(tflite)
+    model_sha = sha256(tmp / "model_int8.tflite")
+    (tmp / "model_data.cc").write_text(cgen.model_data_cc(tflite, model_sha))
+    (tmp / "model_data.h").write_text(cgen.model_data_h(model_sha))
+    (tmp / "ops.txt").write_text(cgen.ops_txt(ops))
+    onnx_export.export_float(pruned, window, tmp / "model.onnx")
+    onnx_info = {}
+    if not target.is_mcu:
+        cal_onnx = get_calibrator(chosen)
+        onnx_ranges = onnx_export.activation_ranges(tmp / "model.onnx", x_cal[:min(len(x_cal), 100)], cal_onnx)
+        onnx_export.export_int8(tmp / "model.onnx", tmp / "model_int8.onnx", x_cal[:min(len(x_cal), 100)],
+                                onnx_ranges)
+        raw_onnx_int8 = onnx_export.run_onnx(tmp / "model_int8.onnx", x_val)
+        raw_onnx_float = onnx_export.run_onnx(tmp / "model.onnx", x_val[:64])
+        onnx_info = {
+            "latency_ms_onnx_float": onnx_export.latency_ms(tmp / "model.onnx", x_val),
+            "latency_ms_onnx_int8": onnx_export.latency_ms(tmp / "model_int8.onnx", x_val),
+            "auroc_onnx_int8": _headline(val.output_metrics(spec, raw_onnx_int8, truth), spec),
+            "agreement_onnx_int8": val.compare(spec, raw_pruned, raw_onnx_int8)["agreement"],
+            "onnx_float_max_abs_diff": float(np.max(np.abs(raw_onnx_float - raw_pruned[:64]))),
+            "latency_note": "measured on the export machine, one thread, median of 30 runs",
+        }
+    t = lap("artefacts", t)
+
+    head = _headline
+    latency = {name: {"ms": tgt.estimate_latency_ms(macs_pruned), "kind": "estimate"}
+               for name, tgt in _all_targets(opts).items()}
+    rep = {
+        "model": spec.name, "target": target.name, "board": target.board,
+        "demo": demo, "notice": DEMO_NOTICE if demo else None,
+        "int8_only": True, "fits": not problems, "overflows": problems,
+        "params_float": count_params(model), "params_pruned": count_params(pruned),
+        "macs_float": macs_float, "macs_pruned": macs_pruned,
+        "flash_bytes": flash, "arena_bytes": arena,
+        "budget": budget,
+        "auroc_float": head(metrics["float"], spec), "auroc_pruned": head(metrics["pruned"], spec),
+        "auroc_int8": head(metrics["int8"], spec), "auroc_int8_tflm": head(metrics["int8_tflm"], spec),
+        "agreement_int8": cmp_int8["agreement"], "agreement_int8_vs_float": cmp_float["agreement"],
+        "agreement_tflm": cmp_tflm["agreement"],
+        "max_abs_delta_probability": cmp_int8["max_abs_delta_probability"],
+        "max_abs_delta_probability_vs_float": cmp_float["max_abs_delta_probability"],
+        "tflm_vs_litert": {"windows": n_tflm, "bit_exact_fraction": float(np.mean(np.all(lsb == 0, axis=1))),
+                           "max_lsb": int(lsb.max()) if lsb.size else 0},
+        "headline_output": _headline_name(spec),
+        "metrics": metrics,
+        "calibrator": chosen, "calibrator_requested": opts.calibrator, "calibrator_selection": selection,
+        "calibration": {"windows": len(x_cal), "source": cal_source,
+                        "method": "TFLite calibrate-only; activation (min, max) replaced by the calibrator's "
+                                  "ranges, then the converter's MLIR quantiser; weights per-channel"},
+        "validation": {"windows": len(x_val), "seed": opts.seed + VALID_SEED_OFFSET, "source": "generated",
+                       "tflm_windows": n_tflm},
+        "keras_max_abs_diff": diff,
+        "sqnr": sqnr, "sqnr_worst_layer": worst,
+        "ops": ops_info["ops"], "n_ops": ops_info["n_ops"],
+        "latency_estimates_ms": latency,
+        "latency_ms_estimate": target.estimate_latency_ms(macs_pruned),
+        "pruning": prune_info,
+        "quantization": quant,
+        "seed": opts.seed, "timings_s": timings,
+        **onnx_info,
+    }
+    manifest = {
+        "format": PACKAGE_FORMAT, "model": spec.name, "target": target.name, "demo": demo,
+        "notice": DEMO_NOTICE if demo else None, "model_sha256": model_sha, "artifacts": {},
+        "input": {**spec.to_dict()["input"], "tflite_scale": quant["input"]["scale"],
+                  "tflite_zero_point": quant["input"]["zero_point"], "tflite_shape": quant["input"]["shape"]},
+        "outputs": [{**o, "index": i, "tflite_scale": quant["outputs"][0]["scale"],
+                     "tflite_zero_point": quant["outputs"][0]["zero_point"]}
+                    for i, o in enumerate(spec.to_dict()["outputs"])],
+        "arena_bytes": arena, "ops": sorted(set(ops)),
+        "toolchain": toolchain_versions(), "seed": opts.seed,
+    }
+    rep["seconds"] = time.perf_counter() - t0
+    report_mod.write_html(tmp / "report.html", rep, spec, truth, raw_float, raw_int8, target)
+    rep["seconds"] = time.perf_counter() - t0
+    (tmp / "report.json").write_text(json.dumps(rep, indent=2, default=_json_default) + "\n")
+    _write_manifest(tmp, manifest)
+    rep["_manifest"] = manifest
+    return rep
+
+
+def _write_manifest(folder: Path, manifest: dict) -> None:
+    manifest["artifacts"] = {
+        str(p.relative_to(folder)): sha256(p)
+        for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in ("manifest.json", "manifest.sig")}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+
+
+def _all_targets(opts):
+    from ecgedge.targets import load_targets
+    return load_targets(opts.targets_file)
+
+
+def _headline_name(spec) -> str | None:
+    for o in spec.outputs:
+        if o.kind == "logit":
+            return o.name
+    return None
+
+
+def _headline(metrics: dict, spec) -> float | None:
+    """AUROC of the first logit output (pocket_k: K+ > 5.5)."""
+    name = _headline_name(spec)
+    return None if name is None else metrics[name].get("auroc")
+
+
+def _prune_and_distil(opts, spec, model, budget: dict, x_cal: np.ndarray):
+    """Prune to the MAC / flash / RAM budget and fine-tune by distillation (ecgedge.quantize.prune /
+    .distill). A model already inside the budget is kept as it is."""
+    import copy
+
+    from ecgedge.models.zoo import count_macs
+    from ecgedge.quantize.prune import prune_to_budget
+    window = int(spec.input.window_samples)
+    macs = count_macs(model, window)
+    n_params = sum(p.numel() for p in model.parameters())
+    if macs <= budget["macs"] and n_params * 1.2 <= budget["flash_bytes"]:
+        return copy.deepcopy(model).eval(), {"pruned": False, "reason": "within budget"}
+    pruned, info = prune_to_budget(model, spec, mac_budget=budget["macs"], flash_budget_bytes=budget["flash_bytes"],
+                                   ram_budget_bytes=budget["ram_bytes"], example_windows=x_cal[:32, None, :],
+                                   seed=opts.seed, progress=opts.progress)
+    info = {"pruned": True, **info}
+    from ecgedge.quantize.distill import finetune_distill
+    n_train = opts.finetune_windows or DISTIL_WINDOWS
+    if opts.data:
+        train = x_cal[:, None, :]  # the user's records (no labels: pure distillation)
+        source = f"records in {opts.data}"
+    else:
+        train = labelled_windows(spec, n_train, opts.seed + TRAIN_SEED_OFFSET)
+        train["x"] = train["x"][:, None, :]
+        source = f"generated (seed {opts.seed + TRAIN_SEED_OFFSET})"
+    held = labelled_windows(spec, SELECT_WINDOWS, opts.seed + SELECT_SEED_OFFSET)
+    held["x"] = held["x"][:, None, :]
+    # No time budget: a wall-clock stop would make the model (and the .tflite) non-reproducible.
+    pruned, history = finetune_distill(pruned, model, train, held, spec, epochs=opts.finetune_epochs or DISTIL_EPOCHS,
+                                       seed=opts.seed, progress=opts.progress, time_budget_s=None)
+    info["distillation"] = {"train_windows": len(train["x"]) if isinstance(train, dict) else len(train),
+                            "train_source": source, "history": history}
+    return pruned.eval(), info
+
+
+def _firmware(folder: Path, target) -> dict:
+    from ecgedge.firmware_bridge.build import build_firmware
+    r = build_firmware(folder, target=target.name, out_dir=folder / "firmware")
+    return {"elf": str(Path(r.elf).relative_to(folder)) if Path(r.elf).is_relative_to(folder) else str(r.elf),
+            "text": r.text, "data": r.data, "bss": r.bss, "flash_bytes": r.flash_bytes, "ram_bytes": r.ram_bytes,
+            "flash_budget": target.flash_bytes, "ram_budget": target.ram_bytes,
+            "fits": r.flash_bytes <= target.flash_bytes and r.ram_bytes <= target.ram_bytes}

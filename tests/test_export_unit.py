@@ -1,0 +1,167 @@
+"""Export pieces on small real models: Keras rebuild vs torch, the INT8 op-list check, calibrator
+ranges reaching the TFLite scales, arena search, C hand-off files."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from ecgedge.errors import BudgetError, ExportError
+
+
+def _small_net1d(seed=0, prune_like=False):
+    import torch
+
+    from ecgedge.models.net1d import Net1D
+    torch.manual_seed(seed)
+    m = Net1D(in_channels=1, base_filters=8, ratio=1.0, filter_list=[8, 16, 24], m_blocks_list=[1, 2, 1],
+              kernel_size=9, stride=2, groups_width=4, n_classes=3, dropout=0.1)
+    with torch.no_grad():
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_mean.uniform_(-0.3, 0.3)
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(0.5, 1.5)
+                mod.bias.uniform_(-0.2, 0.2)
+    if prune_like:  # narrower middle of one block, fewer groups: widths differ from the arch dict
+        from ecgedge.quantize.prune import prune_to_budget
+        from ecgedge.models.specs import get_spec
+        from ecgedge.models.zoo import count_macs
+        spec = get_spec("pocket_k")
+        m, _ = prune_to_budget(m.eval(), spec, mac_budget=count_macs(m, 5000) * 0.7, flash_budget_bytes=1e9,
+                               progress=False)
+    return m.eval()
+
+
+def _windows(n, seed=1):
+    rng = np.random.default_rng(seed)
+    t = np.arange(5000) / 500.0
+    base = np.sin(2 * np.pi * 1.2 * t)[None, :]
+    return (base * rng.uniform(0.5, 1.5, (n, 1)) + 0.1 * rng.normal(size=(n, 5000))).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def small_models():
+    from ecgedge.quantize.keras_rebuild import build_keras_model
+    m = _small_net1d()
+    return m, build_keras_model(m, 5000)
+
+
+def test_keras_rebuild_matches_torch(small_models):
+    from ecgedge.quantize.keras_rebuild import max_abs_difference
+    m, k = small_models
+    x = _windows(3)[:, None, :]
+    assert max_abs_difference(m, k, x) < 1e-4
+
+
+def test_keras_rebuild_reads_pruned_widths_from_weights():
+    from ecgedge.quantize.keras_rebuild import build_keras_model, max_abs_difference
+    m = _small_net1d(prune_like=True)
+    groups = [b.conv2.conv.groups for s in m.stage_list for b in s.block_list]
+    assert groups != [2, 4, 4, 6][:len(groups)]  # pruning changed at least one block's groups
+    k = build_keras_model(m, 5000)
+    assert max_abs_difference(m, k, _windows(2)[:, None, :]) < 1e-4
+
+
+def test_int8_export_op_set_and_scales(small_models):
+    from ecgedge.quantize import tflite_export as te
+    _, k = small_models
+    tfl = te.convert_int8(k, _windows(16))
+    info = te.check_int8_only(tfl)
+    assert set(info["ops"]) <= te.ALLOWED_OPS
+    assert "TRANSPOSE" not in info["ops"] and {"CONV_2D", "MUL", "LOGISTIC", "ADD"} <= set(info["ops"])
+    q = te.io_quant(tfl)
+    assert q["input"]["dtype"] == "int8" and q["outputs"][0]["dtype"] == "int8"
+    assert q["input"]["shape"] == [1, 1, 5000, 1]
+
+
+def test_calibrator_ranges_reach_the_tflite_scales(small_models):
+    """Replacing the recorded min/max changes the quantisation parameters as the ranges say."""
+    from ecgedge.quantize import tflite_export as te
+    _, k = small_models
+    cal = te.calibrate_only(k, _windows(8))
+    rec = te.calibrated_ranges(cal)
+    in_name = next(n for n in rec if "ecg" in n)
+    lo, hi = -1.0, 3.0
+    tfl = te.quantize_calibrated(te.override_ranges(cal, {in_name: (lo, hi)}))
+    q = te.io_quant(tfl)["input"]
+    assert q["scale"] == pytest.approx((hi - lo) / 255, rel=1e-5)
+    with pytest.raises(ExportError, match="no calibration statistics"):
+        te.override_ranges(cal, {"no such tensor": (0.0, 1.0)})
+
+
+def _keras_tiny(layers_fn):
+    import keras
+    inp = keras.Input(shape=(1, 64, 4), batch_size=1)
+    return keras.Model(inp, layers_fn(keras, inp))
+
+
+def test_op_check_rejects_float_model():
+    from ecgedge.quantize import tflite_export as te
+    k = _keras_tiny(lambda keras, x: keras.layers.Conv2D(4, (1, 3), padding="same")(x))
+    tfl = te.convert_float(k)
+    with pytest.raises(ExportError, match="not full INT8"):
+        te.check_int8_only(tfl)
+
+
+def test_op_check_rejects_transpose():
+    from ecgedge.quantize import tflite_export as te
+    k = _keras_tiny(lambda keras, x: keras.layers.Conv2D(4, (1, 3), padding="same")(keras.layers.Permute((3, 2, 1))(x)))
+    rng = np.random.default_rng(0)
+
+    def gen():
+        for _ in range(4):
+            yield [rng.normal(size=(1, 1, 64, 4)).astype(np.float32)]
+    import tensorflow as tf
+    conv = tf.lite.TFLiteConverter.from_keras_model(k)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = gen
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    tfl = bytes(conv.convert())
+    assert "TRANSPOSE" in te.op_list(tfl)
+    with pytest.raises(ExportError, match="TRANSPOSE"):
+        te.check_int8_only(tfl)
+
+
+def test_smallest_arena_is_tight(small_models):
+    from ecgedge.quantize import footprint, tflite_export as te
+    from ecgedge.quantize.validate import tflm_allocates
+    _, k = small_models
+    tfl = te.convert_int8(k, _windows(4))
+    arena = footprint.smallest_arena(tfl)
+    assert arena % 16 == 0
+    assert tflm_allocates(tfl, arena) and not tflm_allocates(tfl, arena - 16)
+
+
+def test_budget_error_says_what_overflows_by_how_much():
+    from ecgedge.quantize import footprint
+    budget = {"flash_bytes": 1000, "ram_bytes": 500, "macs": 10}
+    with pytest.raises(BudgetError) as e:
+        footprint.require_fit("cortex-m4", 1500, 400, 5, budget)
+    assert "over by 500 B" in str(e.value) and "flash" in str(e.value) and "RAM" not in str(e.value)
+    footprint.require_fit("cortex-m4", 1000, 500, 10, budget)
+
+
+def test_cgen_files():
+    from ecgedge.quantize import cgen
+    assert cgen.resolver_name("CONV_2D") == "AddConv2D"
+    assert cgen.resolver_name("DEPTHWISE_CONV_2D") == "AddDepthwiseConv2D"
+    assert cgen.resolver_name("FULLY_CONNECTED") == "AddFullyConnected"
+    assert cgen.ops_txt(["MUL", "ADD", "MUL"]) == "AddAdd\nAddMul\n"
+    blob = bytes(range(256)) * 3 + b"\x07"
+    cc = cgen.model_data_cc(blob, "ab" * 32)
+    assert "generated by ecgedge — do not edit" in cc and "alignas(16) const unsigned char g_model[]" in cc
+    body = cc[cc.index("{") + 1:cc.index("};")]
+    assert bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", body)) == blob
+    assert f"g_model_len = {len(blob)};" in cc
+    assert "extern const unsigned int g_model_len;" in cgen.model_data_h("ab" * 32)
+
+
+def test_metrics():
+    from ecgedge.quantize import validate as v
+    assert v.auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
+    assert v.auroc(np.array([0.1, 0.2]), np.array([1, 1])) is None
+    assert v.sqnr_db(np.ones(10), np.ones(10) * 1.1) == pytest.approx(20.0)
