@@ -30,6 +30,7 @@ DEFAULT_WINDOWS = 200
 # QEMU counts instructions, not cycles: latency = instructions x CPI / clock. A Cortex-M7 dual-issues,
 # so 1.0 cycle per instruction is a middle-of-the-road assumption (stated in every report).
 DEFAULT_CPI = 1.0
+FEED_WINDOWS = 2  # host-fed sample-integrity check: windows of samples sent to the device, the last checked
 
 
 @dataclass
@@ -244,15 +245,20 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
         t_dev = prog.add_task(f"device {cfg.device_url}", total=n)
         try:
             info = device.open()
+            if not info.has_model:
+                raise _Refused(f"device {cfg.device_url} refused: it reports no valid model (its model blob "
+                               "failed the device's SHA-256 check, INFO flag bit1 clear)")
             if info.model_sha256 != package.model_sha256:
                 raise _Refused(f"device {cfg.device_url} refused: it runs model SHA-256 {info.model_sha256}, "
                                f"the package {cfg.model_dir} was validated with {package.model_sha256}")
             if cfg.integrity:
                 t_int = prog.add_task("sample integrity (START/SAMPLES/WINDOW_INFER)", total=1)
                 win = int(inp["window_samples"])
+                fed_uv = np.concatenate([es.x_uv[j % n] for j in range(FEED_WINDOWS)])
+                feed = np.clip(np.round(fed_uv / max(info.uv_per_lsb, 1e-9)), -32768, 32767).astype(np.int16)
                 integrity = device.sample_integrity(
-                    lambda counts, start, inf: device_window_input(counts, start, inf, inp),
-                    win + win // 5)
+                    lambda counts, start, inf, filtered: device_window_input(counts, start, inf, inp, filtered),
+                    win + win // 5, feed_counts=feed)
                 prog.advance(t_int)
             for i in range(n):
                 if cfg.on_window is not None:
@@ -287,7 +293,7 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
     m["windows"] = done
     m["windows_requested"] = n
     m["windows_completed_fraction"] = done / n if n else 0.0
-    m["model_hash_match"] = (info.model_sha256 == package.model_sha256) if info else None
+    m["model_hash_match"] = (info.has_model and info.model_sha256 == package.model_sha256) if info else None
     contract_ok, contract_problems = (contract_check(info, manifest, runner) if info else (None, []))
     m["input_contract_match"] = contract_ok
     m["output_count_match"] = (info.n_outputs == len(outputs)) if info else None
@@ -448,14 +454,15 @@ class _OutputCount(Exception):
         self.n = n
 
 
-def device_window_input(counts: np.ndarray, start: int, info: DeviceInfo, inp: dict) -> np.ndarray:
+def device_window_input(counts: np.ndarray, start: int, info: DeviceInfo, inp: dict,
+                        filtered: bool = False) -> np.ndarray:
     """The INT8 input a device must build from its own samples (ADC counts since START): microvolts =
-    counts x uv_per_lsb, the contract's causal filters run from the first sample, model units = uV /
-    scale_uv, quantised with the package's input scale."""
+    counts x uv_per_lsb, (on a device that filters: the contract's causal filters from the first sample),
+    model units = uV / scale_uv, quantised with the package's input scale."""
     from ecgedge.signals import StreamingFilter
 
     uv = np.asarray(counts, np.float64) * float(info.uv_per_lsb)
-    if inp.get("preprocessing"):
+    if filtered and inp.get("preprocessing"):
         uv = StreamingFilter(float(inp["sampling_rate_hz"]), inp["preprocessing"]).process(uv)
     win = uv[start:start + int(inp["window_samples"])]
     return quantize_uv(win, float(inp.get("scale_uv", 1.0)), float(inp["tflite_scale"]),

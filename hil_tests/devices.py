@@ -35,6 +35,7 @@ class DeviceInfo:
     arena_bytes: int = 0
     uv_per_lsb: float = 1.0
     demo: bool = False
+    has_model: bool = True        # INFO flag bit1: the model blob passed the device's SHA-256 check
 
     @classmethod
     def from_wire(cls, info: P.Info) -> "DeviceInfo":
@@ -42,7 +43,7 @@ class DeviceInfo:
                    window_len=info.window_len, input_scale=info.input_scale,
                    input_zero_point=info.input_zero_point, n_outputs=info.n_outputs,
                    counter_kind=info.counter_kind, arena_bytes=info.arena_bytes, uv_per_lsb=info.uv_per_lsb,
-                   demo=info.demo)
+                   demo=info.demo, has_model=info.has_model)
 
 
 @dataclass
@@ -112,6 +113,18 @@ def elf_footprint(elf: str | Path) -> Footprint:
                      source=f"ELF {Path(elf).name} (arm-none-eabi-size)")
 
 
+def build_footprint(elf: str | Path) -> Footprint:
+    """Flash/RAM of a firmware image: the build's BuildResult record next to the ELF, else the ELF itself."""
+    import json
+
+    rec = Path(elf).with_suffix(".json")
+    if rec.is_file():
+        d = json.loads(rec.read_text())
+        return Footprint(flash_bytes=d["flash_bytes"], ram_bytes=d["ram_bytes"], text=d["text"], data=d["data"],
+                         bss=d["bss"], arena_bytes=d.get("arena_bytes"), source=f"BuildResult {rec.name}")
+    return elf_footprint(elf)
+
+
 class BenchDevice:
     """One device under test. open() -> DeviceInfo; infer(q) -> InferResult; close()."""
 
@@ -174,7 +187,14 @@ class LinkDevice(BenchDevice):
     """A device speaking docs/protocol.md over a transport (H5's open_transport + DeviceLink)."""
 
     def __init__(self, transport_url: str, display_url: str | None = None, timeout: float = 10.0,
-                 emulated: bool = False, footprint: Footprint | None = None, boot_timeout: float = 30.0):
+                 emulated: bool = False, footprint: Footprint | None = None, boot_timeout: float = 30.0,
+                 window_filters: bool = False, stream_samples: int | None = None, elf: Path | None = None):
+        # window_filters: the device runs the contract's filters before its window assembly (the
+        # simulator does; our firmware quantises raw counts). stream_samples: how much to stream in the
+        # integrity phase (None: 1.2 windows). elf: the firmware image (per-layer profile under QEMU).
+        self.window_filters = window_filters
+        self.stream_samples = stream_samples
+        self.elf = Path(elf) if elf else None
         self.transport_url = transport_url
         self.url = display_url or transport_url
         self.timeout = float(timeout)
@@ -241,15 +261,28 @@ class LinkDevice(BenchDevice):
         return InferResult(outputs=np.array(r.outputs, np.int8), counter_kind=r.counter_kind, counter=r.counter,
                            infer_us=r.infer_us, round_trip_s=rt)
 
-    def sample_integrity(self, reference, n_samples: int) -> IntegrityReport | None:
-        """START -> SAMPLES until n_samples (>= one window) arrived -> STOP; index gaps and STATUS.dropped
-        must be zero; then WINDOW_INFER on the last complete window must give what the same window, built
-        on the host from the streamed samples, gives through LOAD_INPUT (the device's window assembly and
-        input quantisation saw every sample)."""
+    def sample_integrity(self, reference, n_samples: int, feed_counts: np.ndarray | None = None
+                         ) -> IntegrityReport | None:
+        """Three checks that the device loses no sample:
+        1. START -> SAMPLES (n samples) -> STOP: no index gap, STATUS.dropped unchanged;
+        2. if a whole window was streamed: WINDOW_INFER on the last one must give what the same window,
+           built on the host from the streamed samples, gives through LOAD_INPUT;
+        3. host-fed window (`feed_counts`, if the device takes SAMPLES from the host): send them, then
+           WINDOW_INFER must again equal LOAD_INPUT of the host-built window.
+        Both answers of 2 and 3 come from the device's own engine, so a difference is its window
+        assembly or input quantisation (a lost sample shifts the window).
+        `reference(counts, start, info, filtered) -> int8 input` builds a window on the host."""
         rep = IntegrityReport()
         info = self.info
         window = info.window_len
-        n_samples = max(int(n_samples), window)
+        n_samples = int(self.stream_samples or n_samples)
+        rate = max(info.sample_rate_hz, 1)
+
+        def track(s, expected):
+            if expected is not None and s.first_index != expected:
+                rep.gaps.append({"start_sample": int(expected),
+                                 "length": int((s.first_index - expected) & 0xFFFFFFFF)})
+            return (s.first_index + len(s.samples)) & 0xFFFFFFFF
 
         async def status():
             f = await self._request(P.MsgType.GET_STATUS, b"", P.MsgType.STATUS, self.timeout)
@@ -257,83 +290,93 @@ class LinkDevice(BenchDevice):
 
         async def stream():
             before = await status()
-            await self._link.send(P.MsgType.START, b"")
-            chunks, acked = [], False
-            expected = None
-            deadline = time.monotonic() + self.timeout + n_samples / max(info.sample_rate_hz, 1) * 4
+            await self._request(P.MsgType.START, b"", P.MsgType.ACK, self.timeout)
+            chunks, expected = [], None
+            deadline = time.monotonic() + self.timeout + n_samples / rate * 4
             total = 0
             while total < n_samples:
                 if time.monotonic() > deadline:
                     raise DeviceTimeout(f"{self.url}: streamed {total} of {n_samples} samples before the deadline")
                 f = await self._link.recv(timeout=self.timeout)
-                if f.type == P.MsgType.ACK:
-                    acked = True
-                    continue
                 if f.type == P.MsgType.ERROR:
                     self._check(f, P.MsgType.SAMPLES)
                 if f.type != P.MsgType.SAMPLES:
                     continue
                 s = P.unpack_samples(f.payload)
-                if expected is not None and s.first_index != expected:
-                    rep.gaps.append({"start_sample": int(expected),
-                                     "length": int((s.first_index - expected) & 0xFFFFFFFF)})
-                expected = (s.first_index + len(s.samples)) & 0xFFFFFFFF
+                expected = track(s, expected)
                 chunks.append(s)
                 total += len(s.samples)
-            if not acked:
-                rep.notes.append("device sent no ACK for START before its SAMPLES")
-            await self._link.send(P.MsgType.STOP, b"")
-            while True:  # drain samples still in flight up to STOP's ACK
-                f = await self._link.recv(timeout=self.timeout)
-                if f.type == P.MsgType.ACK and P.unpack_ack(f.payload).acked_type == int(P.MsgType.STOP):
-                    break
-                if f.type == P.MsgType.SAMPLES:
-                    s = P.unpack_samples(f.payload)
-                    if expected is not None and s.first_index != expected:
-                        rep.gaps.append({"start_sample": int(expected),
-                                         "length": int((s.first_index - expected) & 0xFFFFFFFF)})
-                    expected = (s.first_index + len(s.samples)) & 0xFFFFFFFF
-                    chunks.append(s)
+            await self._link.request(P.MsgType.STOP, b"", expect=P.MsgType.ACK, timeout=self.timeout)
+            for f in self._link.take_pending(P.MsgType.SAMPLES):  # in flight before STOP took effect
+                s = P.unpack_samples(f.payload)
+                expected = track(s, expected)
+                chunks.append(s)
             after = await status()
             return chunks, before, after
 
-        chunks, before, after = self._do(stream(), self.timeout * 4 + n_samples / max(info.sample_rate_hz, 1) * 4,
-                                         "the streaming phase")
+        chunks, before, after = self._do(stream(), self.timeout * 5 + n_samples / rate * 4, "the streaming phase")
         rep.samples_received = sum(len(c.samples) for c in chunks)
         rep.dropped_reported = int(after.dropped - before.dropped)
-        if rep.gaps:
-            return rep
-        counts = np.concatenate([c.samples for c in chunks]).astype(np.int64)
-        first = chunks[0].first_index
-        # the last complete window the device must still hold: ends at the last streamed sample
-        start_pos = len(counts) - window
-        win_first = (first + start_pos) & 0xFFFFFFFF
+        rep.window_checked = False
+        diffs = []
+        if not rep.gaps and rep.samples_received >= window:
+            counts = np.concatenate([c.samples for c in chunks]).astype(np.int64)
+            first = chunks[0].first_index
+            if first != 0:
+                rep.notes.append(f"stream began at sample {first}, not 0: device-side filter state unknown")
+            start_pos = len(counts) - window
+            diffs.append(self._window_vs_load(rep, (first + start_pos) & 0xFFFFFFFF,
+                                              reference(counts, start_pos, info, self.window_filters), "streamed"))
+        if feed_counts is not None:
+            # several windows' worth fed from index 0; the LAST window is checked, so a sample lost
+            # anywhere before it shifts it (or leaves it incomplete)
+            counts = np.asarray(feed_counts, np.int16)
+            fed = self._feed(counts)
+            if fed:
+                start = counts.size - window
+                diffs.append(self._window_vs_load(rep, start,
+                                                  reference(counts.astype(np.int64), start, info, False),
+                                                  "host-fed"))
+            else:
+                rep.notes.append("device does not take SAMPLES from the host: host-fed window not checked")
+        diffs = [d for d in diffs if d is not None]
+        if diffs:
+            rep.window_checked = True
+            rep.window_max_abs_lsb = int(max(diffs))
+            rep.window_bit_exact = rep.window_max_abs_lsb == 0
+        return rep
 
+    def _feed(self, counts: np.ndarray) -> bool:
+        """Send a window of samples host -> device (SAMPLES frames, each ACKed); False if not supported."""
+        async def go():
+            for k in range(0, counts.size, P.MAX_SAMPLES_PER_FRAME):
+                blk = counts[k:k + P.MAX_SAMPLES_PER_FRAME]
+                await self._request(P.MsgType.SAMPLES, P.pack_samples(P.Samples(k, 0, blk)), P.MsgType.ACK,
+                                    self.timeout)
+        try:
+            self._do(go(), self.timeout * (2 + counts.size // P.MAX_SAMPLES_PER_FRAME), "host SAMPLES")
+        except ProtocolError as e:
+            if "error 2" in str(e) or "ERR_TYPE" in str(e):
+                return False
+            raise
+        return True
+
+    def _window_vs_load(self, rep: IntegrityReport, first_index: int, q_host: np.ndarray, what: str) -> int | None:
         async def window_infer():
-            frame = await self._link.request(P.MsgType.WINDOW_INFER, P.pack_window_infer(P.WindowInfer(win_first)),
-                                             expect=P.MsgType.RESULT, timeout=self.timeout)
-            return frame
-
+            return await self._link.request(P.MsgType.WINDOW_INFER, P.pack_window_infer(P.WindowInfer(first_index)),
+                                            expect=P.MsgType.RESULT, timeout=self.timeout)
         try:
             frame = self._do(window_infer(), self.timeout * 2, "WINDOW_INFER")
-        except ProtocolError as e:  # the device answered ERROR: its window assembly lost the window
-            rep.window_checked = True
-            rep.window_bit_exact = False
-            rep.notes.append(f"WINDOW_INFER at sample {win_first} refused: {e}")
-            return rep
-        self._check(frame, P.MsgType.RESULT)
+        except ProtocolError as e:  # the device refused: its window assembly lost the window
+            rep.notes.append(f"{what} window: WINDOW_INFER at sample {first_index} refused: {e}")
+            return 255
         got = np.array(P.unpack_result(frame.payload).outputs, np.int8)
-        if first != 0:
-            rep.notes.append(f"stream began at sample {first}, not 0: device-side filter state unknown")
-        # The same window, assembled and quantised on the host, through the device's LOAD_INPUT path:
-        # both answers come from the same engine, so any difference is the device's window assembly or
-        # input quantisation (a lost sample shifts the window).
-        q_host = reference(counts, start_pos, info)
         want = self.infer(q_host).outputs
-        rep.window_checked = True
-        rep.window_bit_exact = bool(np.array_equal(got, want))
-        rep.window_max_abs_lsb = int(np.max(np.abs(got.astype(np.int16) - want.astype(np.int16))))
-        return rep
+        d = int(np.max(np.abs(got.astype(np.int16) - want.astype(np.int16))))
+        if d:
+            rep.notes.append(f"{what} window: WINDOW_INFER differs from LOAD_INPUT of the host-built window "
+                             f"by up to {d} LSB")
+        return d
 
     def close(self) -> None:
         async def go():
@@ -373,22 +416,20 @@ def open_device(url: str, package: Package, timeout: float = 10.0, elf: str | Pa
             elf = query["elf"]
         footprint = None
         if elf is None:
-            from ecgedge.firmware_bridge.build import build_firmware, firmware_for_package
-            if defines:
-                r = build_firmware(package.path, target=target, defines=defines)
-                elf = r.elf
-            else:
-                elf = firmware_for_package(package.path, target=target)
-        footprint = elf_footprint(elf)
+            from ecgedge.firmware_bridge.build import firmware_for_package
+            elf = firmware_for_package(package.path, target=target, defines=defines or None)  # cached build
+        footprint = build_footprint(elf)
+        # The firmware streams its test signal slowly under QEMU (tens of samples per wall second on a busy
+        # machine): a short stream checks START/SAMPLES/STOP; the host-fed windows check the assembly.
         return LinkDevice(f"qemu://{target}?elf={elf}", display_url=url, timeout=timeout, emulated=True,
-                          footprint=footprint)
+                          footprint=footprint, stream_samples=100, elf=Path(elf))
     if scheme == "sim":
         tu = url
         if "package=" not in tu:
             tu = f"{tu}{'&' if '?' in tu else '?'}package={package.path}"
         if "speed=" not in tu:  # the bench needs no real-time pacing of the streaming phase
             tu = f"{tu}&speed=100"
-        return LinkDevice(tu, display_url=url, timeout=timeout, emulated=True)
+        return LinkDevice(tu, display_url=url, timeout=timeout, emulated=True, window_filters=True)
     if scheme in ("serial", "socket", "ble", "spy", "loop"):
         return LinkDevice(url, timeout=timeout, emulated=False)
     raise ConfigError(f"device scheme {scheme!r} in {url!r}: expected qemu, sim, serial, socket, ble or host")
