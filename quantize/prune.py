@@ -194,6 +194,7 @@ class _Budget:
     macs: float
     int8_bytes: float
     activation_bytes: float | None
+    stated: dict = field(default_factory=dict)   # the caller's budgets, for messages (before margins)
 
     def overflow(self, fp: Footprint) -> dict:
         over = {}
@@ -265,10 +266,10 @@ def plan_pruning(model, window: int, budget: _Budget, cost_exponent: float = 0.5
                     best = (score, b, kind, unit, after)
         if best is None:
             parts = []
-            for key, amount in over.items():
-                limit = {"macs": budget.macs, "int8_bytes": budget.int8_bytes,
-                         "activation_bytes": budget.activation_bytes}[key]
-                parts.append(f"{key} {getattr(fp, key):,} > budget {int(limit):,} (over by {int(amount):,})")
+            for key in over:
+                limit = budget.stated.get(key, getattr(budget, key))
+                value = getattr(fp, key)
+                parts.append(f"{key} {value:,} > budget {int(limit):,} (over by {int(value - limit):,})")
             raise BudgetError("cannot prune the model into the budget with whole-group pruning: at the "
                               "smallest structure (one group per stage-first block, other blocks dropped, "
                               "SE squeezed to one unit) " + "; ".join(parts))
@@ -380,7 +381,9 @@ def prune_to_budget(model, spec, *, mac_budget: float, flash_budget_bytes: float
     for attempt in range(4):
         budget = _Budget(macs=mac_budget * (1.0 if attempt == 0 else scale),
                          int8_bytes=flash_budget_bytes * scale,
-                         activation_bytes=None if ram_budget_bytes is None else ram_budget_bytes * scale)
+                         activation_bytes=None if ram_budget_bytes is None else ram_budget_bytes * scale,
+                         stated={"macs": mac_budget, "int8_bytes": flash_budget_bytes,
+                                 "activation_bytes": ram_budget_bytes})
         with console.status("planning structured pruning"):
             blocks, fp_plan = plan_pruning(model, window, budget, cost_exponent, activation_scale)
         pruned = copy.deepcopy(model)

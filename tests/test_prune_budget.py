@@ -1,0 +1,122 @@
+"""Structured pruning of Net1D to a budget: whole groups, forward shape, MACs, errors."""
+
+import copy
+import dataclasses
+import io
+
+import pytest
+import torch
+
+from ecgedge.errors import BudgetError
+from ecgedge.models.net1d import Net1D
+from ecgedge.models.specs import get_spec
+from ecgedge.models.zoo import build_model, count_macs
+from ecgedge.quantize.prune import layer_widths, prune_to_budget
+
+WINDOW = 1000
+
+
+@pytest.fixture(scope="module")
+def spec():
+    s = get_spec("pocket_k")
+    return dataclasses.replace(s, input=dataclasses.replace(s.input, window_samples=WINDOW))
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    m = Net1D(1, 16, 1.0, [32, 64, 96], [1, 2, 2], 16, 2, 16, 3)
+    with torch.no_grad():  # BN statistics away from identity, so folding matters to importance
+        for mod in m.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.weight.uniform_(0.2, 1.5)
+    return m.eval()
+
+
+def grouped_convs(model):
+    return [b.conv2.conv for s in model.stage_list for b in s.block_list]
+
+
+def test_zero_pruning_gives_the_same_model(model, spec):
+    pruned, info = prune_to_budget(model, spec, mac_budget=1e12, flash_budget_bytes=1e12, progress=False)
+    x = torch.randn(2, 1, WINDOW)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), model(x), rtol=0, atol=0)
+    assert info["macs_after"] == info["macs_before"] and info["widths_after"] == info["widths_before"]
+    assert pruned is not model
+
+
+def test_prunes_whole_groups_below_the_mac_budget(model, spec):
+    before = count_macs(model, WINDOW)
+    budget = before * 0.45
+    pruned, info = prune_to_budget(model, spec, mac_budget=budget, flash_budget_bytes=1e12, progress=False)
+    assert count_macs(pruned, WINDOW) == info["macs_after"] <= budget
+    assert info["macs_before"] == before
+    for conv in grouped_convs(pruned):
+        assert conv.in_channels // conv.groups == 16 and conv.in_channels == conv.out_channels
+        assert conv.weight.shape[1] == 16
+    assert any(w["groups"] < info["widths_before"][k]["groups"] for k, w in info["widths_after"].items()
+               if k in info["widths_before"])
+    with torch.no_grad():
+        y = pruned(torch.randn(3, 1, WINDOW))
+    assert y.shape == (3, 3) and torch.isfinite(y).all()
+    # same module classes and names as the source, so the Keras rebuild can read it
+    names = dict(model.named_modules())
+    for name, module in pruned.named_modules():
+        assert name in names and type(module) is type(names[name])
+    # deep-copyable and saveable
+    clone = copy.deepcopy(pruned)
+    buf = io.BytesIO()
+    torch.save(pruned, buf)
+    buf.seek(0)
+    loaded = torch.load(buf, weights_only=False)
+    x = torch.randn(1, 1, WINDOW)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), clone(x))
+
+
+def test_flash_budget_is_met(model, spec):
+    _, full = prune_to_budget(model, spec, mac_budget=1e12, flash_budget_bytes=1e12, progress=False)
+    budget = full["int8_bytes_before"] * 0.5
+    pruned, info = prune_to_budget(model, spec, mac_budget=1e12, flash_budget_bytes=budget, progress=False)
+    assert info["int8_bytes_after"] <= budget
+    assert info["params_after"] < info["params_before"] * 0.6
+
+
+def test_tight_budget_drops_whole_blocks(model, spec):
+    pruned, info = prune_to_budget(model, spec, mac_budget=count_macs(model, WINDOW) * 0.2,
+                                   flash_budget_bytes=1e12, progress=False)
+    assert info["blocks_dropped"], info["widths_after"]
+    assert len(layer_widths(pruned)) < len(layer_widths(model))
+    assert pruned(torch.randn(1, 1, WINDOW)).shape == (1, 3)
+
+
+def test_impossible_budget_says_what_overflows(model, spec):
+    with pytest.raises(BudgetError, match=r"macs [\d,]+ > budget 1,000 \(over by [\d,]+\)"):
+        prune_to_budget(model, spec, mac_budget=1000, flash_budget_bytes=1e12, progress=False)
+    with pytest.raises(BudgetError, match=r"int8_bytes .*over by"):
+        prune_to_budget(model, spec, mac_budget=1e12, flash_budget_bytes=2000, progress=False)
+    with pytest.raises(BudgetError, match=r"activation_bytes .*over by"):
+        prune_to_budget(model, spec, mac_budget=1e12, flash_budget_bytes=1e12, ram_budget_bytes=1000,
+                        progress=False)
+
+
+def test_example_windows_change_the_importance(model, spec):
+    x = torch.randn(8, 1, WINDOW).numpy()
+    _, info = prune_to_budget(model, spec, mac_budget=count_macs(model, WINDOW) * 0.45,
+                              flash_budget_bytes=1e12, example_windows=x, progress=False)
+    assert "activation" in info["importance"]
+
+
+def test_reference_preset_fits_cortex_m7():
+    from ecgedge.targets import get_target
+
+    spec = get_spec("pocket_k")
+    target = get_target("cortex-m7")
+    reference = build_model("pocket_k", "reference").eval()
+    pruned, info = prune_to_budget(reference, spec, mac_budget=target.mac_budget,
+                                   flash_budget_bytes=target.model_flash_budget, progress=False)
+    assert info["macs_after"] <= target.mac_budget < info["macs_before"]
+    assert info["int8_bytes_after"] <= target.model_flash_budget
+    assert count_macs(pruned, spec.input.window_samples) == info["macs_after"]
