@@ -198,18 +198,20 @@ def firmware_for_package(package_dir, target: str = "cortex-m7", optimized: bool
 
 def build_host(package_dir, out_dir, program: str = "run", optimized: bool = False, sanitize: bool = False,
                defines: dict | None = None, compiler: str | None = None) -> Path:
-    """Host executable: 'run' (windows on stdin -> outputs), 'serve' (protocol on stdio), 'fuzz' (libFuzzer)."""
+    """Host executable: 'run' (windows on stdin -> outputs), 'serve' (protocol on stdio), 'fuzz' (libFuzzer),
+    'codec' (frames on stdin re-encoded to stdout)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     generate_into(package_dir, out / "gen")
-    main = {"run": ["host_run.c"], "serve": ["host_serve.c"] + APP, "fuzz": ["fuzz_protocol.c"] + APP}[program]
+    main = {"run": ["host_run.c"], "serve": ["host_serve.c"] + APP, "fuzz": ["fuzz_protocol.c"] + APP,
+            "codec": ["host_codec.c", "protocol.c"]}[program]
     cc = compiler or ("clang" if program == "fuzz" else "gcc")
     _need(cc)
     flags = ["-O2" if not sanitize else "-O1", "-g" if sanitize else "-g0", *COMMON_CFLAGS]
     if sanitize:
         flags += ["-fsanitize=address,undefined", "-fno-sanitize-recover=undefined", "-fno-omit-frame-pointer"]
     if program == "fuzz":
-        flags += ["-fsanitize=fuzzer,address,undefined"]
+        flags += ["-fsanitize=fuzzer,address,undefined", "-DECG_FUZZING"]
     exe = out / f"ecg_{program}{'_opt' if optimized else ''}{'_san' if sanitize else ''}"
     srcs = [C_DIR / s for s in KERNELS + main] + [out / "gen" / "model.c"]
     cmd = [cc, *flags, f"-I{C_DIR}", f"-I{out / 'gen'}", *(["-DECG_OPTIMIZED"] if optimized else []),

@@ -102,6 +102,10 @@ static void run_and_report(const int8_t *in, uint32_t count, uint32_t warmup) {
     int8_t out[ECG_OUTPUT_SIZE];
     uint64_t counter = 0, us = 0;
     if (count == 0) count = 1;
+#ifdef ECG_FUZZING
+    if (count > 2) count = 2;          /* keep fuzz iterations fast */
+    if (warmup > 1) warmup = 1;
+#endif
     for (uint32_t i = 0; i < warmup + count; ++i) {
         memcpy(model_in, in, ECG_INPUT_SIZE);
         uint64_t c0 = ecg_hal_counter(), t0 = ecg_hal_time_us();

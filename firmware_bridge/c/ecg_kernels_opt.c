@@ -33,20 +33,49 @@ static inline uint32_t load32(const void *p) {
 /* slot of element i in a pair-reordered column: within each group of 4, order 0,2,1,3 */
 static inline int32_t slot(int32_t i) { return (i & ~3) | ((i & 1) << 1) | ((i >> 1) & 1); }
 
+#if defined(__ARM_FEATURE_DSP)
+#define SXTAB16(acc, x) ((uint32_t)__sxtab16((acc), (x)))
+#else
+static inline uint32_t SXTAB16(uint32_t acc, uint32_t x) {
+    uint32_t e = SXTB16(x);
+    return ((acc + e) & 0xFFFFu) | (((acc >> 16) + (e >> 16)) << 16);
+}
+#endif
+
 static void im2col(const ecg_conv_params *p, const int8_t *in, int32_t ox, int32_t oy, int32_t c0,
                    int16_t *col, int32_t col_len4) {
     const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
     const int32_t fic = p->filter_in_c;
+    /* taps along x are contiguous in memory when the conv is not grouped: copy whole runs */
+    const int32_t run_taps = (fic == p->in_c && p->dil_w == 1) ? p->k_w : 1;
+    const uint32_t off2 = ((uint32_t)(uint16_t)p->in_offset) * 0x10001u;
     int32_t i = 0;
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + ky * p->dil_h;
-        for (int32_t kx = 0; kx < p->k_w; ++kx) {
+        for (int32_t kx = 0; kx < p->k_w; kx += run_taps) {
             const int32_t ix = ix0 + kx * p->dil_w;
-            if (iy < 0 || iy >= p->in_h || ix < 0 || ix >= p->in_w) {
-                for (int32_t c = 0; c < fic; ++c, ++i) col[slot(i)] = 0;
-            } else {
+            const int32_t run = run_taps * fic;
+            const int32_t last_ix = ix + (run_taps - 1) * p->dil_w;
+            if (iy >= 0 && iy < p->in_h && ix >= 0 && last_ix < p->in_w && (run & 3) == 0 && (i & 3) == 0) {
                 const int8_t *src = in + ((size_t)iy * p->in_w + ix) * p->in_c + c0;
-                for (int32_t c = 0; c < fic; ++c, ++i) col[slot(i)] = (int16_t)(src[c] + p->in_offset);
+                uint32_t *dst = (uint32_t *)(col + i);
+                for (int32_t c = 0; c < run; c += 4) {
+                    const uint32_t x = load32(src + c);
+                    dst[0] = SXTAB16(off2, x);                      /* (c0, c2) */
+                    dst[1] = SXTAB16(off2, (x >> 8) | (x << 24));   /* (c1, c3) */
+                    dst += 2;
+                }
+                i += run;
+                continue;
+            }
+            for (int32_t t = 0; t < run_taps; ++t) {
+                const int32_t tx = ix + t * p->dil_w;
+                if (iy < 0 || iy >= p->in_h || tx < 0 || tx >= p->in_w) {
+                    for (int32_t c = 0; c < fic; ++c, ++i) col[slot(i)] = 0;
+                } else {
+                    const int8_t *src = in + ((size_t)iy * p->in_w + tx) * p->in_c + c0;
+                    for (int32_t c = 0; c < fic; ++c, ++i) col[slot(i)] = (int16_t)(src[c] + p->in_offset);
+                }
             }
         }
     }

@@ -6,8 +6,9 @@
 static inline int32_t ecg_srdhm(int32_t a, int32_t b) {
     if (a == b && a == INT32_MIN) return INT32_MAX;
     int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t nudge = ab >= 0 ? (1 << 30) : (1 - (1 << 30));
-    return (int32_t)((ab + nudge) / ((int64_t)1 << 31));
+    int64_t v = ab + (ab >= 0 ? (1 << 30) : (1 - (1 << 30)));
+    /* truncating division by 2^31 = floor shift, plus 1 for a negative value with a remainder */
+    return (int32_t)(v >> 31) + (int32_t)(v < 0 && (v & 0x7FFFFFFF) != 0);
 }
 
 static inline int32_t ecg_rdpot(int32_t x, int32_t exponent) {

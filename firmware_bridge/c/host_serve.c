@@ -1,4 +1,5 @@
 /* Host build of the device app: protocol on stdin/stdout (tests, sanitizers). */
+#define _POSIX_C_SOURCE 200809L
 #include "app.h"
 #include "ecg_hal.h"
 #include <poll.h>
