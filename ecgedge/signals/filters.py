@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 
 import numpy as np
 from scipy import signal as sps
@@ -33,6 +34,11 @@ def _cutoff(name: str, value, sampling_rate: float) -> float | None:
 def design_filters(sampling_rate: float, highpass_hz: float | None = 0.5, notch_hz: float | None = 50.0,
                    lowpass_hz: float | None = 40.0) -> np.ndarray:
     """Second-order sections [n, 6]: Butterworth high-pass, IIR notch, Butterworth low-pass (each optional)."""
+    return _design_filters(sampling_rate, highpass_hz, notch_hz, lowpass_hz).copy()
+
+
+@lru_cache(maxsize=128)
+def _design_filters(sampling_rate, highpass_hz, notch_hz, lowpass_hz) -> np.ndarray:
     try:
         sampling_rate = float(sampling_rate)
     except (TypeError, ValueError):

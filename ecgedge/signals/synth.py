@@ -200,17 +200,21 @@ class EcgStream:
             return out
         r = self._beat_t[active]
         p = {key: v[active] for key, v in self._beat_params.items()}
-        n_local = int(np.ceil((BEAT_PRE_S + BEAT_POST_S) * fs)) + 1
-        start = np.ceil((r - BEAT_PRE_S) * fs).astype(np.int64)
-        idx = start[:, None] + np.arange(n_local)[None, :]
-        tt = idx / fs - r[:, None]
-        values = np.zeros(idx.shape)
+        # Each wave is evaluated only within 5 sigma of its centre: cheap, and the truncation
+        # error (< 4e-6 of the wave's amplitude) is far below any ADC step.
         for w in range(N_WAVES):
-            d = tt - p["center"][:, w, None]
-            sigma = np.where(d < 0, p["sigma_left"][:, w, None], p["sigma_right"][:, w, None])
-            values += p["amplitude"][:, w, None] * np.exp(-0.5 * (d / sigma) ** 2)
-        inside = (idx >= i0) & (idx < i1)
-        return out + np.bincount(idx[inside] - i0, weights=values[inside], minlength=i1 - i0)
+            sigma_l, sigma_r = p["sigma_left"][:, w], p["sigma_right"][:, w]
+            half = int(np.ceil(5.0 * max(sigma_l.max(), sigma_r.max()) * fs)) + 1
+            centre = r + p["center"][:, w]
+            idx = np.floor(centre * fs).astype(np.int64)[:, None] + np.arange(-half, half + 1)[None, :]
+            d = idx / fs - centre[:, None]
+            sigma = np.where(d < 0, sigma_l[:, None], sigma_r[:, None])
+            z = d / sigma
+            values = p["amplitude"][:, w, None] * np.exp(-0.5 * z**2)
+            # Cut-off per beat (not per batch), so a sample's value never depends on how reads are chunked.
+            inside = (idx >= i0) & (idx < i1) & (np.abs(z) <= 5.0)
+            out += np.bincount(idx[inside] - i0, weights=values[inside], minlength=i1 - i0)
+        return out
 
     # -- noise ------------------------------------------------------------------------------
     def _noise_gain_at(self, n: np.ndarray) -> np.ndarray:
