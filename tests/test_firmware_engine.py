@@ -12,35 +12,11 @@ from ecgedge.firmware_bridge.build import build_host
 from ecgedge.firmware_bridge.codegen import generate
 from ecgedge.firmware_bridge.ops import lower, supported_ops
 from ecgedge.firmware_bridge.tflite_model import load_model
+from ecgedge.firmware_bridge.tflm_ref import quantized_windows as windows
+from ecgedge.firmware_bridge.tflm_ref import tflm_min_arena, tflm_outputs
 
 GOLDEN = Path(__file__).parent / "golden"
 MODEL = GOLDEN / "firmware_opmix_int8.tflite"
-
-
-def tflm_outputs(model_path, q):
-    from tflite_micro import runtime
-
-    it = runtime.Interpreter.from_file(str(model_path), arena_size=4_000_000)
-    shape = tuple(it.get_input_details(0)["shape"])
-    out = []
-    for x in q:
-        it.set_input(x.reshape(shape), 0)
-        it.invoke()
-        out.append(it.get_output(0).reshape(-1).copy())
-    return np.array(out)
-
-
-def windows(model_path, n, seed=0):
-    """ECG-like windows quantised with the model's input parameters, plus a few random-noise rows."""
-    from ecgedge.firmware_bridge.testmodels import representative_windows
-
-    m = load_model(model_path)
-    t = m.tensors[m.inputs[0]]
-    length = int(np.prod(t.shape))
-    x = representative_windows(n, length, seed=seed).reshape(n, length)
-    q = np.clip(np.round(x / t.scale[0]) + t.zero_point[0], -128, 127).astype(np.int8)
-    q[-3:] = np.random.default_rng(seed).integers(-128, 128, q[-3:].shape)
-    return q
 
 
 def run_host(exe, q):
@@ -75,23 +51,6 @@ def test_sanitized_host_build_is_clean(tmp_path):
     exe = build_host(MODEL, tmp_path, "run", optimized=True, sanitize=True)
     g = np.load(GOLDEN / "firmware_opmix_vectors.npz")
     assert np.array_equal(run_host(exe, g["inputs"]), g["outputs"])
-
-
-def tflm_min_arena(model_path, lo=1024, hi=4_000_000):
-    from tflite_micro import runtime
-
-    def ok(n):
-        try:
-            runtime.Interpreter.from_file(str(model_path), arena_size=n)
-            return True
-        except Exception:
-            return False
-
-    assert ok(hi)
-    while hi - lo > 16:
-        mid = (lo + hi) // 2
-        lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-    return hi
 
 
 def test_planned_arena_not_larger_than_tflite_micro():
