@@ -81,12 +81,16 @@ def toolchain_versions() -> dict[str, str]:
 
     import ecgedge
     out = {"ecgedge": ecgedge.__version__, "python": platform.python_version()}
-    for dist in ("torch", "tensorflow", "keras", "onnx", "onnxruntime", "ai-edge-litert", "tflite-micro",
-                 "numpy", "torch-pruning"):
-        try:
-            out[dist] = version(dist)
-        except PackageNotFoundError:
-            pass
+    # key -> distribution names it may be installed under (tensorflow ships as tensorflow-cpu here)
+    for key, dists in (("torch", ["torch"]), ("tensorflow", ["tensorflow", "tensorflow-cpu"]), ("keras", ["keras"]),
+                       ("onnx", ["onnx"]), ("onnxruntime", ["onnxruntime"]), ("ai-edge-litert", ["ai-edge-litert"]),
+                       ("tflite-micro", ["tflite-micro"]), ("numpy", ["numpy"]), ("torch-pruning", ["torch-pruning"])):
+        for dist in dists:
+            try:
+                out[key] = version(dist)
+                break
+            except PackageNotFoundError:
+                continue
     return out
 
 
@@ -325,13 +329,19 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         ops_info = te.check_int8_only(tflite)
         ops = te.op_list(tflite)
         quant = te.io_quant(tflite)
+        # 6. footprint, checked before the (long) validation: a model that cannot fit stops here
+        arena = footprint.smallest_arena(tflite)
+        macs_float = count_macs(model, window)
+        macs_pruned = count_macs(pruned, window)
+        flash = len(tflite)
+        problems = footprint.overflows(flash, arena, macs_pruned, budget)
+        footprint.require_fit(target.name, flash, arena, macs_pruned, budget)
         t = lap("calibrate_quantize", t)
 
         # 5. validation
         raw_float = val.run_torch(model, x_val)
         raw_pruned = val.run_torch(pruned, x_val)
         q_lite, raw_int8 = val.run_litert(tflite, x_val, progress, "validate INT8 (LiteRT)")
-        arena = footprint.smallest_arena(tflite)
         n_tflm = len(x_val) if opts.tflm_windows is None else min(opts.tflm_windows, len(x_val))
         q_tflm, raw_tflm = val.run_tflm(tflite, x_val[:n_tflm], arena, progress, "validate INT8 (tflite-micro)")
         t = lap("validate", t)
@@ -349,14 +359,6 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     cmp_float = val.compare(spec, raw_float, raw_int8)
     cmp_tflm = val.compare(spec, raw_pruned[:n_tflm], raw_tflm)
     lsb = np.abs(q_lite[:n_tflm].astype(int) - q_tflm.astype(int))
-
-    # 6. footprint
-    macs_float = count_macs(model, window)
-    macs_pruned = count_macs(pruned, window)
-    flash = len(tflite)
-    problems = footprint.overflows(flash, arena, macs_pruned, budget)
-    if problems:
-        footprint.require_fit(target.name, flash, arena, macs_pruned, budget)
 
     # 7. artefacts
     (tmp / "model_int8.tflite").write_bytes(tflite)
