@@ -116,7 +116,7 @@ class QemuDevice:
         log = open(self._log, "wb")
         self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + self.boot_timeout
-        while not Path(self.uart_path).exists():
+        while not self._listening():
             if self.proc.poll() is not None:
                 raise FirmwareError(f"qemu exited with {self.proc.returncode} before opening the UART socket: "
                                     f"{self._log.read_text(errors='replace')[-1500:]}")
@@ -125,6 +125,20 @@ class QemuDevice:
                 raise FirmwareError(f"qemu did not open {self.uart_path} within {self.boot_timeout} s")
             time.sleep(0.02)
         return self
+
+    def _listening(self) -> bool:
+        """The UART socket exists and QEMU is listening on it (so a client connect cannot be refused)."""
+        if not Path(self.uart_path).exists():
+            return False
+        try:
+            table = Path("/proc/net/unix").read_text()
+        except OSError:
+            return True
+        for line in table.splitlines()[1:]:
+            parts = line.split()
+            if len(parts) >= 8 and parts[7] == self.uart_path:
+                return bool(int(parts[3], 16) & 0x10000)   # __SO_ACCEPTCON: listening
+        return False
 
     def connect(self, timeout: float = 10.0) -> socket.socket:
         """A connected socket to UART0 (QEMU waits for it before running the guest)."""
