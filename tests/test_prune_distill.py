@@ -1,0 +1,97 @@
+"""Distillation fine-tuning of a pruned student: it closes the gap to the teacher, deterministically."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ecgedge.errors import DataError
+from ecgedge.models.net1d import Net1D
+from ecgedge.models.specs import get_spec
+from ecgedge.models.zoo import count_macs
+from ecgedge.quantize.distill import finetune_distill, frozen_prefix_stages
+from ecgedge.quantize.prune import prune_to_budget
+
+WINDOW = 600
+
+
+@pytest.fixture(scope="module")
+def spec():
+    s = get_spec("pocket_k")
+    return dataclasses.replace(s, input=dataclasses.replace(s.input, window_samples=WINDOW))
+
+
+@pytest.fixture(scope="module")
+def setup(spec):
+    torch.manual_seed(0)
+    teacher = Net1D(1, 8, 1.0, [16, 48, 64], [1, 2, 1], 8, 2, 16, 3, dropout=0.0).eval()
+    with torch.no_grad():  # a teacher whose outputs vary from window to window
+        for module in teacher.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.weight.uniform_(0.5, 2.0)
+                module.bias.uniform_(-0.5, 0.5)
+        teacher.dense.weight.mul_(30.0)
+    rng = np.random.default_rng(0)
+    t = np.arange(WINDOW) / 100.0
+
+    def windows(n):
+        freq = rng.uniform(0.5, 3.0, size=(n, 1, 1))
+        x = np.sin(2 * np.pi * freq * t) + 0.3 * rng.normal(size=(n, 1, WINDOW))
+        return x.astype(np.float32)
+
+    student, _ = prune_to_budget(teacher, spec, mac_budget=count_macs(teacher, WINDOW) * 0.5,
+                                 flash_budget_bytes=1e12, progress=False)
+    return teacher, student, windows(64), windows(32)
+
+
+def gap(a, b, x):
+    with torch.no_grad():
+        return float(((a.eval()(torch.from_numpy(x)) - b.eval()(torch.from_numpy(x))) ** 2).mean())
+
+
+def test_distillation_reduces_the_gap(setup, spec):
+    teacher, student, x_tr, x_val = setup
+    assert frozen_prefix_stages(student, teacher) == 1
+    trained, history = finetune_distill(student, teacher, x_tr, x_val, spec, epochs=6, batch_size=8, lr=3e-3,
+                                        seed=0, progress=False, time_budget_s=None, threads=1)
+    before, after = gap(student, teacher, x_val), gap(trained, teacher, x_val)
+    print(f"student-teacher output MSE {before:.4g} -> {after:.4g}")
+    assert after < 0.75 * before
+    assert history["best_epoch"] >= 1 and history["frozen_stages"] == 1
+    assert history["best"]["val_loss"] < history["epochs"][0]["val_loss"]
+    # the student passed in is not modified; frozen stages are untouched
+    for name, p in trained.stage_list[0].state_dict().items():
+        torch.testing.assert_close(p, student.stage_list[0].state_dict()[name])
+    assert not torch.equal(trained.dense.weight, student.dense.weight)
+
+
+def test_distillation_is_deterministic_and_uses_labels(setup, spec):
+    teacher, student, x_tr, x_val = setup
+    k_tr = np.linspace(3.0, 8.0, len(x_tr)).astype(np.float32)
+    k_val = np.linspace(3.0, 8.0, len(x_val)).astype(np.float32)
+    runs = [finetune_distill(student, teacher, {"x": x_tr, "k": k_tr}, {"x": x_val, "k": k_val}, spec,
+                             epochs=1, batch_size=32, lr=1e-3, seed=3, progress=False, time_budget_s=None, threads=1)
+            for _ in range(2)]
+    (a, ha), (b, _) = runs
+    for name, value in a.state_dict().items():
+        torch.testing.assert_close(value, b.state_dict()[name], rtol=0, atol=0)
+    assert 0.0 <= ha["epochs"][-1]["val_auroc_0"] <= 1.0 and "val_auroc_1" in ha["teacher"]
+
+
+def test_end_to_end_when_the_stem_changed(setup, spec):
+    teacher, student, x_tr, x_val = setup
+    changed = __import__("copy").deepcopy(student)
+    with torch.no_grad():
+        changed.first_conv.conv.weight.mul_(0.9)
+    assert frozen_prefix_stages(changed, teacher) is None
+    trained, history = finetune_distill(changed, teacher, x_tr, x_val, spec, epochs=1, batch_size=32,
+                                        seed=0, progress=False, time_budget_s=0.0, threads=1)
+    assert history["stopped_early"] and history["frozen_stages"] is None
+    assert trained(torch.from_numpy(x_val[:2])).shape == (2, 3)
+
+
+def test_bad_windows_are_refused(setup, spec):
+    teacher, student, x_tr, _ = setup
+    with pytest.raises(DataError, match="shape"):
+        finetune_distill(student, teacher, x_tr, x_tr[:, :, :100], spec, epochs=1, progress=False)
