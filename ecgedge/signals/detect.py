@@ -46,7 +46,8 @@ def ecg_peaks(signal, sampling_rate: float) -> np.ndarray:
                             x - np.median(x), padlen=min(x.size - 1, int(fs)))
     sharp = np.abs(sharp)
     refractory = max(1, int(REFRACTORY_S * fs))
-    candidates, _ = sps.find_peaks(integrated, distance=refractory)
+    # No refractory spacing here: a tall T wave must not hide the QRS just before it.
+    candidates, _ = sps.find_peaks(integrated, distance=max(1, int(0.05 * fs)))
     if candidates.size == 0:
         return np.zeros(0, dtype=np.int64)
 
@@ -57,7 +58,7 @@ def ecg_peaks(signal, sampling_rate: float) -> np.ndarray:
     qrs_slopes: list[float] = []
     rr_recent: list[int] = []
     noise_candidates: list[int] = []
-    half = max(1, int(0.075 * fs))
+    half = max(1, int(0.04 * fs))
 
     def max_slope(i: int) -> float:
         return float(np.max(sharp[max(0, i - half): i + half + 1]))
@@ -89,6 +90,14 @@ def ecg_peaks(signal, sampling_rate: float) -> np.ndarray:
                 noise_level = 0.125 * integrated[c] + 0.875 * noise_level  # a T wave, not a beat
                 continue
             if qrs and c - qrs[-1] < refractory:
+                # Within the refractory period only a clearly sharper peak (the real QRS after a P
+                # wave or artefact) replaces the last beat.
+                if max_slope(c) > 1.5 * qrs_slopes[-1]:
+                    qrs.pop()
+                    qrs_slopes.pop()
+                    if rr_recent:
+                        rr_recent.pop()
+                    accept(c, 0.125)
                 continue
             accept(c, 0.125)
             noise_candidates = []
