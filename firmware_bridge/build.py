@@ -158,10 +158,11 @@ def build_firmware(package_dir, target: str = "cortex-m7", out_dir=None, optimiz
     _run(cmd, "arm-none-eabi-gcc firmware build")
     text, data, bss = _sizes(elf)
     res = BuildResult(elf=elf, target=target, optimized=optimized, text=text, data=data, bss=bss,
-                      flash_bytes=text + data, ram_bytes=data + bss, arena_bytes=gen.arena_bytes,
+                      flash_bytes=text + data, ram_bytes=data + bss,
+                      arena_bytes=gen.arena_bytes if optimized else gen.reference_plan.arena_bytes,
                       const_bytes=gen.const_bytes, macs=gen.macs, target_flash_bytes=tgt.flash_bytes,
                       target_ram_bytes=tgt.ram_bytes, model_sha256=gen.model.sha256, defines=dict(defines or {}),
-                      layers=gen.layer_table, symbols=elf_symbols(elf))
+                      layers=gen.layer_table if optimized else gen.reference_layer_table, symbols=elf_symbols(elf))
     (out / f"{name}.json").write_text(json.dumps(res.to_dict(), indent=1, default=str))
     return res
 

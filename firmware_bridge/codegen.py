@@ -51,11 +51,53 @@ def _hex_rows(data: bytes, per_row: int = 24) -> str:
     return "\n".join(rows)
 
 
+def _emit_variant(model: TfliteModel, layers: list[Layer], plan: Plan, arena_name: str) -> tuple[list[str], list[dict]]:
+    """Static params, one noinline function per layer and ecg_model_invoke for one lowering + plan."""
+    def tptr(t):
+        return f"({arena_name} + {plan.offsets[t]})"
+
+    def subst(text: str, layer: Layer) -> str:
+        for t in set(layer.inputs + layer.outputs):
+            text = text.replace("{t%d}" % t, tptr(t))
+        if ("scratch", layer.index) in plan.offsets:
+            text = text.replace("{scratch}", f"{arena_name} + {plan.offsets[('scratch', layer.index)]}")
+        return text
+
+    c = [f"alignas(16) static int8_t {arena_name}[{max(plan.arena_bytes, 16)}];\n"
+         f"const uint32_t ecg_arena_bytes = {plan.arena_bytes};\n\n"]
+    table = []
+    for layer in layers:
+        fn = f"ecg_layer_{layer.index:03d}"
+        if layer.params_type:
+            fields = ", ".join(f".{k} = {subst(_c_init(v), layer)}" for k, v in layer.params.items())
+            c.append(f"static const {layer.params_type} {fn}_p = {{{fields}}};\n")
+            body = subst(layer.call.replace("{p}", f"&{fn}_p"), layer)
+        else:
+            body = subst(layer.call, layer)
+        c.append(f"/* {layer.op}: {layer.summary}; {layer.macs} MACs */\n"
+                 f"ECG_NOINLINE void {fn}(void) {{ {body} }}\n\n")
+        table.append({"index": layer.index, "op": layer.op, "function": fn, "macs": int(layer.macs),
+                      "summary": layer.summary})
+    in_t, out_t = model.inputs[0], model.outputs[0]
+    c.append("ECG_NOINLINE void ecg_model_invoke(const int8_t *in, int8_t *out) {\n"
+             f"    memcpy({tptr(in_t)}, in, ECG_INPUT_SIZE);\n")
+    for layer in layers:
+        c.append(f"    ecg_layer_{layer.index:03d}();\n")
+    c.append(f"    memcpy(out, {tptr(out_t)}, ECG_OUTPUT_SIZE);\n    ecg_model_done();\n}}\n")
+    return c, table
+
+
 def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str | None = None) -> Generated:
-    """Lower and plan the model; return the C sources (model.h, model.c) as strings."""
+    """Lower and plan the model; return the C sources (model.h, model.c) as strings.
+
+    Two lowerings go into model.c: the reference one (one kernel call per TFLite op, the oracle) and,
+    under ECG_OPTIMIZED, the optimised one (Swish pairs fused into lookup tables); each has its own
+    arena plan. Reported figures (arena, layers) are the optimised build's."""
     raw = bytes(tflite) if isinstance(tflite, (bytes, bytearray)) else Path(tflite).read_bytes()
     model = load_model(raw)
-    layers = lower(model)
+    ref_layers = lower(model, fuse=False)
+    layers = lower(model, fuse=True)
+    ref_plan = plan_arena(model, ref_layers)
     plan = plan_arena(model, layers)
     manifest = manifest or {}
     inp = model.tensors[model.inputs[0]]
@@ -63,12 +105,16 @@ def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str
     contract = manifest.get("input", {})
     name = name or manifest.get("model", "model")
 
-    # constant blob: every const array, 16-byte aligned inside one hashed block
+    # constant blob: every const array of both lowerings, 16-byte aligned inside one hashed block
     blob = bytearray()
     defines = []
+    seen = set()
     fault_shift = None
-    for layer in layers:
+    for layer in ref_layers + layers:
         for arr in layer.consts:
+            if arr.name in seen:
+                continue
+            seen.add(arr.name)
             while len(blob) % CONST_ALIGN:
                 blob.append(0)
             dtype = {"int8_t": np.int8, "int32_t": np.int32}[arr.ctype]
@@ -85,27 +131,16 @@ def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str
         blob.append(0)
     const_sha = hashlib.sha256(bytes(blob)).digest()
     model_sha = bytes.fromhex(model.sha256)
+    macs = sum(l.macs for l in layers)
 
-    def tptr(t):
-        return f"(ecg_arena + {plan.offsets[t]})"
-
-    def subst(s: str, layer: Layer) -> str:
-        for t in set(layer.inputs + layer.outputs + [model.inputs[0], model.outputs[0]]):
-            s = s.replace("{t%d}" % t, tptr(t))
-        if ("scratch", layer.index) in plan.offsets:
-            s = s.replace("{scratch}", f"ecg_arena + {plan.offsets[('scratch', layer.index)]}")
-        return s
-
-    c = [BANNER, f"/* model {name}: {len(layers)} layers, {sum(l.macs for l in layers)} MACs, "
-                 f"arena {plan.arena_bytes} B, constants {len(blob)} B */\n",
+    c = [BANNER, f"/* model {name}: {len(model.operators)} ops, {macs} MACs, arena {plan.arena_bytes} B "
+                 f"(reference lowering {ref_plan.arena_bytes} B), constants {len(blob)} B */\n",
          '#include "model.h"\n#include "ecg_kernels.h"\n#include <string.h>\n#include <stdalign.h>\n\n',
          f"alignas(16) const uint8_t ecg_const_blob[{len(blob)}] = {{\n{_hex_rows(bytes(blob))}\n}};\n",
          f"const uint32_t ecg_const_blob_len = {len(blob)};\n",
          "const uint8_t ecg_const_sha256[32] = {" + ",".join(f"0x{b:02x}" for b in const_sha) + "};\n",
          "const uint8_t ecg_model_sha256[32] = {" + ",".join(f"0x{b:02x}" for b in model_sha) + "};\n\n",
-         "\n".join(defines), "\n\n",
-         f"alignas(16) static int8_t ecg_arena[{max(plan.arena_bytes, 16)}];\n",
-         f"const uint32_t ecg_arena_bytes = {plan.arena_bytes};\n\n"]
+         "\n".join(defines), "\n\n"]
     if fault_shift is not None:
         li, nm, vals = fault_shift
         bad = vals.copy()
@@ -113,27 +148,10 @@ def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str
         c.append("#ifdef ECG_FAULT_REQUANT_SHIFT\n/* fault injection: off-by-one requant shift, channel 0 of "
                  f"layer {li} */\nstatic const int32_t {nm}_fault[{bad.size}] = {_c_init(bad.tolist())};\n"
                  f"#undef {nm}\n#define {nm} {nm}_fault\n#endif\n\n")
-    table = []
-    for layer in layers:
-        fn = f"ecg_layer_{layer.index:03d}"
-        body = ""
-        if layer.params_type:
-            fields = ", ".join(f".{k} = {subst(_c_init(v), layer)}" for k, v in layer.params.items())
-            c.append(f"static const {layer.params_type} {fn}_p = {{{fields}}};\n")
-            body = subst(layer.call.replace("{p}", f"&{fn}_p"), layer)
-        else:
-            body = subst(layer.call, layer)
-        c.append(f"/* {layer.op}: {layer.summary}; {layer.macs} MACs */\n"
-                 f"ECG_NOINLINE void {fn}(void) {{ {body} }}\n\n")
-        table.append({"index": layer.index, "op": layer.op, "function": fn, "macs": int(layer.macs),
-                      "summary": layer.summary})
-    in_t, out_t = model.inputs[0], model.outputs[0]
     c.append("ECG_NOINLINE void ecg_model_done(void) { __asm__ volatile(\"\" ::: \"memory\"); }\n\n")
-    c.append("ECG_NOINLINE void ecg_model_invoke(const int8_t *in, int8_t *out) {\n"
-             f"    memcpy({tptr(in_t)}, in, ECG_INPUT_SIZE);\n")
-    for layer in layers:
-        c.append(f"    ecg_layer_{layer.index:03d}();\n")
-    c.append(f"    memcpy(out, {tptr(out_t)}, ECG_OUTPUT_SIZE);\n    ecg_model_done();\n}}\n")
+    opt_c, table = _emit_variant(model, layers, plan, "ecg_arena")
+    ref_c, ref_table = _emit_variant(model, ref_layers, ref_plan, "ecg_arena")
+    c += ["#if defined(ECG_OPTIMIZED)\n"] + opt_c + ["#else /* reference lowering */\n"] + ref_c + ["#endif\n"]
 
     scale_uv = float(contract.get("scale_uv", 1000.0))
     h = [BANNER, "#ifndef ECG_MODEL_H\n#define ECG_MODEL_H\n#include <stdint.h>\n\n",
@@ -145,7 +163,7 @@ def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str
          f"#define ECG_SAMPLE_RATE_HZ {int(contract.get('sampling_rate_hz', 500))}\n",
          f"#define ECG_WINDOW_SAMPLES {int(contract.get('window_samples', int(np.prod(inp.shape))))}\n",
          f"#define ECG_MODEL_DEMO {1 if manifest.get('demo', True) else 0}\n",
-         f"#define ECG_MODEL_MACS {sum(l.macs for l in layers)}\n\n",
+         f"#define ECG_MODEL_MACS {macs}\n\n",
          "extern const uint8_t ecg_const_blob[];\nextern const uint32_t ecg_const_blob_len;\n",
          "extern const uint8_t ecg_const_sha256[32];\nextern const uint8_t ecg_model_sha256[32];\n",
          "extern const uint32_t ecg_arena_bytes;\n",
@@ -153,8 +171,11 @@ def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str
          "\n#endif\n"]
     files = {"model.c": "".join(c), "model.h": "".join(h),
              "layers.json": json.dumps({"model": name, "sha256": model.sha256, "arena_bytes": plan.arena_bytes,
-                                        "const_bytes": len(blob), "layers": table}, indent=1)}
-    return Generated(model, layers, plan, files, len(blob), sum(l.macs for l in layers), table)
+                                        "reference_arena_bytes": ref_plan.arena_bytes, "const_bytes": len(blob),
+                                        "layers": table, "reference_layers": ref_table}, indent=1)}
+    gen = Generated(model, layers, plan, files, len(blob), macs, table)
+    gen.reference_layers, gen.reference_plan, gen.reference_layer_table = ref_layers, ref_plan, ref_table
+    return gen
 
 
 def write_sources(gen: Generated, out_dir: str | Path) -> Path:

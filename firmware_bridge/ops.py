@@ -355,8 +355,8 @@ def _reshape(model, op):
     return Layer(op.index, op.name, [x.index], [y.index], call="", alias_of=x.index, summary="reshape (alias)")
 
 
-def _lut_layer(model, op, lut, what):
-    x = _int8_act(model, op, op.inputs[0], "input")
+def _lut_layer(model, op, lut, what, input_index=None):
+    x = _int8_act(model, op, op.inputs[0] if input_index is None else input_index, "input")
     y = _int8_act(model, op, op.outputs[0], "output")
     name = f"L{op.index}_lut"
     return Layer(op.index, op.name, [x.index], [y.index], call="ECG_LUT(%s, %d, {t%d}, {t%d});" % (
@@ -380,7 +380,7 @@ def _requantize(model, op):
                                                       float(y.scale[0]), int(y.zero_point[0])), "requantize (LUT)")
 
 
-def lower(model: TfliteModel) -> list[Layer]:
+def lower(model: TfliteModel, fuse: bool = True) -> list[Layer]:
     """Lower every operator; the first unsupported one raises FirmwareError."""
     for i in model.inputs + model.outputs:
         t = model.tensors[i]
@@ -396,4 +396,46 @@ def lower(model: TfliteModel) -> list[Layer]:
             raise FirmwareError(f"op {op.index} ({op.name}) is not supported by the ecgedge C engine; "
                                 f"supported: {', '.join(supported_ops())}")
         layers.append(fn(model, op))
-    return layers
+    return fuse_swish(model, layers) if fuse else layers
+
+
+def _mul_lut(model: TfliteModel, mul: Operator, x_idx: int, s_idx: int, sig_lut: np.ndarray) -> np.ndarray:
+    """y[x] of MUL(x, LOGISTIC(x)) for every int8 x, with the MUL kernel's exact integer arithmetic."""
+    a, b = (model.tensors[i] for i in mul.inputs[:2])
+    y = model.tensors[mul.outputs[0]]
+    sa, sb, so = (np.float64(np.float32(t.scale[0])) for t in (a, b, y))
+    m, sh = quant.quantize_multiplier(float(sa * sb / so))
+    lo, hi = _act(model, mul, y)
+    out = np.empty(256, np.int8)
+    for raw in range(-128, 128):
+        sig = int(sig_lut[raw + 128])
+        va, vb = (raw, sig) if mul.inputs[0] == x_idx else (sig, raw)
+        v = quant.mbqm((va - int(a.zero_point[0])) * (vb - int(b.zero_point[0])), m, sh) + int(y.zero_point[0])
+        out[raw + 128] = min(max(v, lo), hi)
+    return out
+
+
+def fuse_swish(model: TfliteModel, layers: list[Layer]) -> list[Layer]:
+    """MUL(x, LOGISTIC(x)) -> one int8 lookup table (Swish). Exact: both ops are functions of x alone."""
+    consumers: dict[int, list[int]] = {}
+    for op in model.operators:
+        for t in op.inputs:
+            consumers.setdefault(t, []).append(op.index)
+    by_out = {op.outputs[0]: op for op in model.operators}
+    drop, out = set(), []
+    for layer in layers:
+        op = model.operators[layer.index]
+        if op.name == "MUL" and len(op.inputs) == 2:
+            for x_idx, s_idx in (op.inputs, op.inputs[::-1]):
+                prod = by_out.get(s_idx)
+                if (prod is not None and prod.name == "LOGISTIC" and prod.inputs[0] == x_idx
+                        and consumers.get(s_idx) == [op.index] and s_idx not in model.outputs
+                        and model.tensors[x_idx].shape == model.tensors[op.outputs[0]].shape):
+                    sig = next(l for l in layers if l.index == prod.index).consts[0].values
+                    lut = _mul_lut(model, op, x_idx, s_idx, sig)
+                    fused = _lut_layer(model, op, lut, "swish x*sigmoid(x) (fused LUT)", x_idx)
+                    drop.add(prod.index)
+                    layer = fused
+                    break
+        out.append(layer)
+    return [l for l in out if l.index not in drop]

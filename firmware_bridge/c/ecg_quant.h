@@ -5,10 +5,9 @@
 
 static inline int32_t ecg_srdhm(int32_t a, int32_t b) {
     if (a == b && a == INT32_MIN) return INT32_MAX;
-    int64_t ab = (int64_t)a * (int64_t)b;
-    int64_t v = ab + (ab >= 0 ? (1 << 30) : (1 - (1 << 30)));
-    /* truncating division by 2^31 = floor shift, plus 1 for a negative value with a remainder */
-    return (int32_t)(v >> 31) + (int32_t)(v < 0 && (v & 0x7FFFFFFF) != 0);
+    /* TFLite: trunc((ab + nudge) / 2^31) with nudge = 2^30 (ab >= 0) or 1 - 2^30 (ab < 0); both cases
+     * equal floor((ab + 2^30) / 2^31), an arithmetic shift (no division, no branch) */
+    return (int32_t)(((int64_t)a * (int64_t)b + ((int64_t)1 << 30)) >> 31);
 }
 
 static inline int32_t ecg_rdpot(int32_t x, int32_t exponent) {
