@@ -118,10 +118,15 @@ class _Source:
 
             self.stream = EcgStream(sampling_rate=cfg.sampling_rate, heart_rate=cfg.hr, k_mmol=cfg.k,
                                     noise=cfg.noise, seed=cfg.seed)
+            self._buf = np.zeros(0)
 
     def read(self, n: int) -> np.ndarray:
         if self.stream is not None:
-            return self.stream.read(n)
+            # the generator's cost is mostly per call: draw a second at a time (same samples either way)
+            if self._buf.size < n:
+                self._buf = np.concatenate([self._buf, self.stream.read(max(n, int(self.cfg.sampling_rate)))])
+            out, self._buf = self._buf[:n], self._buf[n:]
+            return out
         idx = (self._pos + np.arange(n)) % self._rec.size
         self._pos += n
         return self._rec[idx]
@@ -168,6 +173,7 @@ class VirtualDevice:
         self.model = _DeviceModel(cfg.package, cfg.sampling_rate) if cfg.package else None
         self._rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xD509]))
         self._sink = None
+        self._send_lock = asyncio.Lock()
         self._tx_seq = 0
         self._decoder = P.FrameDecoder()
         self._stream_task: asyncio.Task | None = None
@@ -257,9 +263,13 @@ class VirtualDevice:
     async def _send(self, msg_type, payload=b"") -> None:
         if self._sink is None:
             return
-        data = P.encode_frame(msg_type, self._tx_seq, payload)
-        self._tx_seq = (self._tx_seq + 1) & 0xFFFF
-        await self._sink(data)
+        async with self._send_lock:  # a frame is written whole, never interleaved with another
+            sink = self._sink
+            if sink is None:
+                return
+            data = P.encode_frame(msg_type, self._tx_seq, payload)
+            self._tx_seq = (self._tx_seq + 1) & 0xFFFF
+            await sink(data)
 
     async def _error(self, code, related_seq, msg):
         await self._send(P.MsgType.ERROR, P.pack_error(P.ErrorMsg(int(code), related_seq, msg)))
@@ -376,8 +386,12 @@ class VirtualDevice:
         try:
             while self.streaming and self._sink is not None:
                 due = self._due_samples()
-                while self.generated + self.cfg.samples_per_frame <= due:
+                made = 0
+                ahead = int(2 * self.cfg.sampling_rate)  # a slow host back-pressures the simulated clock
+                while self.generated + self.cfg.samples_per_frame <= due and made < 20 \
+                        and self.generated - self.next_send < ahead:
                     self._produce_frame()
+                    made += 1
                 sent_any = False
                 spf = self.cfg.samples_per_frame
                 while self._sink is not None and self._history and self.next_send + spf <= self.generated:
@@ -389,6 +403,8 @@ class VirtualDevice:
                     await self._send(P.MsgType.SAMPLES, payload)
                     sent_any = True
                     frames_sent += 1
+                    if frames_sent % 8 == 0:
+                        await asyncio.sleep(0)  # let the host's requests in
                     if self.disconnect_after_frames and frames_sent >= self.disconnect_after_frames:
                         self.disconnect_after_frames = None
                         raise ConnectionResetError("fault injection: link dropped")
