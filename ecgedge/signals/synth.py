@@ -23,7 +23,8 @@ EMG_RMS_UV = 25.0
 POWERLINE_UV = 30.0
 AMPLIFIER_RMS_UV = 4.0
 ARTEFACT_MEDIAN_UV = 500.0
-NOISE_RAMP_S = 0.25  # a noise level change fades in over this time (no steps in the output)
+NOISE_RAMP_S = 0.25
+GENERATION_BLOCK_S = 0.2  # samples are generated in blocks of this length (or longer reads)  # a noise level change fades in over this time (no steps in the output)
 
 HR_RANGE = (20.0, 250.0)
 K_RANGE = (1.0, 10.0)
@@ -119,7 +120,11 @@ class EcgStream:
         self._emg_envelope = _FilteredNoise("envelope", fs, noise_rngs[2])
         self._white_rng = noise_rngs[3]
 
-        self._pos = 0  # samples emitted so far
+        self._pos = 0  # samples returned by read()
+        self._generated = 0  # samples generated (at most one block ahead of _pos)
+        self._block = max(1, int(round(GENERATION_BLOCK_S * self.sampling_rate)))
+        self._buffer = np.zeros(0)
+        self._buffer_start = 0
         rr0 = 60.0 / self.heart_rate
         self._last_rr = rr0
         self._next_r = -1.4 - self._beat_rng.uniform(0.0, rr0)
@@ -134,14 +139,16 @@ class EcgStream:
     # -- settings ---------------------------------------------------------------------------
     def set(self, k_mmol: float | None = None, heart_rate: float | None = None,
             noise: float | None = None) -> None:
-        """Change settings from the next sample on (beats not yet begun take the new K+ and rate)."""
+        """Change settings for what is not generated yet: within GENERATION_BLOCK_S of the read
+        position, beats not yet begun take the new K+ and rate, and noise fades to its new level."""
         if k_mmol is not None:
             self.k_mmol = _check_range("k_mmol", k_mmol, *K_RANGE)
         if heart_rate is not None:
             self.heart_rate = _check_range("heart_rate", heart_rate, *HR_RANGE)
         if noise is not None:
             noise = _check_range("noise", noise, 0.0, 1.0)
-            self._noise_ramp = (self._pos, self._noise_gain_at(np.array([self._pos]))[0], noise)
+            start = self._generated
+            self._noise_ramp = (start, self._noise_gain_at(np.array([start]))[0], noise)
             self.noise = noise
 
     @property
@@ -289,10 +296,22 @@ class EcgStream:
             raise ConfigError(f"read(n) needs n >= 0, got {n}")
         if n == 0:
             return np.zeros(0)
-        i0, i1 = self._pos, self._pos + n
+        end = self._pos + n
+        if end > self._generated:
+            # Generate up to a block boundary: many small reads then cost little. Generation is
+            # chunk-invariant, so where the boundaries fall never changes the samples.
+            target = -(-end // self._block) * self._block
+            self._buffer = np.concatenate([self._buffer[self._pos - self._buffer_start:],
+                                           self._generate(self._generated, target)])
+            self._buffer_start = self._pos
+            self._generated = target
+        x = self._buffer[self._pos - self._buffer_start: end - self._buffer_start].copy()
+        self._pos = end
+        return x
+
+    def _generate(self, i0: int, i1: int) -> np.ndarray:
         self._schedule_beats(i1 / self.sampling_rate)
         x = self._render_beats(i0, i1) + self._render_noise(i0, i1)
-        self._pos = i1
         if self.adc_uv_per_lsb is not None:
             x = np.round(x / self.adc_uv_per_lsb) * self.adc_uv_per_lsb
         return x
