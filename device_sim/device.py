@@ -181,6 +181,7 @@ class VirtualDevice:
         self.generated = 0  # samples the ADC produced since START
         self.next_send = 0  # next sample index to send
         self.boot_monotonic = time.monotonic()
+        self._t0 = self.boot_monotonic
         self._history: collections.deque = collections.deque()  # (first_index, counts, dropped) recent frames
         self.dropped: list[tuple[int, int]] = []  # (start_sample, length)
         self.overruns = 0
@@ -229,7 +230,7 @@ class VirtualDevice:
         return any(a <= t < b for a, b in self.cfg.lead_off)
 
     def battery_pct(self) -> int:
-        return int(max(0.0, self.cfg.battery - self.signal_seconds() / 3600 * self.cfg.battery_drain_pct_per_h))
+        return int(round(max(0.0, self.cfg.battery - self.signal_seconds() / 3600 * self.cfg.battery_drain_pct_per_h)))
 
     def status(self) -> P.Status:
         return P.Status(int(self.lead_off_at(self.signal_seconds())), self.battery_pct(), self.overruns,
