@@ -148,3 +148,41 @@ def test_real_cinc2017_record_loads_in_microvolts_at_model_rate():
     assert 40 < heart_rate < 150
     # A handheld lead-I-like ECG: QRS amplitudes of hundreds of µV to a few mV.
     assert 200 < np.median(np.abs(rec.signal_uv[peaks])) < 5000
+
+
+def test_multichannel_wfdb_picks_lead_i_and_converts_its_units(tmp_path):
+    import wfdb
+
+    n = 1000
+    lead_ii_mv = np.sin(np.linspace(0, 30, n))
+    lead_i_uv = 400.0 * np.cos(np.linspace(0, 30, n))
+    wfdb.wrsamp("two", fs=250, units=["mV", "uV"], sig_name=["II", "I"],
+                p_signal=np.column_stack([lead_ii_mv, lead_i_uv]), fmt=["16", "16"], write_dir=str(tmp_path))
+    rec = load_record(tmp_path / "two.hea")
+    assert rec.lead == "I" and rec.meta["channels"] == ["II", "I"]
+    assert np.allclose(rec.signal_uv, lead_i_uv, atol=0.1)
+
+
+def test_multichannel_edf_without_lead_i_takes_the_first_channel_in_microvolts(tmp_path):
+    import pyedflib
+
+    n = 2000
+    first_mv = 0.8 * np.sin(np.linspace(0, 40, n))
+    path = tmp_path / "two.edf"
+    writer = pyedflib.EdfWriter(str(path), 2, file_type=pyedflib.FILETYPE_EDFPLUS)
+    headers = [{"label": name, "dimension": "mV", "sample_frequency": 200, "physical_max": 2.0,
+                "physical_min": -2.0, "digital_max": 32767, "digital_min": -32768, "transducer": "",
+                "prefilter": ""} for name in ("ECG A", "ECG B")]
+    writer.setSignalHeaders(headers)
+    writer.writeSamples([first_mv, -first_mv])
+    writer.close()
+    rec = load_record(path)
+    assert rec.lead == "ECG A" and rec.sampling_rate == 200.0
+    assert np.allclose(rec.signal_uv, 1000 * first_mv, atol=0.2)
+
+
+def test_unknown_physical_unit_is_refused(tmp_path):
+    np.save(tmp_path / "x.npy", np.zeros(100))
+    (tmp_path / "x.json").write_text(json.dumps({"sampling_rate": 100, "units": "mmHg"}))
+    with pytest.raises(DataError, match="mmHg"):
+        load_record(tmp_path / "x.npy")

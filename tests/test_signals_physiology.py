@@ -142,3 +142,20 @@ def test_output_units_are_microvolts():
     x = ecg_simulate(10.0, FS, k_mmol=4.5, seed=0)
     r_amp = measure(x)["r_amplitude"]
     assert 100.0 < r_amp < 3000.0  # lead-I R wave: 0.1-3 mV
+
+
+def test_noise_sources_are_each_present():
+    from dataclasses import replace
+
+    calm = replace(SubjectParams(), artefact_rate_per_s=1e-6)
+    clean = ecg_simulate(30.0, FS, k_mmol=4.5, subject=calm, noise=0.0, seed=6)
+    noisy = ecg_simulate(30.0, FS, k_mmol=4.5, subject=calm, noise=1.0, seed=6)
+    freqs, p_clean = sps.welch(clean, fs=FS, nperseg=4096)
+    _, p_noisy = sps.welch(noisy, fs=FS, nperseg=4096)
+    wander, emg = (freqs > 0.05) & (freqs < 0.5), (freqs > 70) & (freqs < 140)
+    assert p_noisy[wander].sum() > 10 * p_clean[wander].sum()  # baseline wander
+    assert p_noisy[emg].sum() > 10 * p_clean[emg].sum()  # muscle noise
+    # Electrode motion: with frequent artefacts the signal strays much further from the clean one.
+    jumpy = replace(calm, artefact_rate_per_s=0.5)
+    moved = ecg_simulate(30.0, FS, k_mmol=4.5, subject=jumpy, noise=1.0, seed=6)
+    assert np.max(np.abs(moved - clean)) > 1.5 * np.max(np.abs(noisy - clean))
