@@ -23,8 +23,8 @@ EMG_RMS_UV = 25.0
 POWERLINE_UV = 30.0
 AMPLIFIER_RMS_UV = 4.0
 ARTEFACT_MEDIAN_UV = 500.0
-NOISE_RAMP_S = 0.25
-GENERATION_BLOCK_S = 0.2  # samples are generated in blocks of this length (or longer reads)  # a noise level change fades in over this time (no steps in the output)
+NOISE_RAMP_S = 0.25  # a noise level change fades in over this time (no steps in the output)
+GENERATION_BLOCK_S = 0.2  # samples are generated in blocks of this length (or longer reads)
 
 HR_RANGE = (20.0, 250.0)
 K_RANGE = (1.0, 10.0)
@@ -98,7 +98,10 @@ class EcgStream:
         if adc_uv_per_lsb is not None:
             adc_uv_per_lsb = _check_range("adc_uv_per_lsb", adc_uv_per_lsb, 1e-6, 1e6)
         self.adc_uv_per_lsb = adc_uv_per_lsb
-        self.seed = int(seed)
+        try:
+            self.seed = int(seed)
+        except (TypeError, ValueError):
+            raise ConfigError(f"seed must be an integer, got {seed!r}") from None
         ss = np.random.SeedSequence(self.seed)
         subject_ss, beat_ss, noise_ss, artefact_ss, phase_ss = ss.spawn(5)
         if subject is None:
