@@ -142,7 +142,7 @@ def _conv2d(model, op):
     x, y, p, consts, macs = _conv_common(model, op, depthwise=False)
     col = p["k_h"] * p["k_w"] * p["filter_in_c"]
     # optimised path scratch: im2col of 2 output columns
-    scratch = 2 * 2 * ((col + 3) // 4 * 4)   # two int16 columns, length rounded up to 4
+    scratch = 4 * 2 * ((col + 3) // 4 * 4)   # four interleaved int16 columns, length rounded up to 4
     p["col_buf"] = "(int32_t *)({scratch})"
     groups = p["in_c"] // p["filter_in_c"]
     return Layer(op.index, op.name, [x.index], [y.index], "ecg_conv_params", p,
@@ -206,7 +206,9 @@ def _broadcast(op, a_shape, b_shape, out_shape):
         s = _nhwc(shp)
         strides, acc = [0] * 4, 1
         for d in range(3, -1, -1):
-            if s[d] == out[d]:
+            if out[d] == 1:
+                strides[d] = 0
+            elif s[d] == out[d]:
                 strides[d] = acc
             elif s[d] == 1:
                 strides[d] = 0
@@ -250,6 +252,11 @@ def _add(model, op):
     p.update(in1_offset=-int(a.zero_point[0]), in2_offset=-int(b.zero_point[0]), out_offset=int(y.zero_point[0]),
              act_min=lo, act_max=hi, left_shift=left_shift, in1_mult=m1, in1_shift=s1, in2_mult=m2,
              in2_shift=s2, out_mult=mo, out_shift=s_o, mult=0, shift=0)
+    # optimised path: each input's rescaled value is a function of its int8 value alone -> tables
+    for k, (t, m, sh) in enumerate(((a, m1, s1), (b, m2, s2)), start=1):
+        tab = [quant.mbqm((raw - int(t.zero_point[0])) << left_shift, m, sh) for raw in range(-128, 128)]
+        consts.append(CArray(f"L{op.index}_add{k}", "int32_t", np.asarray(tab, np.int64)))
+        p[f"lut{k}"] = f"L{op.index}_add{k}"
     return Layer(op.index, op.name, acts, [y.index], "ecg_binary_params", p,
                  "ECG_ADD({p}, %s, %s, {t%d});" % (ptrs[0], ptrs[1], y.index), consts,
                  summary=f"add {list(a.shape)}+{list(b.shape)}")
@@ -267,7 +274,7 @@ def _mul(model, op):
     p = _broadcast(op, a.shape, b.shape, y.shape)
     p.update(in1_offset=-int(a.zero_point[0]), in2_offset=-int(b.zero_point[0]), out_offset=int(y.zero_point[0]),
              act_min=lo, act_max=hi, left_shift=0, in1_mult=0, in1_shift=0, in2_mult=0, in2_shift=0,
-             out_mult=0, out_shift=0, mult=m, shift=s)
+             out_mult=0, out_shift=0, mult=m, shift=s, lut1="NULL", lut2="NULL")
     return Layer(op.index, op.name, acts, [y.index], "ecg_binary_params", p,
                  "ECG_MUL({p}, %s, %s, {t%d});" % (ptrs[0], ptrs[1], y.index), consts,
                  summary=f"mul {list(a.shape)}*{list(b.shape)}")

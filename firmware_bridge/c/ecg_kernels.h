@@ -36,6 +36,7 @@ typedef struct {
     int32_t in1_offset, in2_offset, out_offset, act_min, act_max;
     int32_t left_shift, in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift;  /* ADD */
     int32_t mult, shift;                                                                /* MUL */
+    const int32_t *lut1, *lut2;   /* ADD, optimised path: rescaled input value for each int8 input */
 } ecg_binary_params;
 
 typedef struct {
@@ -69,12 +70,19 @@ void ecg_copy(int32_t size, const int8_t *in, int8_t *out);
 
 #if defined(ECG_OPTIMIZED)
 void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out);
+void ecg_mul_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void ecg_add_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void ecg_lut_opt(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out);
+void ecg_pad_opt(const ecg_pad_params *p, const int8_t *in, int8_t *out);
+void ecg_maxpool_opt(const ecg_pool_params *p, const int8_t *in, int8_t *out);
 #define ECG_CONV2D ecg_conv2d_opt
 #define ECG_DEPTHWISE ecg_depthwise_ref
 #define ECG_FC ecg_fc_ref
-#define ECG_MUL ecg_mul_ref
-#define ECG_ADD ecg_add_ref
-#define ECG_LUT ecg_lut_ref
+#define ECG_MUL ecg_mul_opt
+#define ECG_ADD ecg_add_opt
+#define ECG_LUT ecg_lut_opt
+#define ECG_PAD ecg_pad_opt
+#define ECG_MAXPOOL ecg_maxpool_opt
 #else
 #define ECG_CONV2D ecg_conv2d_ref
 #define ECG_DEPTHWISE ecg_depthwise_ref
@@ -82,9 +90,9 @@ void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out);
 #define ECG_MUL ecg_mul_ref
 #define ECG_ADD ecg_add_ref
 #define ECG_LUT ecg_lut_ref
-#endif
+#define ECG_PAD ecg_pad_ref
 #define ECG_MAXPOOL ecg_maxpool_ref
+#endif
 #define ECG_AVGPOOL ecg_avgpool_ref
 #define ECG_MEAN ecg_mean_ref
-#define ECG_PAD ecg_pad_ref
 #endif

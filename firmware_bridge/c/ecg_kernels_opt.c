@@ -11,7 +11,11 @@
 #include <arm_acle.h>
 #define SMLAD(x, y, acc) ((int32_t)__smlad((x), (y), (acc)))
 #define SXTB16(x) ((uint32_t)__sxtb16(x))
-#define SXTB16_ROR8(x) ((uint32_t)__sxtb16(((x) >> 8) | ((x) << 24)))
+static inline uint32_t SXTB16_ROR8(uint32_t x) {
+    uint32_t r;
+    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
+    return r;
+}
 #else
 /* portable emulation (host builds): same arithmetic as the ARMv7E-M instructions */
 static inline int32_t SMLAD(uint32_t x, uint32_t y, int32_t acc) {
@@ -42,14 +46,19 @@ static inline uint32_t SXTAB16(uint32_t acc, uint32_t x) {
 }
 #endif
 
+#define NCOL 4   /* output columns per im2col block; columns are interleaved per 4-element group */
+
+/* im2col of one output column into slot j of an interleaved block: element i of column j lives at
+ * int16 index ((i/4)*NCOL + j)*4 + pair_slot(i%4) */
 static void im2col(const ecg_conv_params *p, const int8_t *in, int32_t ox, int32_t oy, int32_t c0,
-                   int16_t *col, int32_t col_len4) {
+                   int16_t *blk, int32_t j, int32_t col_len4) {
     const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
     const int32_t fic = p->filter_in_c;
     /* taps along x are contiguous in memory when the conv is not grouped: copy whole runs */
     const int32_t run_taps = (fic == p->in_c && p->dil_w == 1) ? p->k_w : 1;
     const uint32_t off2 = ((uint32_t)(uint16_t)p->in_offset) * 0x10001u;
     int32_t i = 0;
+#define AT(i) (blk[(((i) >> 2) * NCOL + j) * 4 + slot((i) & 3)])
     for (int32_t ky = 0; ky < p->k_h; ++ky) {
         const int32_t iy = iy0 + ky * p->dil_h;
         for (int32_t kx = 0; kx < p->k_w; kx += run_taps) {
@@ -58,12 +67,12 @@ static void im2col(const ecg_conv_params *p, const int8_t *in, int32_t ox, int32
             const int32_t last_ix = ix + (run_taps - 1) * p->dil_w;
             if (iy >= 0 && iy < p->in_h && ix >= 0 && last_ix < p->in_w && (run & 3) == 0 && (i & 3) == 0) {
                 const int8_t *src = in + ((size_t)iy * p->in_w + ix) * p->in_c + c0;
-                uint32_t *dst = (uint32_t *)(col + i);
+                uint32_t *dst = (uint32_t *)(blk + ((i >> 2) * NCOL + j) * 4);
                 for (int32_t c = 0; c < run; c += 4) {
                     const uint32_t x = load32(src + c);
                     dst[0] = SXTAB16(off2, x);                      /* (c0, c2) */
                     dst[1] = SXTAB16(off2, (x >> 8) | (x << 24));   /* (c1, c3) */
-                    dst += 2;
+                    dst += 2 * NCOL;
                 }
                 i += run;
                 continue;
@@ -71,22 +80,23 @@ static void im2col(const ecg_conv_params *p, const int8_t *in, int32_t ox, int32
             for (int32_t t = 0; t < run_taps; ++t) {
                 const int32_t tx = ix + t * p->dil_w;
                 if (iy < 0 || iy >= p->in_h || tx < 0 || tx >= p->in_w) {
-                    for (int32_t c = 0; c < fic; ++c, ++i) col[slot(i)] = 0;
+                    for (int32_t c = 0; c < fic; ++c, ++i) AT(i) = 0;
                 } else {
                     const int8_t *src = in + ((size_t)iy * p->in_w + tx) * p->in_c + c0;
-                    for (int32_t c = 0; c < fic; ++c, ++i) col[slot(i)] = (int16_t)(src[c] + p->in_offset);
+                    for (int32_t c = 0; c < fic; ++c, ++i) AT(i) = (int16_t)(src[c] + p->in_offset);
                 }
             }
         }
     }
-    for (; i < col_len4; ++i) col[slot(i)] = 0;
+    for (; i < col_len4; ++i) AT(i) = 0;
+#undef AT
 }
 
-static inline int8_t requant(const ecg_conv_params *p, int32_t acc, int32_t oc) {
-    acc = ecg_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset;
-    return (int8_t)ecg_clamp(acc, p->act_min, p->act_max);
+static inline int8_t requant(int32_t acc, ecg_rq rq, int32_t out_offset, int32_t lo, int32_t hi) {
+    return (int8_t)ecg_clamp(ecg_rq_apply(acc, rq) + out_offset, lo, hi);
 }
 
+/* 4 columns x 1 output channel: per 4 filter taps one word load + two SXTB16, 8 SMLAD */
 void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t fic = p->filter_in_c;
     const int32_t groups = p->in_c / fic;
@@ -94,52 +104,153 @@ void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t col_len = p->k_h * p->k_w * fic;
     const int32_t col_len4 = (col_len + 3) & ~3;
     const int32_t n_pos = p->out_h * p->out_w;
-    int16_t *colA = (int16_t *)p->col_buf, *colB = colA + col_len4;
+    int16_t *blk = (int16_t *)p->col_buf;
     for (int32_t g = 0; g < groups; ++g) {
         const int32_t oc0 = g * per_group, c0 = g * fic;
-        for (int32_t pos = 0; pos < n_pos; pos += 2) {
-            const int32_t two = (pos + 1 < n_pos);
-            im2col(p, in, pos % p->out_w, pos / p->out_w, c0, colA, col_len4);
-            if (two) im2col(p, in, (pos + 1) % p->out_w, (pos + 1) / p->out_w, c0, colB, col_len4);
-            else memset(colB, 0, (size_t)col_len4 * 2);
-            int8_t *outA = out + (size_t)pos * p->out_c, *outB = outA + p->out_c;
-            int32_t oc = oc0;
-            for (; oc + 1 < oc0 + per_group; oc += 2) {
-                const int8_t *w0 = p->filter + (size_t)oc * col_len, *w1 = w0 + col_len;
-                int32_t b0 = p->bias ? p->bias[oc] : 0, b1 = p->bias ? p->bias[oc + 1] : 0;
-                int32_t a00 = b0, a01 = b0, a10 = b1, a11 = b1;
-                const uint32_t *ca = (const uint32_t *)colA, *cb = (const uint32_t *)colB;
-                for (int32_t k = 0; k < col_len4; k += 4) {
-                    const uint32_t wa = load32(w0 + k), wb = load32(w1 + k);
-                    const uint32_t wa02 = SXTB16(wa), wa13 = SXTB16_ROR8(wa);
-                    const uint32_t wb02 = SXTB16(wb), wb13 = SXTB16_ROR8(wb);
-                    const uint32_t xa02 = ca[0], xa13 = ca[1], xb02 = cb[0], xb13 = cb[1];
-                    ca += 2; cb += 2;
-                    a00 = SMLAD(wa02, xa02, a00); a00 = SMLAD(wa13, xa13, a00);
-                    a01 = SMLAD(wa02, xb02, a01); a01 = SMLAD(wa13, xb13, a01);
-                    a10 = SMLAD(wb02, xa02, a10); a10 = SMLAD(wb13, xa13, a10);
-                    a11 = SMLAD(wb02, xb02, a11); a11 = SMLAD(wb13, xb13, a11);
-                }
-                outA[oc] = requant(p, a00, oc);
-                outA[oc + 1] = requant(p, a10, oc + 1);
-                if (two) { outB[oc] = requant(p, a01, oc); outB[oc + 1] = requant(p, a11, oc + 1); }
+        for (int32_t pos = 0; pos < n_pos; pos += NCOL) {
+            const int32_t ncols = n_pos - pos < NCOL ? n_pos - pos : NCOL;
+            for (int32_t j = 0; j < NCOL; ++j) {
+                const int32_t q = pos + (j < ncols ? j : 0);   /* short block: repeat a column */
+                im2col(p, in, q % p->out_w, q / p->out_w, c0, blk, j, col_len4);
             }
-            for (; oc < oc0 + per_group; ++oc) {
-                const int8_t *w0 = p->filter + (size_t)oc * col_len;
-                int32_t b0 = p->bias ? p->bias[oc] : 0;
-                int32_t a00 = b0, a01 = b0;
-                const uint32_t *ca = (const uint32_t *)colA, *cb = (const uint32_t *)colB;
-                for (int32_t k = 0; k < col_len4; k += 4) {
-                    const uint32_t wa = load32(w0 + k);
-                    const uint32_t wa02 = SXTB16(wa), wa13 = SXTB16_ROR8(wa);
-                    a00 = SMLAD(wa02, ca[0], a00); a00 = SMLAD(wa13, ca[1], a00);
-                    a01 = SMLAD(wa02, cb[0], a01); a01 = SMLAD(wa13, cb[1], a01);
-                    ca += 2; cb += 2;
+            int8_t *o = out + (size_t)pos * p->out_c;
+            const int32_t out_c = p->out_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+            for (int32_t oc = oc0; oc < oc0 + per_group; ++oc) {
+                const ecg_rq rq = ecg_rq_make(p->mult[oc], p->shift[oc]);
+                const int8_t *w = p->filter + (size_t)oc * col_len;
+                const int32_t b = p->bias ? p->bias[oc] : 0;
+                int32_t a0 = b, a1 = b, a2 = b, a3 = b;
+                /* 8-byte loads of (c0,c2)(c1,c3) pairs: LDRD on Cortex-M7 (block is 16-byte aligned) */
+                const uint64_t *x = (const uint64_t *)__builtin_assume_aligned(blk, 8);
+                const uint64_t *xend = x + (size_t)(col_len4 / 4) * NCOL;
+                while (x < xend) {
+                    const uint32_t wv = load32(w);
+                    const uint32_t w02 = SXTB16(wv), w13 = SXTB16_ROR8(wv);
+                    const uint64_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+                    w += 4;
+                    a0 = SMLAD(w02, (uint32_t)x0, a0); a0 = SMLAD(w13, (uint32_t)(x0 >> 32), a0);
+                    a1 = SMLAD(w02, (uint32_t)x1, a1); a1 = SMLAD(w13, (uint32_t)(x1 >> 32), a1);
+                    a2 = SMLAD(w02, (uint32_t)x2, a2); a2 = SMLAD(w13, (uint32_t)(x2 >> 32), a2);
+                    a3 = SMLAD(w02, (uint32_t)x3, a3); a3 = SMLAD(w13, (uint32_t)(x3 >> 32), a3);
+                    x += 4;
                 }
-                outA[oc] = requant(p, a00, oc);
-                if (two) outB[oc] = requant(p, a01, oc);
+                o[oc] = requant(a0, rq, oo, lo, hi);
+                if (ncols > 1) o[out_c + oc] = requant(a1, rq, oo, lo, hi);
+                if (ncols > 2) o[2 * out_c + oc] = requant(a2, rq, oo, lo, hi);
+                if (ncols > 3) o[3 * out_c + oc] = requant(a3, rq, oo, lo, hi);
             }
         }
     }
+}
+#endif
+
+#if defined(ECG_OPTIMIZED)
+/* Elementwise ops: same integer formulas as the reference kernels, without 4-D index arithmetic. */
+
+void ecg_lut_opt(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out) {
+    const uint8_t *t = (const uint8_t *)lut + 128;   /* index by the signed value */
+    int32_t i = 0;
+    for (; i + 4 <= size; i += 4) {
+        const int8_t a = in[i], b = in[i + 1], c = in[i + 2], d = in[i + 3];
+        out[i] = (int8_t)t[a]; out[i + 1] = (int8_t)t[b]; out[i + 2] = (int8_t)t[c]; out[i + 3] = (int8_t)t[d];
+    }
+    for (; i < size; ++i) out[i] = (int8_t)t[in[i]];
+}
+
+/* parameters copied to locals: stores through int8_t pointers would otherwise force reloads */
+#define ELEMENTWISE_LOCALS                                                                     \
+    const int32_t off1 = p->in1_offset, off2 = p->in2_offset, oo = p->out_offset;              \
+    const int32_t lo = p->act_min, hi = p->act_max
+#define MUL_Q(x, y) ((int8_t)ecg_clamp(ecg_rq_apply(((x) + off1) * ((y) + off2), rq) + oo, lo, hi))
+#define ADD_Q(x, y) ((int8_t)ecg_clamp(ecg_rq_apply(t1[x] + t2[y], rq) + oo, lo, hi))
+
+/* Broadcast shapes the models use: flat, or one operand repeated along all but the last dim. */
+static int contiguous(const int32_t *strides, const int32_t *dims) {
+    int32_t acc = 1;
+    for (int d = 3; d >= 0; --d) {
+        if (dims[d] != 1 && strides[d] != acc) return 0;
+        acc *= dims[d];
+    }
+    return 1;
+}
+static int channel_vector(const int32_t *strides, const int32_t *dims) {
+    return strides[3] == 1 && (dims[0] == 1 || strides[0] == 0) && (dims[1] == 1 || strides[1] == 0) &&
+           (dims[2] == 1 || strides[2] == 0);
+}
+static int per_channel_b(const ecg_binary_params *p) {
+    return contiguous(p->in1_strides, p->out_dims) && channel_vector(p->in2_strides, p->out_dims);
+}
+static int per_channel_a(const ecg_binary_params *p) {
+    return contiguous(p->in2_strides, p->out_dims) && channel_vector(p->in1_strides, p->out_dims);
+}
+
+void ecg_mul_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+    ELEMENTWISE_LOCALS;
+    const ecg_rq rq = ecg_rq_make(p->mult, p->shift);
+    const int32_t size = p->size;
+    if (p->flat) {
+        for (int32_t i = 0; i < size; ++i) out[i] = MUL_Q(a[i], b[i]);
+    } else if (per_channel_b(p)) {
+        const int32_t c = p->out_dims[3], rows = size / c;
+        for (int32_t r = 0; r < rows; ++r, out += c, a += c)
+            for (int32_t k = 0; k < c; ++k) out[k] = MUL_Q(a[k], b[k]);
+    } else if (per_channel_a(p)) {
+        const int32_t c = p->out_dims[3], rows = size / c;
+        for (int32_t r = 0; r < rows; ++r, out += c, b += c)
+            for (int32_t k = 0; k < c; ++k) out[k] = MUL_Q(a[k], b[k]);
+    } else {
+        ecg_mul_ref(p, a, b, out);
+    }
+}
+
+void ecg_add_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
+    ELEMENTWISE_LOCALS;
+    (void)off1; (void)off2;
+    const ecg_rq rq = ecg_rq_make(p->out_mult, p->out_shift);
+    const int32_t *t1 = p->lut1 + 128, *t2 = p->lut2 + 128;
+    const int32_t size = p->size;
+    if (p->flat) {
+        for (int32_t i = 0; i < size; ++i) out[i] = ADD_Q(a[i], b[i]);
+    } else if (per_channel_b(p)) {
+        const int32_t c = p->out_dims[3], rows = size / c;
+        for (int32_t r = 0; r < rows; ++r, out += c, a += c)
+            for (int32_t k = 0; k < c; ++k) out[k] = ADD_Q(a[k], b[k]);
+    } else {
+        ecg_add_ref(p, a, b, out);
+    }
+}
+
+void ecg_pad_opt(const ecg_pad_params *p, const int8_t *in, int8_t *out) {
+    const int32_t oc = p->out_dims[3], ic = p->in_dims[3], before = p->pad_before[3];
+    for (int32_t d0 = 0; d0 < p->out_dims[0]; ++d0)
+        for (int32_t d1 = 0; d1 < p->out_dims[1]; ++d1)
+            for (int32_t d2 = 0; d2 < p->out_dims[2]; ++d2, out += oc) {
+                const int32_t i0 = d0 - p->pad_before[0], i1 = d1 - p->pad_before[1], i2 = d2 - p->pad_before[2];
+                if (i0 < 0 || i0 >= p->in_dims[0] || i1 < 0 || i1 >= p->in_dims[1] || i2 < 0 || i2 >= p->in_dims[2]) {
+                    memset(out, p->pad_value, (size_t)oc);
+                    continue;
+                }
+                const int8_t *src = in + (((size_t)i0 * p->in_dims[1] + i1) * p->in_dims[2] + i2) * ic;
+                if (before) memset(out, p->pad_value, (size_t)before);
+                memcpy(out + before, src, (size_t)ic);
+                if (oc - before - ic) memset(out + before + ic, p->pad_value, (size_t)(oc - before - ic));
+            }
+}
+
+void ecg_maxpool_opt(const ecg_pool_params *p, const int8_t *in, int8_t *out) {
+    const int32_t c = p->channels;
+    for (int32_t oy = 0; oy < p->out_h; ++oy)
+        for (int32_t ox = 0; ox < p->out_w; ++ox, out += c) {
+            const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
+            const int32_t ya = y0 < 0 ? 0 : y0, yb = y0 + p->f_h > p->in_h ? p->in_h : y0 + p->f_h;
+            const int32_t xa = x0 < 0 ? 0 : x0, xb = x0 + p->f_w > p->in_w ? p->in_w : x0 + p->f_w;
+            for (int32_t k = 0; k < c; ++k) out[k] = -128;
+            for (int32_t y = ya; y < yb; ++y)
+                for (int32_t x = xa; x < xb; ++x) {
+                    const int8_t *src = in + ((size_t)y * p->in_w + x) * c;
+                    for (int32_t k = 0; k < c; ++k) if (src[k] > out[k]) out[k] = src[k];
+                }
+            for (int32_t k = 0; k < c; ++k) out[k] = (int8_t)ecg_clamp(out[k], p->act_min, p->act_max);
+        }
 }
 #endif

@@ -27,3 +27,22 @@ static inline int32_t ecg_clamp(int32_t v, int32_t lo, int32_t hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
 #endif
+
+/* Requantiser with the shift split precomputed (optimised kernels keep it in registers). Same result
+ * as ecg_mbqm for multipliers in [0, 2^31) (QuantizeMultiplier never yields INT32_MIN). */
+typedef struct { int32_t mult, left, right, mask, half; } ecg_rq;
+
+static inline ecg_rq ecg_rq_make(int32_t mult, int32_t shift) {
+    ecg_rq r;
+    r.mult = mult;
+    r.left = shift > 0 ? shift : 0;
+    r.right = shift > 0 ? 0 : -shift;
+    r.mask = (int32_t)(((int64_t)1 << r.right) - 1);
+    r.half = r.mask >> 1;
+    return r;
+}
+
+static inline int32_t ecg_rq_apply(int32_t x, ecg_rq r) {
+    const int32_t v = (int32_t)(((int64_t)(int32_t)((uint32_t)x << r.left) * r.mult + ((int64_t)1 << 30)) >> 31);
+    return (v >> r.right) + ((v & r.mask) > r.half + (v < 0));
+}
