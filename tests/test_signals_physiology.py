@@ -159,3 +159,11 @@ def test_noise_sources_are_each_present():
     jumpy = replace(calm, artefact_rate_per_s=0.5)
     moved = ecg_simulate(30.0, FS, k_mmol=4.5, subject=jumpy, noise=1.0, seed=6)
     assert np.max(np.abs(moved - clean)) > 1.5 * np.max(np.abs(noisy - clean))
+
+
+def test_potassium_figure_is_written(tmp_path):
+    from ecgedge.signals.figures import plot_potassium
+
+    path = plot_potassium(tmp_path / "k.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 20_000
