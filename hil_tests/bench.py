@@ -24,7 +24,7 @@ from ecgedge.hil_tests import metrics as M
 from ecgedge.hil_tests.devices import (DEVICE_ERRORS, BenchDevice, DeviceInfo, open_device, quantize_uv)
 from ecgedge.hil_tests.evalset import EvalSet, data_eval_set, synthetic_eval_set
 from ecgedge.hil_tests.gates import GateResult, evaluate_gates, failed, load_gates
-from ecgedge.hil_tests.reference import Int8Runner, float_reference
+from ecgedge.hil_tests.reference import Int8Runner, float_reference, onnx_float_reference
 
 DEFAULT_WINDOWS = 200
 # QEMU counts instructions, not cycles: latency = instructions x CPI / clock. A Cortex-M7 dual-issues,
@@ -47,6 +47,7 @@ class BenchConfig:
     seed: int = 0
     cpi: float = DEFAULT_CPI
     trust: Path | None = None
+    checkpoint: Path | None = None       # float reference checkpoint (default: the zoo's shipped weights)
     allow_unsigned: bool = True
     float_reference: bool = True
     integrity: bool = True
@@ -228,9 +229,18 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
             float_raw, float_info = np.asarray(float_fn(x_model), np.float64), {"source": "caller-supplied"}
         elif cfg.float_reference:
             try:
-                float_raw, float_info = float_reference(manifest["model"], x_model)
+                float_raw, float_info = float_reference(manifest["model"], x_model, checkpoint=cfg.checkpoint)
             except EdgeError as e:
                 notes.append(f"no float reference: {e}")
+        pruned_raw = None
+        if package.has("model.onnx"):
+            try:
+                pruned_raw = onnx_float_reference(package.file("model.onnx"), x_model)
+            except EdgeError as e:
+                notes.append(f"package float ONNX not run: {e}")
+            if pruned_raw is not None and pruned_raw.shape != ref_q.shape:
+                notes.append(f"package float ONNX gives shape {pruned_raw.shape}: not compared")
+                pruned_raw = None
         if float_raw is not None and float_raw.shape != ref_q.shape:
             notes.append(f"float reference gives {float_raw.shape[1]} outputs, the package {ref_q.shape[1]}: "
                          "float comparison skipped")
@@ -349,7 +359,21 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
     m["auroc_int8_reference"] = _auroc(ref_raw)
     dec_dev = decisions(task, outputs, dev_raw, primary) if done else None
     dec_fl = decisions(task, outputs, fl, primary) if fl is not None and done else None
-    m["agreement"] = float(np.mean(dec_dev == dec_fl)) if dec_dev is not None and dec_fl is not None else None
+    m["agreement_float_reference"] = (float(np.mean(dec_dev == dec_fl))
+                                      if dec_dev is not None and dec_fl is not None else None)
+    # `agreement`: against the float model the INT8 model was quantised from (the package's model.onnx),
+    # else the float reference; pruning's own effect shows in auroc_float vs auroc_device.
+    pr = pruned_raw[:done] if pruned_raw is not None else None
+    dec_pr = decisions(task, outputs, pr, primary) if pr is not None and done else None
+    m["agreement_package_float"] = (float(np.mean(dec_dev == dec_pr))
+                                    if dec_dev is not None and dec_pr is not None else None)
+    if m["agreement_package_float"] is not None:
+        m["agreement"], m["agreement_basis"] = m["agreement_package_float"], "package float model (model.onnx)"
+    else:
+        m["agreement"], m["agreement_basis"] = m["agreement_float_reference"], "float reference"
+    m["auroc_package_float"] = _auroc(pr)
+    if pr is not None and done:
+        m["max_abs_delta_package_float"] = float(np.max(np.abs(dev_raw - pr)))
     dec_ref = decisions(task, outputs, ref_raw, primary) if done else None
     m["agreement_int8_reference"] = (float(np.mean(dec_dev == dec_ref))
                                      if dec_dev is not None and dec_ref is not None else None)

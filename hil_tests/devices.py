@@ -19,6 +19,9 @@ from ecgedge.edge_runtime.package import Package, sha256_file
 from ecgedge.firmware_bridge import protocol as P
 
 LOAD_CHUNK = P.MAX_PAYLOAD - 4  # LOAD_INPUT carries a 4-byte offset
+# Streaming is paced by the device clock; an emulator with -icount may run it far slower than real time.
+# A silent device is still caught by the per-frame timeout.
+STREAM_SLOWDOWN = 100
 
 
 @dataclass
@@ -138,8 +141,9 @@ class BenchDevice:
     def infer(self, q: np.ndarray) -> InferResult:
         raise NotImplementedError
 
-    def sample_integrity(self, reference, n_samples: int) -> IntegrityReport | None:
-        """Streaming check; `reference(counts, start, info) -> int8 input` builds the window on the host."""
+    def sample_integrity(self, reference, n_samples: int, feed_counts: np.ndarray | None = None
+                         ) -> IntegrityReport | None:
+        """Streaming check (devices that stream); None where the device has no sample path (host)."""
         return None
 
     def close(self) -> None:
@@ -292,7 +296,7 @@ class LinkDevice(BenchDevice):
             before = await status()
             await self._request(P.MsgType.START, b"", P.MsgType.ACK, self.timeout)
             chunks, expected = [], None
-            deadline = time.monotonic() + self.timeout + n_samples / rate * 4
+            deadline = time.monotonic() + self.timeout + n_samples / rate * STREAM_SLOWDOWN
             total = 0
             while total < n_samples:
                 if time.monotonic() > deadline:
@@ -314,7 +318,8 @@ class LinkDevice(BenchDevice):
             after = await status()
             return chunks, before, after
 
-        chunks, before, after = self._do(stream(), self.timeout * 5 + n_samples / rate * 4, "the streaming phase")
+        chunks, before, after = self._do(stream(), self.timeout * 5 + n_samples / rate * STREAM_SLOWDOWN,
+                                         "the streaming phase")
         rep.samples_received = sum(len(c.samples) for c in chunks)
         rep.dropped_reported = int(after.dropped - before.dropped)
         rep.window_checked = False
@@ -422,7 +427,7 @@ def open_device(url: str, package: Package, timeout: float = 10.0, elf: str | Pa
         # The firmware streams its test signal slowly under QEMU (tens of samples per wall second on a busy
         # machine): a short stream checks START/SAMPLES/STOP; the host-fed windows check the assembly.
         return LinkDevice(f"qemu://{target}?elf={elf}", display_url=url, timeout=timeout, emulated=True,
-                          footprint=footprint, stream_samples=100, elf=Path(elf))
+                          footprint=footprint, stream_samples=50, elf=Path(elf))
     if scheme == "sim":
         tu = url
         if "package=" not in tu:
@@ -439,4 +444,5 @@ __all__ = ["BenchDevice", "DeviceInfo", "Footprint", "HostDevice", "InferResult"
            "LinkDevice", "open_device", "quantize_uv", "elf_footprint", "parse_device_url"]
 
 # Errors a device can raise mid-run: the bench turns them into a partial report.
-DEVICE_ERRORS = (DeviceTimeout, TransportError, ProtocolError, FirmwareError)
+# OSError: a transport may surface a dead peer as ConnectionResetError / BrokenPipeError.
+DEVICE_ERRORS = (DeviceTimeout, TransportError, ProtocolError, FirmwareError, OSError, EOFError)

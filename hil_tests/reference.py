@@ -70,7 +70,8 @@ class Int8Runner:
         return out
 
 
-def float_reference(model_name: str, x_model: np.ndarray, batch: int = 32) -> tuple[np.ndarray, dict]:
+def float_reference(model_name: str, x_model: np.ndarray, batch: int = 32,
+                    checkpoint: str | Path | None = None) -> tuple[np.ndarray, dict]:
     """Raw outputs (logits / regression) of the zoo's float model on [N, W] inputs in model units.
     Raises ModelError when the zoo has no such model or no weights for it."""
     from ecgedge.errors import ConfigError
@@ -80,7 +81,7 @@ def float_reference(model_name: str, x_model: np.ndarray, batch: int = 32) -> tu
     except ImportError as e:
         raise ModelError(f"float reference needs torch and ecgedge.models: {e}") from None
     try:
-        model, spec, meta = load_model(model_name)
+        model, spec, meta = load_model(model_name, checkpoint=checkpoint)
     except ConfigError as e:
         raise ModelError(f"no float reference for {model_name!r}: {e}") from None
     outs = []
@@ -88,6 +89,27 @@ def float_reference(model_name: str, x_model: np.ndarray, batch: int = 32) -> tu
         for i in range(0, len(x_model), batch):
             xb = torch.from_numpy(np.ascontiguousarray(x_model[i:i + batch], np.float32)).unsqueeze(1)
             outs.append(model(xb).cpu().numpy().astype(np.float64))
-    info = {"source": f"torch ecgedge.models.zoo.load_model({model_name!r})",
+    info = {"source": f"torch ecgedge.models.zoo.load_model({model_name!r}"
+                      + (f", checkpoint={str(checkpoint)!r})" if checkpoint else ") (shipped weights)"),
             "demo": bool(is_demo(meta)), "outputs": spec.output_names}
     return np.concatenate(outs, axis=0), info
+
+
+def onnx_float_reference(onnx_path: str | Path, x_model: np.ndarray) -> np.ndarray:
+    """Raw outputs of the package's float ONNX model (the pruned, fine-tuned float model the INT8 model
+    was quantised from) on [N, W] inputs in model units."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = 1
+    try:
+        sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
+    except Exception as e:
+        raise ModelError(f"onnxruntime cannot load {onnx_path}: {e}") from None
+    inp = sess.get_inputs()[0]
+    rank = len(inp.shape)
+    outs = []
+    for i in range(len(x_model)):
+        x = np.asarray(x_model[i], np.float32).reshape((1,) * (rank - 1) + (-1,))
+        outs.append(np.asarray(sess.run(None, {inp.name: x})[0], np.float64).reshape(-1))
+    return np.stack(outs)
