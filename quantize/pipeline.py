@@ -28,7 +28,6 @@ SELECT_SEED_OFFSET = 8001
 VALID_SEED_OFFSET = 9001
 TRAIN_SEED_OFFSET = 6001
 WINDOWS_PER_SUBJECT = 5
-DISTIL_WINDOWS = 1000
 DISTIL_EPOCHS = 4
 KERAS_TOLERANCE = 1e-3      # max |torch - keras| on raw outputs before quantising (seen ~1e-7)
 SQNR_WINDOWS = 16
@@ -107,17 +106,17 @@ def _data_files(folder: str) -> list[Path]:
     return files
 
 
-def calibration_windows(spec, opts: ExportOptions) -> tuple[np.ndarray, str]:
-    """[N, W] model-unit windows for calibration and fine-tuning, and a description of their source."""
-    from ecgedge.calibration import record_windows, representative_windows
+def calibration_windows(spec, opts: ExportOptions) -> tuple[dict, str]:
+    """Representative windows {"x": [N, W] model units, ("k": [N] for generated ones)} for calibration and
+    fine-tuning, and a description of their source."""
+    from ecgedge.calibration import record_windows
     if opts.data:
         x = record_windows(_data_files(opts.data), spec.input)[:, 0, :]
         if len(x) == 0:
             raise DataError(f"--data {opts.data!r}: no complete {spec.input.window_samples}-sample window")
-        return x[:opts.calib_windows], f"records in {opts.data} ({len(x)} windows)"
-    x = representative_windows(spec, n=opts.calib_windows, seed=opts.seed + CALIB_SEED_OFFSET,
-                               windows_per_subject=WINDOWS_PER_SUBJECT)[:, 0, :]
-    return x, f"generated (seed {opts.seed + CALIB_SEED_OFFSET})"
+        return {"x": x[:opts.calib_windows]}, f"records in {opts.data} ({len(x)} windows)"
+    seed = opts.seed + CALIB_SEED_OFFSET
+    return labelled_windows(spec, opts.calib_windows, seed), f"generated (seed {seed})"
 
 
 def labelled_windows(spec, n: int, seed: int) -> dict:
@@ -277,7 +276,9 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     if demo:
         _say(opts, f"[bold yellow]{DEMO_NOTICE}[/]")
     window = int(spec.input.window_samples)
-    x_cal, cal_source = calibration_windows(spec, opts)
+    cal_data, cal_source = calibration_windows(spec, opts)
+    x_cal = cal_data["x"]
+    held_out = _HeldOut(spec, min(SELECT_WINDOWS, opts.val_windows), opts.seed + SELECT_SEED_OFFSET)
     valid = labelled_windows(spec, opts.val_windows, opts.seed + VALID_SEED_OFFSET)
     x_val = valid["x"]
     truth = val.labels_for(spec, valid)
@@ -285,7 +286,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     t = lap("load_and_data", t)
 
     # 2. prune + distil to the target's budget
-    pruned, prune_info = _prune_and_distil(opts, spec, model, budget, x_cal)
+    pruned, prune_info = _prune_and_distil(opts, spec, model, budget, cal_data, held_out)
     t = lap("prune_distil", t)
 
     # 3. Keras rebuild, checked against torch
@@ -307,7 +308,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         candidates = {n: te.quantize_calibrated(te.override_ranges(calibrated, r)) for n, r in ranges.items()}
         selection = None
         if len(candidates) > 1:
-            sel = labelled_windows(spec, min(SELECT_WINDOWS, opts.val_windows), opts.seed + SELECT_SEED_OFFSET)
+            sel = held_out.get()
             sel_truth = val.labels_for(spec, sel)
             sel_ref = val.run_torch(pruned, sel["x"])
             scores = {}
@@ -467,14 +468,27 @@ def _headline(metrics: dict, spec) -> float | None:
     return None if name is None else metrics[name].get("auroc")
 
 
-def _prune_and_distil(opts, spec, model, budget: dict, x_cal: np.ndarray):
+class _HeldOut:
+    """Generated held-out windows (calibrator selection, distillation early-stopping), made on first use."""
+
+    def __init__(self, spec, n: int, seed: int):
+        self.spec, self.n, self.seed, self.data = spec, n, seed, None
+
+    def get(self) -> dict:
+        if self.data is None:
+            self.data = labelled_windows(self.spec, self.n, self.seed)
+        return self.data
+
+
+def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out: _HeldOut):
     """Prune to the MAC / flash / RAM budget and fine-tune by distillation (ecgedge.quantize.prune /
-    .distill). A model already inside the budget is kept as it is."""
+    .distill) on the representative windows. A model already inside the budget is kept as it is."""
     import copy
 
     from ecgedge.models.zoo import count_macs
     from ecgedge.quantize.prune import prune_to_budget
     window = int(spec.input.window_samples)
+    x_cal = cal_data["x"]
     macs = count_macs(model, window)
     n_params = sum(p.numel() for p in model.parameters())
     if macs <= budget["macs"] and n_params * 1.2 <= budget["flash_bytes"]:
@@ -484,20 +498,20 @@ def _prune_and_distil(opts, spec, model, budget: dict, x_cal: np.ndarray):
                                    seed=opts.seed, progress=opts.progress)
     info = {"pruned": True, **info}
     from ecgedge.quantize.distill import finetune_distill
-    n_train = opts.finetune_windows or DISTIL_WINDOWS
-    if opts.data:
-        train = x_cal[:, None, :]  # the user's records (no labels: pure distillation)
-        source = f"records in {opts.data}"
-    else:
-        train = labelled_windows(spec, n_train, opts.seed + TRAIN_SEED_OFFSET)
-        train["x"] = train["x"][:, None, :]
-        source = f"generated (seed {opts.seed + TRAIN_SEED_OFFSET})"
-    held = labelled_windows(spec, SELECT_WINDOWS, opts.seed + SELECT_SEED_OFFSET)
+    train = {k: v for k, v in cal_data.items()}
+    source = cal_source_note = "the representative (calibration) windows"
+    extra = (opts.finetune_windows or 0) - len(x_cal)
+    if extra > 0 and not opts.data:
+        more = labelled_windows(spec, extra, opts.seed + TRAIN_SEED_OFFSET)
+        train = {k: np.concatenate([train[k], more[k]]) for k in train}
+        source = f"{cal_source_note} + {extra} generated (seed {opts.seed + TRAIN_SEED_OFFSET})"
+    train["x"] = train["x"][:, None, :]
+    held = dict(held_out.get())
     held["x"] = held["x"][:, None, :]
     # No time budget: a wall-clock stop would make the model (and the .tflite) non-reproducible.
     pruned, history = finetune_distill(pruned, model, train, held, spec, epochs=opts.finetune_epochs or DISTIL_EPOCHS,
                                        seed=opts.seed, progress=opts.progress, time_budget_s=None)
-    info["distillation"] = {"train_windows": len(train["x"]) if isinstance(train, dict) else len(train),
+    info["distillation"] = {"train_windows": len(train["x"]), "held_out_windows": len(held["x"]),
                             "train_source": source, "history": history}
     return pruned.eval(), info
 
