@@ -115,25 +115,52 @@ void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
             }
             int8_t *o = out + (size_t)pos * p->out_c;
             const int32_t out_c = p->out_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
-            for (int32_t oc = oc0; oc < oc0 + per_group; ++oc) {
+            int32_t oc = oc0;
+            for (; oc < oc0 + per_group; ++oc) {
                 const ecg_rq rq = ecg_rq_make(p->mult[oc], p->shift[oc]);
                 const int8_t *w = p->filter + (size_t)oc * col_len;
                 const int32_t b = p->bias ? p->bias[oc] : 0;
                 int32_t a0 = b, a1 = b, a2 = b, a3 = b;
-                /* 8-byte loads of (c0,c2)(c1,c3) pairs: LDRD on Cortex-M7 (block is 16-byte aligned) */
-                const uint64_t *x = (const uint64_t *)__builtin_assume_aligned(blk, 8);
-                const uint64_t *xend = x + (size_t)(col_len4 / 4) * NCOL;
+                const uint32_t *x = (const uint32_t *)blk;
+                const uint32_t *xend = x + (size_t)(col_len4 / 4) * 2 * NCOL;
+#if defined(__ARM_FEATURE_DSP)
+                /* per 4 taps x 4 columns: LDR + 2 SXTB16 + 4 LDRD + 8 SMLAD + loop (about 1 per MAC) */
+                uint32_t wv, w13, x0, x1;
+                __asm__ volatile(
+                    "1:\n\t"
+                    "ldr %[wv], [%[w]], #4\n\t"
+                    "sxtb16 %[w13], %[wv], ror #8\n\t"
+                    "sxtb16 %[wv], %[wv]\n\t"
+                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"
+                    "smlad %[a0], %[wv], %[x0], %[a0]\n\t"
+                    "smlad %[a0], %[w13], %[x1], %[a0]\n\t"
+                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"
+                    "smlad %[a1], %[wv], %[x0], %[a1]\n\t"
+                    "smlad %[a1], %[w13], %[x1], %[a1]\n\t"
+                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"
+                    "smlad %[a2], %[wv], %[x0], %[a2]\n\t"
+                    "smlad %[a2], %[w13], %[x1], %[a2]\n\t"
+                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"
+                    "smlad %[a3], %[wv], %[x0], %[a3]\n\t"
+                    "smlad %[a3], %[w13], %[x1], %[a3]\n\t"
+                    "cmp %[x], %[xend]\n\t"
+                    "bne 1b\n\t"
+                    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
+                      [wv] "=&r"(wv), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                    : [xend] "r"(xend)
+                    : "cc", "memory");
+#else
                 while (x < xend) {
                     const uint32_t wv = load32(w);
                     const uint32_t w02 = SXTB16(wv), w13 = SXTB16_ROR8(wv);
-                    const uint64_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+                    a0 = SMLAD(w02, x[0], a0); a0 = SMLAD(w13, x[1], a0);
+                    a1 = SMLAD(w02, x[2], a1); a1 = SMLAD(w13, x[3], a1);
+                    a2 = SMLAD(w02, x[4], a2); a2 = SMLAD(w13, x[5], a2);
+                    a3 = SMLAD(w02, x[6], a3); a3 = SMLAD(w13, x[7], a3);
                     w += 4;
-                    a0 = SMLAD(w02, (uint32_t)x0, a0); a0 = SMLAD(w13, (uint32_t)(x0 >> 32), a0);
-                    a1 = SMLAD(w02, (uint32_t)x1, a1); a1 = SMLAD(w13, (uint32_t)(x1 >> 32), a1);
-                    a2 = SMLAD(w02, (uint32_t)x2, a2); a2 = SMLAD(w13, (uint32_t)(x2 >> 32), a2);
-                    a3 = SMLAD(w02, (uint32_t)x3, a3); a3 = SMLAD(w13, (uint32_t)(x3 >> 32), a3);
-                    x += 4;
+                    x += 8;
                 }
+#endif
                 o[oc] = requant(a0, rq, oo, lo, hi);
                 if (ncols > 1) o[out_c + oc] = requant(a1, rq, oo, lo, hi);
                 if (ncols > 2) o[2 * out_c + oc] = requant(a2, rq, oo, lo, hi);
