@@ -48,6 +48,7 @@ class SimConfig:
     package: str | None = None
     samples_per_frame: int = 50
     truth: str | None = None  # ground-truth file prefix (PREFIX.i16 + PREFIX.json)
+    clock_jump: list = field(default_factory=list)  # [(at_s, jump_s)]: the device clock jumps (fault injection)
     rewind_s: float = 1.0  # on resume after a lost link, resend this much (the host drops duplicates)
     max_buffer_s: float = 600.0
 
@@ -62,6 +63,8 @@ class SimConfig:
                 setattr(c, key, val)
             elif key == "lead_off":
                 c.lead_off = parse_intervals(val)
+            elif key == "clock_jump":
+                c.clock_jump = parse_intervals(val)
             elif key in conv:
                 try:
                     v = conv[key](val)
@@ -70,7 +73,7 @@ class SimConfig:
                 setattr(c, {"fs": "sampling_rate", "drift": "drift_ppm"}.get(key, key), v)
             else:
                 raise ConfigError(f"unknown sim parameter {key!r}; expected one of "
-                                  + ", ".join(sorted([*conv, "package", "replay", "truth", "lead_off"])))
+                                  + ", ".join(sorted([*conv, "package", "replay", "truth", "lead_off", "clock_jump"])))
         c.validate()
         return c
 
@@ -376,6 +379,10 @@ class VirtualDevice:
         while self._history and self._history[0][0] < first - limit:
             self._history.popleft()
 
+    def _clock_offset_us(self, index: int) -> int:
+        t = index / self.cfg.sampling_rate
+        return int(sum(jump for at, jump in self.cfg.clock_jump if t >= at) * 1e6)
+
     def _due_samples(self) -> int:
         elapsed = time.monotonic() - self._t0
         return int(elapsed * self.cfg.speed * self.cfg.sampling_rate * (1 + self.cfg.drift_ppm * 1e-6))
@@ -400,7 +407,8 @@ class VirtualDevice:
                     self.next_send = first + counts.size
                     if lost:
                         continue
-                    payload = P.pack_samples(P.Samples(first & 0xFFFFFFFF, boot_us + int(first * period_us), counts))
+                    t_us = boot_us + int(first * period_us) + self._clock_offset_us(first)
+                    payload = P.pack_samples(P.Samples(first & 0xFFFFFFFF, t_us, counts))
                     await self._send(P.MsgType.SAMPLES, payload)
                     sent_any = True
                     frames_sent += 1

@@ -75,6 +75,8 @@ class Session:
         self._results_f = open(self.out / "results.jsonl", "w")
         self._limit = None
         self.stopped_because = None
+        self.clock_jumps: list[dict] = []
+        self._t_ref: tuple[int, int] | None = None  # (session index, device t_us) for the timestamp check
 
     # -- setup ------------------------------------------------------------------------------------
     async def _handshake(self, first: bool) -> None:
@@ -134,6 +136,7 @@ class Session:
                 self.device_restarts += 1
                 self.index_offset = self.expected - (self.unwrap_base + s.first_index)
                 idx = self.expected
+                self._t_ref = None
                 log.warning("device restarted: its sample index went back to %d", s.first_index)
             else:
                 self.duplicates += counts.size
@@ -160,6 +163,7 @@ class Session:
             if self._limit is not None and idx >= self._limit:
                 self.expected = self._limit
                 return []
+        self._check_clock(idx, s.t_us)
         if counts.size:
             if self.recorder:
                 self.recorder.write(idx, counts)
@@ -168,6 +172,19 @@ class Session:
             windows = self.processor.push(idx, counts)
             self.on_event("samples", {"index": idx, "counts": counts})
         return windows
+
+    def _check_clock(self, idx: int, t_us: int) -> None:
+        """Device timestamps must advance with the sample index; a jump (beyond 50 ms or 1000 ppm) is reported,
+        never taken as lost samples (the index is the authority on gaps)."""
+        if self._t_ref is None:
+            self._t_ref = (idx, t_us)
+            return
+        span_us = (idx - self._t_ref[0]) * 1e6 / self.fs
+        dev = t_us - (self._t_ref[1] + span_us)
+        if abs(dev) > max(50_000, abs(span_us) * 1e-3):
+            self.clock_jumps.append({"at_sample": int(idx), "jump_us": int(round(dev))})
+            log.warning("device clock jumped by %.3f s at sample %d", dev / 1e6, idx)
+            self._t_ref = (idx, t_us)
 
     async def _infer_device(self, win) -> dict:
         from ecgedge.edge_runtime.inference import interpret_outputs
@@ -292,7 +309,7 @@ class Session:
             "seconds": round(self.expected / fs, 4) if fs else 0.0,
             "wall_seconds": round(time.monotonic() - self.t_wall0, 3),
             "sampling_rate_hz": fs, "uv_per_lsb": self.info.uv_per_lsb if self.info else None,
-            "reconnects": self.reconnects, "device_restarts": self.device_restarts,
+            "reconnects": self.reconnects, "device_restarts": self.device_restarts, "clock_jumps": self.clock_jumps,
             "link": self.link.stats, "recording": rec_info,
             "latency_ms": ({"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
                             "p99": float(np.percentile(lat, 99))} if lat is not None else None),

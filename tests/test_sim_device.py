@@ -158,3 +158,35 @@ def test_device_at_250_hz_is_resampled_to_the_model_rate(pkg_dir, tmp_path):
     assert [r["window_start_sample"] for r in res] == [0, 5000, 10000]
     hr = [r["sqi"]["hr_bpm"] for r in res]
     assert all(abs(h - 72) < 6 for h in hr), hr  # beats keep their timing after 250 -> 500 Hz
+
+
+def test_replay_of_a_wfdb_record_streams_its_samples(pkg_dir, tmp_path):
+    """`--replay`: a 360 Hz WFDB record is loaded at the device rate and streamed sample for sample."""
+    from ecgedge.edge_runtime.recorder import read_partial
+    from ecgedge.signals import ecg_simulate, load_record, save_record
+
+    x = ecg_simulate(duration=20.0, sampling_rate=360, heart_rate=65, k_mmol=5.0, seed=3)
+    rec_path = save_record(tmp_path / "rec" / "subject1", x, 360, fmt="wfdb")
+    want = np.clip(np.round(load_record(rec_path, sampling_rate=500).signal_uv), -32768, 32767).astype(np.int16)
+
+    async def go():
+        sess = Session(load_package(pkg_dir), SessionOptions(source=f"sim://pocket_k?replay={rec_path}&speed=200",
+                                                             out_dir=tmp_path / "s", duration_s=30))
+        return await sess.run()
+
+    s = run(go())
+    got = read_partial(tmp_path / "s").counts
+    assert s["samples_received"] == 15000 and want.size == 10000
+    np.testing.assert_array_equal(got[:10000], want)
+    np.testing.assert_array_equal(got[10000:], want[:5000])  # the record loops
+
+
+def test_clock_jump_is_reported_not_counted_as_loss(pkg_dir, tmp_path):
+    async def go():
+        sess = Session(load_package(pkg_dir), SessionOptions(source="sim://pocket_k?clock_jump=10:5&speed=500",
+                                                             out_dir=tmp_path / "s", duration_s=20))
+        return await sess.run()
+
+    s = run(go())
+    assert s["samples_lost"] == 0 and s["gaps"] == []
+    assert s["clock_jumps"] == [{"at_sample": 5000, "jump_us": 5_000_000}]
