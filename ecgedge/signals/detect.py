@@ -86,7 +86,7 @@ def ecg_peaks(signal, sampling_rate: float) -> np.ndarray:
                     noise_candidates = [m for m in noise_candidates if m > best]
         if integrated[c] > threshold:
             t_window = max(T_WAVE_WINDOW_S * fs, 0.5 * np.mean(rr_recent)) if rr_recent else T_WAVE_WINDOW_S * fs
-            if qrs and c - qrs[-1] < t_window and max_slope(c) < T_SLOPE_RATIO * np.median(qrs_slopes[-8:]):
+            if qrs and c - qrs[-1] < t_window and max_slope(c) < T_SLOPE_RATIO * np.percentile(qrs_slopes[-8:], 75):
                 noise_level = 0.125 * integrated[c] + 0.875 * noise_level  # a T wave, not a beat
                 continue
             if qrs and c - qrs[-1] < refractory:
