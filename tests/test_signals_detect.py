@@ -76,3 +76,15 @@ def test_delineation_rejects_out_of_range_peaks():
         ecg_delineate(np.zeros(100), [5, 200], FS)
     empty = ecg_delineate(np.zeros(100), [], FS)
     assert all(v.size == 0 for v in empty.values())
+
+
+@pytest.mark.parametrize("seed,k_mmol", [(8, 6.5), (8, 7.5), (3, 6.5), (5, 4.0)])
+def test_heart_rate_display_on_filtered_ten_second_windows(seed, k_mmol):
+    """What a live screen does: causal filters, then HR from the last 10 s, every 5 s."""
+    from ecgedge.signals import StreamingFilter
+
+    stream = EcgStream(FS, heart_rate=72, k_mmol=k_mmol, noise=0.02, seed=seed)
+    x = StreamingFilter(FS, {"highpass_hz": 0.5, "notch_hz": 50.0, "lowpass_hz": 40.0}).process(stream.read(60 * FS))
+    for start in range(0, 50 * FS, 5 * FS):
+        peaks = ecg_peaks(x[start:start + 10 * FS], FS)
+        assert abs(60 * FS / np.median(np.diff(peaks)) - 72) < 3, start
