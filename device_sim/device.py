@@ -41,6 +41,7 @@ class SimConfig:
     drift_ppm: float = 0.0  # sample clock error, +-100 ppm is typical
     drop: float = 0.0  # probability that a SAMPLES frame is lost to an overrun
     burst: int = 1  # frames lost per overrun event
+    corrupt: float = 0.0  # probability that a sent SAMPLES frame has one byte corrupted on the wire
     battery: float = 100.0
     battery_drain_pct_per_h: float = 5.0
     lead_off: list = field(default_factory=list)  # [(start_s, end_s)] in signal seconds
@@ -56,7 +57,7 @@ class SimConfig:
     def from_query(cls, model: str, q: dict) -> "SimConfig":
         c = cls(model=model or "pocket_k")
         conv = {"k": float, "hr": float, "noise": float, "seed": int, "speed": float, "sampling_rate": int,
-                "fs": int, "uv_per_lsb": float, "gain": float, "drift_ppm": float, "drift": float, "drop": float,
+                "fs": int, "uv_per_lsb": float, "gain": float, "drift_ppm": float, "drift": float, "drop": float, "corrupt": float,
                 "burst": int, "battery": float, "samples_per_frame": int, "rewind_s": float}
         for key, val in q.items():
             if key in ("package", "replay", "truth"):
@@ -186,7 +187,8 @@ class VirtualDevice:
         self.boot_monotonic = time.monotonic()
         self._t0 = self.boot_monotonic
         self._history: collections.deque = collections.deque()  # (first_index, counts, dropped) recent frames
-        self.dropped: list[tuple[int, int]] = []  # (start_sample, length)
+        self.dropped: list[tuple[int, int]] = []  # (start_sample, length) lost to overruns
+        self.corrupted: list[tuple[int, int]] = []  # (start_sample, length) sent corrupted
         self.overruns = 0
         self.dropped_samples = 0
         self._drop_left = 0
@@ -206,6 +208,7 @@ class VirtualDevice:
     def truth_meta(self) -> dict:
         return {"sampling_rate": self.cfg.sampling_rate, "uv_per_lsb": self.cfg.uv_per_lsb,
                 "samples": self.generated, "dropped": [list(d) for d in self.dropped],
+                "corrupted": [list(d) for d in self.corrupted], "lost": [list(d) for d in self.lost_ranges()],
                 "lead_off": [list(x) for x in self.cfg.lead_off], "k": self.cfg.k, "hr": self.cfg.hr,
                 "seed": self.cfg.seed, "replay": self.cfg.replay}
 
@@ -264,7 +267,7 @@ class VirtualDevice:
             self._stream_task.cancel()
             self._stream_task = None
 
-    async def _send(self, msg_type, payload=b"") -> None:
+    async def _send(self, msg_type, payload=b"", corrupt: bool = False) -> None:
         if self._sink is None:
             return
         async with self._send_lock:  # a frame is written whole, never interleaved with another
@@ -273,6 +276,11 @@ class VirtualDevice:
                 return
             data = P.encode_frame(msg_type, self._tx_seq, payload)
             self._tx_seq = (self._tx_seq + 1) & 0xFFFF
+            if corrupt:  # a line error: one byte changed (never the delimiter)
+                b = bytearray(data)
+                pos = int(self._rng.integers(0, len(b) - 1))
+                b[pos] ^= int(self._rng.integers(1, 256))
+                data = bytes(b)
             await sink(data)
 
     async def _error(self, code, related_seq, msg):
@@ -370,10 +378,7 @@ class VirtualDevice:
             lost = True
         if lost:
             self.dropped_samples += n
-            if self.dropped and self.dropped[-1][0] + self.dropped[-1][1] == first:
-                self.dropped[-1] = (self.dropped[-1][0], self.dropped[-1][1] + n)
-            else:
-                self.dropped.append((first, n))
+            self._record_loss(self.dropped, first, n)
         self._history.append((first, counts, lost))
         limit = int(self.cfg.max_buffer_s * self.cfg.sampling_rate)
         while self._history and self._history[0][0] < first - limit:
@@ -382,6 +387,24 @@ class VirtualDevice:
     def _clock_offset_us(self, index: int) -> int:
         t = index / self.cfg.sampling_rate
         return int(sum(jump for at, jump in self.cfg.clock_jump if t >= at) * 1e6)
+
+    @staticmethod
+    def _record_loss(ranges: list, first: int, n: int) -> None:
+        if ranges and ranges[-1][0] + ranges[-1][1] == first:
+            ranges[-1] = (ranges[-1][0], ranges[-1][1] + n)
+        elif not ranges or ranges[-1][0] + ranges[-1][1] < first:
+            ranges.append((first, n))
+
+    def lost_ranges(self) -> list[tuple[int, int]]:
+        """Every sample range the host cannot have received (overruns + corrupted frames), merged."""
+        out: list = []
+        for a, n in sorted(self.dropped + self.corrupted):
+            if out and out[-1][0] + out[-1][1] >= a:
+                end = max(out[-1][0] + out[-1][1], a + n)
+                out[-1] = (out[-1][0], end - out[-1][0])
+            else:
+                out.append((a, n))
+        return out
 
     def _due_samples(self) -> int:
         elapsed = time.monotonic() - self._t0
@@ -409,7 +432,10 @@ class VirtualDevice:
                         continue
                     t_us = boot_us + int(first * period_us) + self._clock_offset_us(first)
                     payload = P.pack_samples(P.Samples(first & 0xFFFFFFFF, t_us, counts))
-                    await self._send(P.MsgType.SAMPLES, payload)
+                    bad = self.cfg.corrupt > 0 and self._rng.random() < self.cfg.corrupt
+                    if bad:
+                        self._record_loss(self.corrupted, first, counts.size)
+                    await self._send(P.MsgType.SAMPLES, payload, corrupt=bad)
                     sent_any = True
                     frames_sent += 1
                     if frames_sent % 8 == 0:

@@ -227,3 +227,20 @@ def test_disk_full_mid_session_keeps_what_was_written(pkg_dir, tmp_path):
     assert "recording stopped" in r.stderr
     rec = read_partial(tmp_path / "s")
     assert 0 < rec.counts.size <= 20000
+
+
+def test_corrupted_frames_counted_skipped_and_reported_as_gaps(pkg_dir, tmp_path):
+    sim, pty = start_sim_pty(tmp_path, "--speed", "100", "--corrupt", "0.02", "--seed", "11")
+    try:
+        r = edge_run(pkg_dir, f"serial://{pty}", tmp_path / "s", "--duration", "120")
+    finally:
+        stop(sim)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads((tmp_path / "s" / "summary.json").read_text())
+    _, meta = read_truth(tmp_path / "truth")
+    expected = [{"start_sample": a, "length": n} for a, n in meta["lost"] if a < 60000]
+    assert expected and s["gaps"] == expected
+    link = s["link"]
+    defects = link["crc_errors"] + link["cobs_errors"] + link["length_errors"] + link["unknown_type"] + link["version_errors"]
+    assert defects >= len([c for c in meta["corrupted"] if c[0] < 60000])
+    assert "CRC" in r.stderr or "COBS" in r.stderr or "len" in r.stderr  # defects are logged

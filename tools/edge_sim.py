@@ -31,6 +31,7 @@ def parse(args=None):
     s.add_argument("--drift-ppm", type=float, default=0.0, help="sample clock error, ppm")
     s.add_argument("--drop", type=float, default=0.0, help="probability a SAMPLES frame is lost (overrun)")
     s.add_argument("--burst", type=int, default=1, help="frames lost per overrun")
+    s.add_argument("--corrupt", type=float, default=0.0, help="probability a SAMPLES frame gets a corrupted byte")
     s.add_argument("--battery", type=float, default=100.0, help="battery level at start, %%")
     s.add_argument("--lead-off", default="", help="lead-off intervals in signal seconds, e.g. 10:12,30:31")
     s.add_argument("--samples-per-frame", type=int, default=50)
@@ -45,7 +46,7 @@ def _config(a):
     from ecgedge.device_sim.device import SimConfig, parse_intervals
 
     return SimConfig(model=a.model, k=a.k, hr=a.hr, noise=a.noise, seed=a.seed, speed=a.speed, sampling_rate=a.fs,
-                     uv_per_lsb=a.uv_per_lsb, gain=a.gain, drift_ppm=a.drift_ppm, drop=a.drop, burst=a.burst,
+                     uv_per_lsb=a.uv_per_lsb, gain=a.gain, drift_ppm=a.drift_ppm, drop=a.drop, burst=a.burst, corrupt=a.corrupt,
                      battery=a.battery, lead_off=parse_intervals(a.lead_off), replay=a.replay, package=a.package,
                      samples_per_frame=a.samples_per_frame, truth=a.truth)
 
