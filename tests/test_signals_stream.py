@@ -116,3 +116,10 @@ def test_make_windows_rejects_bad_arguments():
         make_windows(2, 2, k_range=(6.0, 3.0))
     with pytest.raises(ConfigError):
         make_windows(2, 2, filters={"bandpass": 3})
+
+
+def test_make_windows_progress_bar_changes_nothing(capsys):
+    quiet = make_windows(2, 2, seed=1, window_s=1.0, progress=False)
+    shown = make_windows(2, 2, seed=1, window_s=1.0, progress=True)
+    assert all(np.array_equal(quiet[key], shown[key]) for key in quiet)
+    assert "simulating ECG windows" in capsys.readouterr().out
