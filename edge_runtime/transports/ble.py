@@ -91,8 +91,8 @@ class BleTransport(Transport):
             raise ConfigError(f"{url!r}: backend={self.backend!r}, expected one of {', '.join(BACKENDS)}")
         self.timeout = query_number(q, "timeout", 10.0, float)
         self.mtu = query_number(q, "mtu", 247, int)
-        hr_default = 1 if self.profile in ("pmd", "hrs") else 0
-        self.want_hr = bool(query_number(q, "hr", hr_default, int))
+        hr = query_number(q, "hr", None, int)
+        self.want_hr: bool | None = None if hr is None else bool(hr)  # None: on for pmd/hrs
         self.heart_rates: list[HeartRateReading] = []
         self.stats = {"notifications": 0, "bytes_in": 0, "bytes_out": 0, "writes": 0,
                       "pmd_frames": 0, "pmd_samples": 0, "pmd_gaps": 0, "pmd_samples_missing": 0,
@@ -211,7 +211,8 @@ class BleTransport(Transport):
             raise TransportError(f"{self.url}: the device has no {profile} service "
                                  f"({g.PROFILE_SERVICE[profile]}); it offers {sorted(services)}")
         self.active_profile = profile
-        if self.want_hr or profile == "hrs":
+        want_hr = self.want_hr if self.want_hr is not None else profile in ("pmd", "hrs")
+        if want_hr or profile == "hrs":
             if g.HRS_SERVICE_UUID in services:
                 await client.start_notify(g.HRS_MEASUREMENT_UUID, self._on_heart_rate)
             elif profile == "hrs":
