@@ -328,6 +328,9 @@ class BlePeripheral:
                     frame = await link.recv(timeout=1.0)
                 except DeviceTimeout:
                     continue
+                except TransportError as e:  # the PMD device went away (peripheral stopping)
+                    log.info("BLE peripheral %s: PMD device link ended: %s", self.name, e)
+                    return
                 if frame.type != p.MsgType.SAMPLES:
                     continue
                 s = p.unpack_samples(frame.payload)
