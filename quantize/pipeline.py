@@ -521,5 +521,5 @@ def _firmware(folder: Path, target) -> dict:
     r = build_firmware(folder, target=target.name, out_dir=folder / "firmware")
     return {"elf": str(Path(r.elf).relative_to(folder)) if Path(r.elf).is_relative_to(folder) else str(r.elf),
             "text": r.text, "data": r.data, "bss": r.bss, "flash_bytes": r.flash_bytes, "ram_bytes": r.ram_bytes,
-            "flash_budget": target.flash_bytes, "ram_budget": target.ram_bytes,
+            "arena_bytes": r.arena_bytes, "flash_budget": target.flash_bytes, "ram_budget": target.ram_bytes,
             "fits": r.flash_bytes <= target.flash_bytes and r.ram_bytes <= target.ram_bytes}

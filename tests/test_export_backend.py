@@ -72,12 +72,19 @@ def test_report_keys_and_int8_contract(exported_package):
     assert html.count("data:image/png;base64,") == 3 and "not for clinical use" in html
 
 
-def test_same_command_twice_gives_identical_tflite(exported_package, tiny_pocket_k_checkpoint, tiny_export_args,
-                                                   tmp_path):
+def test_same_command_twice_gives_identical_tflite_and_signing_works(exported_package, tiny_pocket_k_checkpoint,
+                                                                     tiny_export_args, tmp_path):
+    """A second run (signed this time) gives the byte-identical model; the signature verifies."""
+    from ecgedge.edge_runtime.package import generate_keypair, load_package
+    from ecgedge.errors import PackageError
+    key, pub = generate_keypair(tmp_path / "keys" / "export.key")
     out = tmp_path / "again"
     assert _cli(["pocket_k", "--target", "cortex-m7", "--checkpoint", str(tiny_pocket_k_checkpoint),
-                 "--out", str(out), *tiny_export_args]) == 0
+                 "--out", str(out), "--sign-key", str(key), *tiny_export_args]) == 0
     assert (out / "model_int8.tflite").read_bytes() == (exported_package / "model_int8.tflite").read_bytes()
+    assert load_package(out, trust=pub).signed
+    with pytest.raises(PackageError):  # the unsigned package is refused when a signature is required
+        load_package(exported_package, trust=pub, allow_unsigned=False)
 
 
 def test_rpi4_export_has_onnx_int8_that_runs(tiny_pocket_k_checkpoint, tmp_path):
