@@ -297,6 +297,16 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
                      if failed_window is not None else f"device {cfg.device_url} failed during setup: {e}")
         finally:
             device.close()
+        profile = None
+        if error is None and getattr(device, "elf", None) is not None and n:
+            t_prof = prog.add_task("per-layer instructions (QEMU + plugin)", total=1)
+            try:
+                from ecgedge.hil_tests.devices import qemu_layer_profile
+                profile = qemu_layer_profile(device.elf, q_in[0], target.qemu_machine if target else "mps2-an500",
+                                             timeout=max(cfg.timeout_s, 30.0))
+            except (EdgeError, OSError) as e:
+                notes.append(f"no per-layer profile: {e}")
+            prog.advance(t_prof)
 
     # 4. metrics over the windows the device answered
     m: dict = {}
@@ -426,6 +436,10 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
     m["target_flash_bytes"] = target.flash_bytes if target is not None and fp else None
     m["target_ram_bytes"] = target.ram_bytes if target is not None and fp else None
 
+    if profile is not None:
+        m["layer_profile"] = profile["layers"]
+        m["layer_profile_total_instructions"] = profile["total"]
+        m["layer_profile_source"] = "QEMU TCG instruction-count plugin, one inference (window 0)"
     results = evaluate_gates(gates, m)
     seconds = time.perf_counter() - t_start
     report = {

@@ -446,3 +446,37 @@ __all__ = ["BenchDevice", "DeviceInfo", "Footprint", "HostDevice", "InferResult"
 # Errors a device can raise mid-run: the bench turns them into a partial report.
 # OSError: a transport may surface a dead peer as ConnectionResetError / BrokenPipeError.
 DEVICE_ERRORS = (DeviceTimeout, TransportError, ProtocolError, FirmwareError, OSError, EOFError)
+
+
+def qemu_layer_profile(elf: str | Path, q: np.ndarray, machine: str, timeout: float = 60.0) -> dict:
+    """Per-layer instructions of one inference: a separate QEMU boot with the firmware's TCG
+    instruction-count plugin (exact counts between the ecg_layer_NNN markers)."""
+    import json
+
+    from ecgedge.firmware_bridge.client import FirmwareClient
+    from ecgedge.firmware_bridge.qemu import QemuDevice
+
+    with QemuDevice(elf, machine=machine, plugin=True) as dev:
+        client = FirmwareClient(sock=dev.connect())
+        try:
+            client.hello()
+            client.infer(np.asarray(q, np.int8), timeout=timeout)
+        finally:
+            client.close()
+        dev.stop()  # the plugin writes its log when QEMU exits
+        records = dev.plugin_records()
+    if not records:
+        raise FirmwareError("the instruction-count plugin wrote no record")
+    rec = records[-1]
+    meta = {}
+    build = Path(elf).with_suffix(".json")
+    if build.is_file():
+        for i, row in enumerate(json.loads(build.read_text()).get("layers") or []):
+            meta[int(row.get("index", i))] = row
+    layers = []
+    for idx in sorted(rec["layers"]):
+        row = meta.get(idx, {})
+        name = f"{idx:03d} {row.get('op', '')} {row.get('name', '')}".strip()
+        layers.append({"index": idx, "name": name, "instructions": int(rec["layers"][idx]),
+                       "macs": row.get("macs")})
+    return {"total": int(rec["total"]), "layers": layers}

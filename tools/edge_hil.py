@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     if outcome.failed_gates:
         print(f"gates crossed: {', '.join(outcome.failed_gates)}", file=sys.stderr)
         sys.exit(1)
-    return 0
+    sys.exit(0)
 
 
 if __name__ == "__main__":
