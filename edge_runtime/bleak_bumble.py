@@ -122,7 +122,13 @@ class VirtualRadio:
 
     _ids = itertools.count(1)
 
-    def __init__(self) -> None:
+    def __init__(self, le_data_length: int = 251) -> None:
+        """``le_data_length``: link-layer payload bytes per packet. 251 models LE Data Length
+        Extension (Bluetooth 4.2+, what a Pi's controller and current phones negotiate); 27 models a
+        Bluetooth 4.0/4.1 link, where every 244-byte notification is cut into 10 fragments."""
+        if not 27 <= le_data_length <= 251:
+            raise ValueError(f"le_data_length={le_data_length}: expected 27..251 (Bluetooth LE link layer)")
+        self.le_data_length = le_data_length
         self.link = LocalLink()
         self._central_addresses = itertools.count(1)
 
@@ -136,6 +142,8 @@ class VirtualRadio:
             n = next(self._central_addresses)
             address = f"C0:00:00:00:{(n >> 8) & 0xFF:02X}:{n & 0xFF:02X}"
         controller = _QuietController(f"{name}-{next(self._ids)}", link=self.link)
+        controller.le_acl_data_packet_length = self.le_data_length
+        controller.supported_max_tx_octets = controller.suggested_max_tx_octets = self.le_data_length
         host = _QuietHost(controller, AsyncPipeSink(controller))
         return Device(name=name, address=hci.Address(address), host=host)
 
