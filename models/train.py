@@ -122,9 +122,10 @@ def _progress(enabled: bool):
                     disable=not enabled, transient=False)
 
 
-def train(name: str = "pocket_k", preset: str | None = None, subjects: int = 300, windows_per_subject: int = 20,
-          epochs: int = 8, seed: int = 0, out: str | Path = "runs/pocket_k", threads: int = 2,
-          batch_size: int = 64, lr: float = 3e-3, weight_decay: float = 1e-2, init: str | Path | None = None,
+def train(name: str = "pocket_k", preset: str | None = None, subjects: int = 320, windows_per_subject: int = 5,
+          epochs: int = 4, seed: int = 0, out: str | Path = "runs/pocket_k", threads: int = 2,
+          batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 1e-2, init: str | Path | None = None,
+          crop_s: float | None = 4.0,
           progress: bool = True, log=print) -> dict:
     """Train, pick the best validation epoch, test, write checkpoint + cards. Returns the card dict."""
     spec = get_spec(name)
@@ -163,6 +164,8 @@ def train(name: str = "pocket_k", preset: str | None = None, subjects: int = 300
             model.dense.bias[:2] = torch.log(p / (1 - p))
             model.dense.bias[2] = y_train[:, 2].mean()
 
+    window = spec.input.window_samples
+    crop = window if not crop_s else min(window, int(round(crop_s * spec.input.sampling_rate_hz)))
     steps_per_epoch = math.ceil(len(x_train) / batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=epochs * steps_per_epoch,
@@ -180,7 +183,11 @@ def train(name: str = "pocket_k", preset: str | None = None, subjects: int = 300
             running = 0.0
             for step in range(steps_per_epoch):
                 idx = order[step * batch_size:(step + 1) * batch_size]
-                loss = _loss(model(x_train[idx]), y_train[idx])
+                xb = x_train[idx]
+                if crop < xb.shape[-1]:  # one random crop per batch: the net is convolutional + mean pool
+                    start = int(torch.randint(0, xb.shape[-1] - crop + 1, (1,), generator=shuffle))
+                    xb = xb[..., start:start + crop]
+                loss = _loss(model(xb), y_train[idx])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -230,7 +237,8 @@ def train(name: str = "pocket_k", preset: str | None = None, subjects: int = 300
         "params": count_params(model), "macs": count_macs(model, spec.input.window_samples),
         "trained_seconds": round(trained_seconds, 1), "data_seconds": round(t_data, 1),
         "optimizer": {"name": "AdamW", "lr": lr, "weight_decay": weight_decay, "schedule": "OneCycleLR",
-                      "batch_size": batch_size, "loss": f"BCE(K+>5.5) + BCE(K+>=6.0) + {K_LOSS_WEIGHT} * "
+                      "batch_size": batch_size,
+                      "train_crop_samples": crop, "loss": f"BCE(K+>5.5) + BCE(K+>=6.0) + {K_LOSS_WEIGHT} * "
                                                         f"SmoothL1(K+ error / {K_LOSS_SCALE} mmol/L)"},
         "threads": threads, "torch": str(torch.__version__), "numpy": str(np.__version__),
         "ecgedge": ecgedge.__version__,
@@ -351,7 +359,8 @@ test {d['test']['subjects']} / {d['test']['windows']}. Seed {card['seed']}.
 Net1D (ECGFounder layout), preset `{card['preset']}`: filters {arch['filter_list']}, blocks {arch['m_blocks_list']},
 kernel {arch['kernel_size']}, groups width {arch['groups_width']}; {card['params']:,} parameters,
 {card['macs']:,} MACs per window. {card['optimizer']['name']} (lr {card['optimizer']['lr']}, weight decay
-{card['optimizer']['weight_decay']}, {card['optimizer']['schedule']}), batch {card['optimizer']['batch_size']},
+{card['optimizer']['weight_decay']}, {card['optimizer']['schedule']}), batch {card['optimizer']['batch_size']} random crops of
+{card['optimizer']['train_crop_samples']} samples (evaluated on whole windows),
 loss {card['optimizer']['loss']}; {card['epochs']} epochs, best validation epoch {card['best_epoch']};
 {card['trained_seconds']:.0f} s on {card['threads']} CPU threads (torch {card['torch']}).
 

@@ -18,11 +18,13 @@ def parse(args=None) -> argparse.Namespace:
     p.add_argument("model", nargs="?", help="model name (see --list)")
     p.add_argument("--list", action="store_true", help="print the zoo: inputs, outputs, params and MACs per preset")
     p.add_argument("--preset", default=None, help="width preset (default: the spec's, 'reference')")
-    p.add_argument("--subjects", type=int, default=300, help="generated subjects (split 70/15/15 by subject)")
-    p.add_argument("--windows-per-subject", type=int, default=20)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--subjects", type=int, default=320, help="generated subjects (split 70/15/15 by subject)")
+    p.add_argument("--windows-per-subject", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--crop-s", type=float, default=4.0,
+                   help="train on random crops of this many seconds (0: whole windows); evaluation always uses whole windows")
     p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--out", default=None, help="output folder (default runs/<model>)")
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
@@ -94,7 +96,7 @@ def run(ns: argparse.Namespace) -> int:
     out = ns.out or f"runs/{spec.name}"
     card = train(spec.name, preset=ns.preset, subjects=ns.subjects, windows_per_subject=ns.windows_per_subject,
                  epochs=ns.epochs, seed=ns.seed, out=out, threads=ns.threads, batch_size=ns.batch_size,
-                 lr=ns.lr, init=ns.init, progress=not ns.no_progress, log=console.print)
+                 lr=ns.lr, init=ns.init, crop_s=ns.crop_s, progress=not ns.no_progress, log=console.print)
     console.print(f"[bold]{card['notice']}[/bold]")
     console.print(f"wrote {out}/{spec.name}.pt, .card.json, .card.md, .roc.png: AUROC(K>5.5) "
                   f"{card['auroc_k55']:.4f}, AUROC(K>=6.0) {card['auroc_k60']:.4f}, MAE {card['mae_k']:.3f} mmol/L")
