@@ -156,8 +156,8 @@ def _f(v, nd=4):
 SUMMARY_KEYS = ("device", "device_name", "model", "target", "model_sha256", "windows", "bit_exact_fraction",
                 "max_abs_delta_int8_lsb", "auroc_float", "auroc_device", "agreement", "max_abs_delta_float",
                 "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_basis", "round_trip_ms_p50",
-                "round_trip_ms_p95", "instructions_per_inference", "flash_bytes", "ram_bytes", "gates_passed",
-                "seconds")
+                "round_trip_ms_p95", "instructions_per_inference", "instructions_per_mac", "flash_bytes",
+                "ram_bytes", "gates_passed", "seconds")
 
 
 def summary_rows(report: dict) -> list[tuple[str, str]]:
