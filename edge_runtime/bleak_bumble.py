@@ -130,6 +130,8 @@ class VirtualRadio:
             raise ValueError(f"le_data_length={le_data_length}: expected 27..251 (Bluetooth LE link layer)")
         self.le_data_length = le_data_length
         self.link = LocalLink()
+        #: long-lived peripherals on this radio by name (e.g. started by a ble://...&sim= URL)
+        self.peripherals: dict[str, Any] = {}
         self._central_addresses = itertools.count(1)
 
     def make_device(self, name: str, address: str | None = None) -> Device:

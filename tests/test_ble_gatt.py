@@ -105,3 +105,10 @@ def test_ble_urls():
 def test_bad_ble_urls_say_what_is_wrong(url, what):
     with pytest.raises(ConfigError, match=what):
         BleTransport(url)
+
+
+def test_sim_urls_need_the_bumble_backend():
+    t = BleTransport("ble://name=X?backend=bumble&sim=pocket_k&k=6.2&speed=5&services=pmd,hrs&timeout=3")
+    assert t.sim_url == "sim://pocket_k?k=6.2&speed=5" and t.sim_services == ("pmd", "hrs") and t.timeout == 3
+    with pytest.raises(ConfigError, match="sim= needs backend=bumble"):
+        BleTransport("ble://name=X?sim=pocket_k")

@@ -171,3 +171,24 @@ def test_pmd_frames_decode_to_microvolts_timestamps_and_heart_rate():
         assert all(r.bpm == 66 and r.contact and abs(r.rr_s[0] - 60 / 66) < 1 / 1024 for r in t.heart_rates)
 
     run(main())
+
+
+def test_edge_run_cli_over_ble_with_a_simulated_polar_strap(tmp_path):
+    """The whole BLE path from the command line: edge-run starts the simulated strap itself (sim=)."""
+    import json
+    import subprocess
+    import sys
+
+    pkg = _runtime_support().build_test_package()
+    source = "ble://name=Polar H10 sim?backend=bumble&sim=pocket_k&services=pmd,hrs&k=6.5&hr=80&speed=20"
+    out = tmp_path / "session"
+    r = subprocess.run([str(Path(sys.executable).with_name("edge-run")), "--model", str(pkg), "--source", source,
+                        "--duration", "30", "--out", str(out), "--quiet"],
+                       capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["sampling_rate_hz"] == 130.0 and summary["samples_received"] == 30 * 130
+    assert summary["samples_lost"] == 0 and summary["windows"] == 3
+    rec = read_partial(out)
+    assert rec.uv_per_lsb == 1.0 and rec.counts.size == 3900 and np.ptp(rec.counts) > 500  # real ECG in µV
+

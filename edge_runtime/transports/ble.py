@@ -7,6 +7,10 @@ URLs::
     ...?profile=auto|ecgedge|pmd|hrs        GATT profile (default auto: ecgedge, else pmd, else hrs)
     ...&backend=bluez|bumble                bleak backend (default: bleak's platform backend)
     ...&timeout=10&mtu=247&hr=1             scan/connect timeout (s), ATT MTU asked (bumble), HRS on/off
+    ...&backend=bumble&sim=pocket_k&k=6.2&speed=20&services=ecgedge,pmd,hrs
+                                            also start the simulator's BLE peripheral in this process
+                                            (a demo of the whole BLE path without hardware; every
+                                            other query parameter goes to its sim:// URL)
 
 Profiles (see ``ecgedge.edge_runtime.ble_gatt``):
 
@@ -42,6 +46,7 @@ log = logging.getLogger(__name__)
 
 _ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
 BACKENDS = ("bluez", "bumble", "default")
+OWN_PARAMS = ("profile", "backend", "timeout", "mtu", "hr", "name", "sim", "services")
 PROFILES = ("auto",) + g.PROFILES
 I16_MAX = 32767
 
@@ -93,6 +98,16 @@ class BleTransport(Transport):
         self.mtu = query_number(q, "mtu", 247, int)
         hr = query_number(q, "hr", None, int)
         self.want_hr: bool | None = None if hr is None else bool(hr)  # None: on for pmd/hrs
+        self.sim_url: str | None = None
+        if "sim" in q:
+            if self.backend != "bumble":
+                raise ConfigError(f"{url!r}: sim= needs backend=bumble (the simulated peripheral lives "
+                                  "on bumble's virtual radio)")
+            from urllib.parse import urlencode
+
+            sim_q = {k: v for k, v in q.items() if k not in OWN_PARAMS}
+            self.sim_url = f"sim://{q['sim'] or 'pocket_k'}" + (f"?{urlencode(sim_q)}" if sim_q else "")
+            self.sim_services = tuple(filter(None, q.get("services", ",".join(g.PROFILES)).split(",")))
         self.heart_rates: list[HeartRateReading] = []
         self.stats = {"notifications": 0, "bytes_in": 0, "bytes_out": 0, "writes": 0,
                       "pmd_frames": 0, "pmd_samples": 0, "pmd_gaps": 0, "pmd_samples_missing": 0,
@@ -110,6 +125,8 @@ class BleTransport(Transport):
         from bleak.exc import BleakError
 
         scanner_backend, client_backend = _backends(self.backend)
+        if self.sim_url is not None:
+            await _simulated_peripheral(self)
         self._q = QueueReader()
         self.heart_rates = []
         try:
@@ -239,6 +256,22 @@ class BleTransport(Transport):
             return
         self.heart_rates.append(HeartRateReading(m.bpm, m.rr_s, m.contact,
                                                  asyncio.get_running_loop().time()))
+
+
+async def _simulated_peripheral(t: BleTransport):
+    """Start (once per event loop and name) the simulator's peripheral that `t` asked for with sim=.
+    It outlives the transport's reconnects, as a real device does."""
+    from ecgedge.device_sim.ble_peripheral import DEFAULT_ADDRESS, sim_peripheral
+    from ecgedge.edge_runtime.bleak_bumble import get_radio
+
+    radio = get_radio()
+    peripherals = radio.peripherals
+    key = t.name or t.address
+    if key not in peripherals:
+        peripherals[key] = await sim_peripheral(
+            t.sim_url, services=t.sim_services, name=t.name or "Pocket-K", address=t.address or DEFAULT_ADDRESS,
+            radio=radio).start()
+    return peripherals[key]
 
 
 class _PmdAdapter:
