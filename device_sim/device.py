@@ -50,7 +50,7 @@ class SimConfig:
     samples_per_frame: int = 50
     truth: str | None = None  # ground-truth file prefix (PREFIX.i16 + PREFIX.json)
     clock_jump: list = field(default_factory=list)  # [(at_s, jump_s)]: the device clock jumps (fault injection)
-    rewind_s: float = 1.0  # on resume after a lost link, resend this much (the host drops duplicates)
+    rewind_s: float = 5.0  # on resume after a lost link, resend this much (the host drops duplicates)
     max_buffer_s: float = 600.0
 
     @classmethod

@@ -12,6 +12,14 @@ from ecgedge.firmware_bridge.protocol import FrameDecoder, Frame, MsgType, encod
 log = logging.getLogger("ecgedge.link")
 
 
+class DeviceErrorReply(ProtocolError):
+    """The device answered a request with an ERROR frame (code and message in the text)."""
+
+    def __init__(self, msg: str, code: int):
+        super().__init__(msg)
+        self.code = code
+
+
 class DeviceLink:
     def __init__(self, transport, log_defects: bool = True):
         self.transport = transport
@@ -103,8 +111,8 @@ class DeviceLink:
                         err = unpack_error(f.payload)
                         if err.related_seq == seq:
                             del self._pending[i]
-                            raise ProtocolError(f"device answered {MsgType(msg_type).name} with error "
-                                                f"{err.code}: {err.msg}")
+                            raise DeviceErrorReply(f"device answered {MsgType(msg_type).name} with error "
+                                                   f"{err.code}: {err.msg}", err.code)
                 scanned = len(items)
                 left = deadline - loop.time()
                 if left <= 0:

@@ -15,7 +15,7 @@ import numpy as np
 
 from ecgedge.errors import ConfigError, EdgeError, PackageError, ProtocolError, TransportError
 from ecgedge.firmware_bridge import protocol as P
-from ecgedge.edge_runtime.link import DeviceLink
+from ecgedge.edge_runtime.link import DeviceErrorReply, DeviceLink
 from ecgedge.edge_runtime.processing import Processor, QualityThresholds, window_result
 from ecgedge.edge_runtime.recorder import Recorder
 from ecgedge.edge_runtime.transports import open_transport
@@ -76,6 +76,7 @@ class Session:
         self._limit = None
         self.stopped_because = None
         self.clock_jumps: list[dict] = []
+        self.payload_errors = 0
         self._t_ref: tuple[int, int] | None = None  # (session index, device t_us) for the timestamp check
 
     # -- setup ------------------------------------------------------------------------------------
@@ -251,7 +252,13 @@ class Session:
                     f = await self.link.recv(timeout=self.opts.stall_timeout_s)
                     t_arrival = time.perf_counter()
                     if f.type == P.MsgType.SAMPLES:
-                        windows = await self._on_samples(P.unpack_samples(f.payload))
+                        try:
+                            samples = P.unpack_samples(f.payload)
+                        except ProtocolError as e:  # a CRC-valid frame with a bad payload: count, skip
+                            self.payload_errors += 1
+                            log.warning("bad SAMPLES payload skipped: %s", e)
+                            continue
+                        windows = await self._on_samples(samples)
                         if windows:
                             await self._handle_windows(windows, t_arrival)
                     elif f.type == P.MsgType.STATUS:
@@ -264,7 +271,7 @@ class Session:
                         await self._poll_status()
                     backoff = 0.1
                 except (TransportError, ProtocolError) as e:
-                    if isinstance(e, ProtocolError) and "error" in str(e) and "device answered" in str(e):
+                    if isinstance(e, DeviceErrorReply):
                         raise
                     if self.reconnects >= self.opts.max_reconnects:
                         raise TransportError(f"gave up after {self.reconnects} reconnects: {e}") from None
@@ -310,7 +317,7 @@ class Session:
             "wall_seconds": round(time.monotonic() - self.t_wall0, 3),
             "sampling_rate_hz": fs, "uv_per_lsb": self.info.uv_per_lsb if self.info else None,
             "reconnects": self.reconnects, "device_restarts": self.device_restarts, "clock_jumps": self.clock_jumps,
-            "link": self.link.stats, "recording": rec_info,
+            "link": {**self.link.stats, "payload_errors": self.payload_errors}, "recording": rec_info,
             "latency_ms": ({"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
                             "p99": float(np.percentile(lat, 99))} if lat is not None else None),
             "demo": self.package.demo, "notice": self.package.notice,

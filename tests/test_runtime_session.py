@@ -179,7 +179,7 @@ def test_reconnect_over_tcp_resumes_without_loss_or_duplicates(pkg_dir, tmp_path
     from ecgedge.device_sim.server import serve_tcp
 
     async def go():
-        dev = VirtualDevice(SimConfig(k=5.0, speed=200, seed=2))
+        dev = VirtualDevice(SimConfig(k=5.0, speed=20, seed=2))
         dev.disconnect_after_frames = 150
         stop_ev = asyncio.Event()
         addr = {}
@@ -244,3 +244,17 @@ def test_corrupted_frames_counted_skipped_and_reported_as_gaps(pkg_dir, tmp_path
     defects = link["crc_errors"] + link["cobs_errors"] + link["length_errors"] + link["unknown_type"] + link["version_errors"]
     assert defects >= len([c for c in meta["corrupted"] if c[0] < 60000])
     assert "CRC" in r.stderr or "COBS" in r.stderr or "len" in r.stderr  # defects are logged
+
+
+def test_config_file_supplies_options_and_flags_override(pkg_dir, tmp_path):
+    cfg = tmp_path / "handheld.toml"
+    cfg.write_text(f'model = "{pkg_dir}"\nsource = "sim://pocket_k?speed=500"\nduration = 30\n'
+                   f'out = "{tmp_path / "s"}"\nhop = 2500\n')
+    r = subprocess.run([support.venv_bin("edge-run"), "--config", str(cfg), "--duration", "15", "--quiet"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    s = json.loads((tmp_path / "s" / "summary.json").read_text())
+    assert s["seconds"] == 15.0 and s["windows"] == 2  # 15 s with a 10 s window and 5 s hop
+    cfg.write_text('sorce = "x"\n')
+    r = subprocess.run([support.venv_bin("edge-run"), "--config", str(cfg)], capture_output=True, text=True)
+    assert r.returncode == 2 and "unknown option 'sorce'" in r.stderr

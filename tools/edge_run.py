@@ -17,8 +17,9 @@ from ecgedge.errors import ConfigError, EdgeError
 
 def parse(args=None):
     p = argparse.ArgumentParser(prog="edge-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", required=True, help="model package folder (edge-export output)")
-    p.add_argument("--source", required=True, help="device URL")
+    p.add_argument("--config", help="TOML file with any of these options (e.g. handheld.toml); flags override it")
+    p.add_argument("--model", help="model package folder (edge-export output)")
+    p.add_argument("--source", help="device URL")
     p.add_argument("--out", default="session", help="session folder (default ./session)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of signal")
     p.add_argument("--trust", help="Ed25519 public key (PEM): require a valid package signature by it")
@@ -33,7 +34,33 @@ def parse(args=None):
     p.add_argument("--stall-timeout", type=float, default=3.0, help="seconds without frames before reconnecting")
     p.add_argument("--ui", metavar="HOST:PORT", help="serve the live screen on this address")
     p.add_argument("--quiet", action="store_true", help="no live view; only the summary line")
-    return p.parse_args(args)
+    a = p.parse_args(args)
+    if a.config:
+        _merge_config(p, a)
+    missing = [f"--{k}" for k in ("model", "source") if not getattr(a, k)]
+    if missing:
+        p.error(f"{' and '.join(missing)} required (as flags or in --config)")
+    return a
+
+
+def _merge_config(parser, a) -> None:
+    """Fill options left at their defaults from a TOML file (keys as the flags, '-' or '_')."""
+    import tomllib
+
+    try:
+        with open(a.config, "rb") as f:
+            cfg = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        print(f"error: --config {a.config}: {e}", file=sys.stderr)
+        sys.exit(2)
+    cfg = cfg.get("edge-run", cfg)
+    for key, value in cfg.items():
+        dest = key.replace("-", "_")
+        if not hasattr(a, dest) or dest == "config":
+            print(f"error: --config {a.config}: unknown option {key!r}", file=sys.stderr)
+            sys.exit(2)
+        if getattr(a, dest) == parser.get_default(dest):
+            setattr(a, dest, value)
 
 
 def _live_printer(console, quiet: bool):
