@@ -58,6 +58,7 @@ async def notify_throughput(count: int) -> dict:
     return {"sent": count, "received": received["n"], "mtu": mtu, "value_bytes": 244,
             "wall_s": round(wall, 3), "cpu_s": round(cpu, 3),
             "notifications_per_s": round(received["n"] / wall, 1),
+            "notifications_per_cpu_s": round(received["n"] / cpu, 1),
             "payload_kbytes_per_s": round(received["bytes"] / wall / 1000, 1)}
 
 
@@ -93,6 +94,7 @@ async def session_over_ble(pkg, minutes: float, speed: float) -> dict:
             "samples_received": summary["samples_received"], "samples_lost": summary["samples_lost"],
             "recording_equals_truth": equal, "windows": summary["windows"],
             "samples_per_s": round(summary["samples_received"] / wall, 1),
+            "realtime_factor_cpu": round(minutes * 60 / cpu, 1),  # peripheral + sim + runtime, one process
             "notifications": per.stats.tx_notifications,
             "notifications_per_s": round(per.stats.tx_notifications / wall, 1),
             "window_latency": _percentiles(s.latencies_ms)}
@@ -116,7 +118,8 @@ def main(argv=None):
     Path(a.out).write_text(json.dumps(res, indent=1))
     n, s = res["notify"], res["session"]
     print(f"raw notify   : {n['received']}/{n['sent']} x {n['value_bytes']} B at MTU {n['mtu']}: "
-          f"{n['notifications_per_s']:.0f} notifications/s, {n['payload_kbytes_per_s']:.0f} kB/s")
+          f"{n['notifications_per_s']:.0f} notifications/s ({n['notifications_per_cpu_s']:.0f} per CPU s), "
+          f"{n['payload_kbytes_per_s']:.0f} kB/s")
     print(f"session      : {s['samples_received']} samples ({s['signal_s']:.0f} s at {s['speed']:g}x) in "
           f"{s['wall_s']:.1f} s: {s['samples_per_s']:.0f} samples/s, {s['notifications_per_s']:.0f} notifications/s, "
           f"lost {s['samples_lost']}, equal to truth: {s['recording_equals_truth']}")
