@@ -194,6 +194,14 @@ def _fc(model, op):
     if b is not None:
         consts.append(CArray(f"{pre}_bias", "int32_t", b.data.reshape(-1).astype(np.int64)))
         p["bias"] = f"{pre}_bias"
+    p["bias_eff"] = "NULL"
+    if p["filter_offset"] == 0:
+        # optimised path: sum (x + off) * w = sum x * w + off * sum w, the second term folded into the bias
+        beff = (b.data.reshape(-1).astype(np.int64) if b is not None else np.zeros(n_out, np.int64)) + \
+            p["in_offset"] * w.data.reshape(n_out, depth).astype(np.int64).sum(axis=1)
+        if np.abs(beff).max(initial=0) < 2**31:
+            consts.append(CArray(f"{pre}_beff", "int32_t", beff))
+            p["bias_eff"] = f"{pre}_beff"
     return Layer(op.index, op.name, [x.index], [y.index], "ecg_fc_params", p,
                  "ECG_FC({p}, {t%d}, {t%d});" % (x.index, y.index), consts,
                  macs=(total // depth) * depth * n_out, summary=f"fc {depth}->{n_out}")

@@ -26,6 +26,7 @@ typedef struct {
     const int8_t *filter;             /* [out_depth][in_depth] */
     const int32_t *bias;
     const int32_t *mult, *shift;      /* [1] or [out_depth] */
+    const int32_t *bias_eff;          /* optimised path: bias + in_offset * row sum (filter_offset 0) */
 } ecg_fc_params;
 
 typedef struct {
@@ -75,9 +76,11 @@ void ecg_add_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, i
 void ecg_lut_opt(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out);
 void ecg_pad_opt(const ecg_pad_params *p, const int8_t *in, int8_t *out);
 void ecg_maxpool_opt(const ecg_pool_params *p, const int8_t *in, int8_t *out);
+void ecg_depthwise_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out);
+void ecg_fc_opt(const ecg_fc_params *p, const int8_t *in, int8_t *out);
 #define ECG_CONV2D ecg_conv2d_opt
-#define ECG_DEPTHWISE ecg_depthwise_ref
-#define ECG_FC ecg_fc_ref
+#define ECG_DEPTHWISE ecg_depthwise_opt
+#define ECG_FC ecg_fc_opt
 #define ECG_MUL ecg_mul_opt
 #define ECG_ADD ecg_add_opt
 #define ECG_LUT ecg_lut_opt

@@ -126,6 +126,29 @@ void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
 #if defined(__ARM_FEATURE_DSP)
                 /* per 4 taps x 4 columns: LDR + 2 SXTB16 + 4 LDRD + 8 SMLAD + loop (about 1 per MAC) */
                 uint32_t wv, w13, x0, x1;
+#define TAPS4                                                     \
+                    "ldr %[wv], [%[w]], #4\n\t"                  \
+                    "sxtb16 %[w13], %[wv], ror #8\n\t"           \
+                    "sxtb16 %[wv], %[wv]\n\t"                    \
+                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
+                    "smlad %[a0], %[wv], %[x0], %[a0]\n\t"       \
+                    "smlad %[a0], %[w13], %[x1], %[a0]\n\t"      \
+                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
+                    "smlad %[a1], %[wv], %[x0], %[a1]\n\t"       \
+                    "smlad %[a1], %[w13], %[x1], %[a1]\n\t"      \
+                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
+                    "smlad %[a2], %[wv], %[x0], %[a2]\n\t"       \
+                    "smlad %[a2], %[w13], %[x1], %[a2]\n\t"      \
+                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
+                    "smlad %[a3], %[wv], %[x0], %[a3]\n\t"       \
+                    "smlad %[a3], %[w13], %[x1], %[a3]\n\t"
+                if (((col_len4 >> 2) & 1) == 0) {   /* two 4-tap groups per loop pass */
+                    __asm__ volatile("1:\n\t" TAPS4 TAPS4 "cmp %[x], %[xend]\n\t" "bne 1b\n\t"
+                        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
+                          [wv] "=&r"(wv), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                        : [xend] "r"(xend)
+                        : "cc", "memory");
+                } else
                 __asm__ volatile(
                     "1:\n\t"
                     "ldr %[wv], [%[w]], #4\n\t"
@@ -279,5 +302,68 @@ void ecg_maxpool_opt(const ecg_pool_params *p, const int8_t *in, int8_t *out) {
                 }
             for (int32_t k = 0; k < c; ++k) out[k] = (int8_t)ecg_clamp(out[k], p->act_min, p->act_max);
         }
+}
+#endif
+
+#if defined(ECG_OPTIMIZED)
+/* Depthwise conv, channel-outer so each channel's requantiser and taps stay in registers
+ * (the converter also emits 1x1 depthwise convs for folded per-channel affines). */
+void ecg_depthwise_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
+    const int32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_multiplier;
+    const int32_t in_off = p->in_offset, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+    const int32_t kh = p->k_h, kw = p->k_w;
+    for (int32_t oc = 0; oc < out_c; ++oc) {
+        const int32_t ic = oc / dm;
+        const ecg_rq rq = ecg_rq_make(p->mult[oc], p->shift[oc]);
+        const int32_t b = p->bias ? p->bias[oc] : 0;
+        const int8_t *w = p->filter + oc;
+        if (kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0) {
+            const int32_t wv = w[0], n = p->out_h * p->out_w;
+            const int8_t *src = in + ic;
+            int8_t *dst = out + oc;
+            for (int32_t i = 0; i < n; ++i, src += in_c, dst += out_c)
+                *dst = (int8_t)ecg_clamp(ecg_rq_apply(b + (*src + in_off) * wv, rq) + oo, lo, hi);
+            continue;
+        }
+        for (int32_t oy = 0; oy < p->out_h; ++oy)
+            for (int32_t ox = 0; ox < p->out_w; ++ox) {
+                const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+                int32_t acc = b;
+                for (int32_t ky = 0; ky < kh; ++ky) {
+                    const int32_t iy = iy0 + ky * p->dil_h;
+                    if (iy < 0 || iy >= p->in_h) continue;
+                    for (int32_t kx = 0; kx < kw; ++kx) {
+                        const int32_t ix = ix0 + kx * p->dil_w;
+                        if (ix < 0 || ix >= p->in_w) continue;
+                        acc += (in[((size_t)iy * p->in_w + ix) * in_c + ic] + in_off) * w[((size_t)ky * kw + kx) * out_c];
+                    }
+                }
+                out[((size_t)oy * p->out_w + ox) * out_c + oc] = (int8_t)ecg_clamp(ecg_rq_apply(acc, rq) + oo, lo, hi);
+            }
+    }
+}
+#endif
+
+#if defined(ECG_OPTIMIZED)
+/* Fully connected: int8 x int8 dot products, 4 per SXTB16 pair + 2 SMLAD; offset folded into bias_eff. */
+void ecg_fc_opt(const ecg_fc_params *p, const int8_t *in, int8_t *out) {
+    if (!p->bias_eff) { ecg_fc_ref(p, in, out); return; }
+    const int32_t depth = p->in_depth, n_out = p->out_depth, d4 = depth & ~3;
+    const int32_t oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+    for (int32_t bt = 0; bt < p->batches; ++bt, in += depth, out += n_out) {
+        for (int32_t o = 0; o < n_out; ++o) {
+            const int8_t *w = p->filter + (size_t)o * depth;
+            int32_t acc = p->bias_eff[o];
+            int32_t d = 0;
+            for (; d < d4; d += 4) {
+                const uint32_t xv = load32(in + d), wv = load32(w + d);
+                acc = SMLAD(SXTB16(xv), SXTB16(wv), acc);
+                acc = SMLAD(SXTB16_ROR8(xv), SXTB16_ROR8(wv), acc);
+            }
+            for (; d < depth; ++d) acc += in[d] * w[d];
+            const int32_t c = p->per_channel ? o : 0;
+            out[o] = (int8_t)ecg_clamp(ecg_rq_apply(acc, ecg_rq_make(p->mult[c], p->shift[c])) + oo, lo, hi);
+        }
+    }
 }
 #endif
