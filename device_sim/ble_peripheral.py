@@ -8,7 +8,8 @@ air. It offers three services (UUIDs and payloads in ``ecgedge.edge_runtime.ble_
   to ATT_MTU - 3. Same COBS frames as on a UART.
 - Polar PMD (H10 compatible): the ECG of a second device instance sampling at 130 Hz, started and
   stopped through the PMD control point, sent as µV samples with frame timestamps (ns since
-  2000-01-01 of the last sample) taken from the device clock, so device drops become timestamp jumps.
+  2000-01-01 of the last sample) on a strap clock running in simulated time, so device drops and
+  time without a link become timestamp jumps.
 - Heart Rate Service: measurement notifications once per (simulated) second.
 
 Everything runs in the caller's asyncio loop; the central side is ``ecgedge.edge_runtime.bleak_bumble``.
@@ -56,8 +57,11 @@ class PeripheralStats:
     pmd_samples: int = 0
     pmd_dropped_notifications: int = 0
     hr_notifications: int = 0
-    #: PMD ground truth: every sample sent, with its index on the 130 Hz device (µV, int)
-    pmd_sent: list[tuple[int, np.ndarray]] = field(default_factory=list, repr=False)
+    #: PMD ground truth: every notification made (sent or lost), as (PMD session number from 0,
+    #: index of its first sample in that device session, µV samples)
+    pmd_sent: list[tuple[int, int, np.ndarray]] = field(default_factory=list, repr=False)
+    pmd_sessions: int = 0
+    pmd_session_t0_ns: list[int] = field(default_factory=list)  # strap time of each stream's sample 0
 
 
 def _open_device(url_or_transport: Any):
@@ -108,12 +112,13 @@ class BlePeripheral:
         self._pmd_task: asyncio.Task | None = None
         self._hr_task: asyncio.Task | None = None
         self._pump_task: asyncio.Task | None = None
+        self._pmd_ending: asyncio.Task | None = None
         self._rx_chain: asyncio.Task | None = None
         self._tx_char = self._pmd_control = self._pmd_data = self._hr_char = None
         self._pmd_link = None
         self._pmd_uv_per_lsb = 1.0
         self._pmd_sent_count = 0
-        self._hr_started_at = 0.0
+        self._started_at = 0.0
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> "BlePeripheral":
@@ -123,6 +128,7 @@ class BlePeripheral:
         dev.on(Device.EVENT_CONNECTION, self._on_connection)
         await dev.power_on()
         dev.advertising_data = bytes(self._advertising_data())
+        self._started_at = asyncio.get_running_loop().time()
         await dev.start_advertising(auto_restart=True, advertising_interval_min=20.0,
                                     advertising_interval_max=20.0)
         log.info("BLE peripheral %s (%s) advertising", self.name, self.address)
@@ -211,6 +217,7 @@ class BlePeripheral:
             self.connection = None
             self.connected.clear()
         pmd_streaming = self._pmd_task is not None
+        self._pmd_ending = self._pmd_task  # still stopping its device when the next START may come
         for task in (self._pmd_task, self._hr_task, self._pump_task):
             if task is not None:
                 task.cancel()
@@ -286,8 +293,12 @@ class BlePeripheral:
             elif res != g.PMD_ECG_RESOLUTION_BITS:
                 answer = g.pmd_response(op, kind, S.INVALID_RESOLUTION)
             else:
+                if self._pmd_ending is not None:
+                    await asyncio.wait([self._pmd_ending])
+                    self._pmd_ending = None
                 await self._pmd_start_device()
-                self._pmd_task = self._spawn(self._pmd_stream(connection))
+                self._pmd_task = self._spawn(self._pmd_stream(connection, self.stats.pmd_sessions))
+                self.stats.pmd_sessions += 1
                 answer = g.pmd_response(op, kind, S.SUCCESS)
         else:  # stop
             if self._pmd_task is None:
@@ -319,9 +330,18 @@ class BlePeripheral:
             with contextlib.suppress(Exception):
                 await self._pmd_link.request(p.MsgType.STOP, b"", expect=p.MsgType.ACK, timeout=5.0)
 
-    async def _pmd_stream(self, connection) -> None:
-        period_us = 1e6 / g.PMD_ECG_RATE_HZ
+    def strap_clock_ns(self) -> int:
+        """The simulated strap's clock: PMD time (ns since 2000), running at `speed` x real time."""
+        elapsed = asyncio.get_running_loop().time() - self._started_at
+        return PMD_T0_NS + int(elapsed * (self.speed if self.speed > 0 else 1.0) * 1e9)
+
+    async def _pmd_stream(self, connection, session: int) -> None:
+        period_ns = 1e9 / g.PMD_ECG_RATE_HZ
         link = self._pmd_link
+        # sample k of this device session was taken at t0 + k periods on the strap's clock; samples the
+        # device lost keep their indices, so they show up as timestamp jumps, as on a real strap
+        t0_ns = self.strap_clock_ns()
+        self.stats.pmd_session_t0_ns.append(t0_ns)
         try:
             while True:
                 try:
@@ -338,14 +358,14 @@ class BlePeripheral:
                 per = g.pmd_samples_per_frame(connection.att_mtu)
                 for off in range(0, len(uv), per):
                     chunk = uv[off:off + per]
-                    last_us = s.t_us + (off + len(chunk) - 1) * period_us
+                    last = s.first_index + off + len(chunk) - 1
                     number = self._pmd_sent_count
                     self._pmd_sent_count += 1
-                    self.stats.pmd_sent.append((s.first_index + off, chunk))
+                    self.stats.pmd_sent.append((session, s.first_index + off, chunk))
                     if self.drop_pmd is not None and self.drop_pmd(number):
                         self.stats.pmd_dropped_notifications += 1
                         continue
-                    data = g.pmd_ecg_frame(PMD_T0_NS + int(round(last_us * 1000)), chunk)
+                    data = g.pmd_ecg_frame(t0_ns + int(round(last * period_ns)), chunk)
                     await self.bumble.notify_subscriber(connection, self._pmd_data, data)
                     self.stats.pmd_notifications += 1
                     self.stats.pmd_samples += len(chunk)

@@ -122,7 +122,8 @@ def test_polar_pmd_stream_through_the_unchanged_runtime(package, tmp_path):
         drop_pmd=lambda i: i in lost_notifications))
     n = 40 * 130
     sent = per.stats.pmd_sent  # (first index, µV) of every notification, sent or lost
-    dropped = [(sent[i][0], len(sent[i][1])) for i in sorted(lost_notifications)]
+    assert {session for session, _, _ in sent} == {0}
+    dropped = [(sent[i][1], len(sent[i][2])) for i in sorted(lost_notifications)]
     merged = [list(dropped[0]), [dropped[1][0], dropped[1][1] + dropped[2][1]]]
     assert summary["sampling_rate_hz"] == 130.0
     assert summary["gaps"] == [{"start_sample": s, "length": length} for s, length in merged]
@@ -130,6 +131,31 @@ def test_polar_pmd_stream_through_the_unchanged_runtime(package, tmp_path):
     np.testing.assert_array_equal(rec.counts, expected_recording(truth_uv, merged, n))
     # resampled 130 -> 500 Hz for the model; windows restart after a gap: 28 s unbroken -> 2 windows
     assert summary["windows"] == 2
+
+
+def test_pmd_strap_reconnect_reports_the_time_without_link_as_one_exact_gap(package, tmp_path):
+    async def drop_link(per, session):
+        while session.expected < 15 * 130:
+            await asyncio.sleep(0.01)
+        await per.disconnect()
+
+    per, summary, rec = run(_session(
+        package, tmp_path, "sim://pocket_k?k=5.5&speed=10&seed=8", 40.0, services=("pmd",),
+        source="ble://name=Polar H10 sim?backend=bumble", name="Polar H10 sim", during=drop_link))
+    assert summary["reconnects"] == 1 and per.stats.pmd_sessions == 2
+    assert len(summary["gaps"]) == 1 and summary["duplicates_dropped"] == 0
+    gap = summary["gaps"][0]
+    assert gap["length"] > 0 and summary["samples_received"] + gap["length"] == 40 * 130
+    # before the gap: what the strap's first stream sent; after it: its second stream, from its start
+    streams = [np.concatenate([uv for session, _, uv in per.stats.pmd_sent if session == k]) for k in (0, 1)]
+    (start0, before), (start1, after) = rec.segments()
+    assert start0 == 0 and start1 == gap["start_sample"] + gap["length"]
+    # ... placed on the timeline by the strap's clock: the gap is exactly the time without samples
+    t0_first, t0_second = per.stats.pmd_session_t0_ns
+    assert start1 == round((t0_second - t0_first) * 130 / 1e9)
+    np.testing.assert_array_equal(before, streams[0][:before.size])
+    np.testing.assert_array_equal(after, streams[1][:after.size])
+    assert after.size == 40 * 130 - start1
 
 
 def test_pmd_frames_decode_to_microvolts_timestamps_and_heart_rate():
@@ -166,7 +192,7 @@ def test_pmd_frames_decode_to_microvolts_timestamps_and_heart_rate():
             # t_us: the device clock at the first sample, 130 Hz apart
             assert abs((s.t_us - got[0].t_us) - s.first_index * 1e6 / 130) <= 1
         # PMD time (ns since 2000) carried on: the simulated strap's clock starts at 2026-01-01
-        assert PMD_T0_NS <= got[0].t_us * 1000 < PMD_T0_NS + 60 * 10**9
+        assert PMD_T0_NS <= got[0].t_us * 1000 < PMD_T0_NS + 3600 * 10**9
         assert len(t.heart_rates) >= 2
         assert all(r.bpm == 66 and r.contact and abs(r.rr_s[0] - 60 / 66) < 1 / 1024 for r in t.heart_rates)
 

@@ -118,6 +118,10 @@ class BleTransport(Transport):
         self._q: QueueReader | None = None
         self._rx_char = None
         self._pmd: _PmdAdapter | None = None
+        # PMD sample timeline (index, timestamp ns of the last sample delivered). It survives
+        # reconnects: a strap's clock keeps running, so the time without a link becomes an exact
+        # gap. Only a STOP from the host ends it (the next START counts from 0, as on our devices).
+        self.pmd_timeline: tuple[int, int] | None = None
 
     # -- Transport interface ----------------------------------------------------------------------
     async def open(self) -> None:
@@ -285,8 +289,6 @@ class _PmdAdapter:
         self.seq = 0
         self.responses: asyncio.Queue[g.PmdResponse] = asyncio.Queue()
         self.streaming = False
-        self.last_index: int | None = None  # index of the last sample delivered
-        self.last_ts: int | None = None  # its PMD timestamp (ns since 2000)
         self.delivered = 0
         self.period_ns = 1e9 / g.PMD_ECG_RATE_HZ
 
@@ -336,9 +338,8 @@ class _PmdAdapter:
             start = t == p.MsgType.START
             r = await self._control(g.pmd_start_request() if start else g.pmd_stop_request())
             if r.ok or r.status == g.PmdStatus.ALREADY_IN_STATE:
-                if start and not self.streaming:
-                    # a new START restarts the sample count, as on our own devices
-                    self.last_index = self.last_ts = None
+                if not start:
+                    self.t.pmd_timeline = None
                 self.streaming = start
                 self._ack(frame)
             else:
@@ -372,16 +373,17 @@ class _PmdAdapter:
         n = len(f.samples_uv)
         if n == 0 or not self.streaming:
             return
-        if self.last_ts is None:
+        if self.t.pmd_timeline is None:
             first = 0
         else:
-            if f.timestamp_ns <= self.last_ts:
+            last_index, last_ts = self.t.pmd_timeline
+            if f.timestamp_ns <= last_ts:
                 stats["pmd_duplicates"] += 1  # replayed or reordered frame: never deliver twice
                 return
             # samples between the previous frame's last one and this frame's last one
-            steps = int(round((f.timestamp_ns - self.last_ts) / self.period_ns))
+            steps = int(round((f.timestamp_ns - last_ts) / self.period_ns))
             missing = steps - n
-            first = self.last_index + 1 + max(0, missing)
+            first = last_index + 1 + max(0, missing)
             if missing > 0:
                 stats["pmd_gaps"] += 1
                 stats["pmd_samples_missing"] += missing
@@ -389,7 +391,7 @@ class _PmdAdapter:
         t_first_ns = f.timestamp_ns - int(round((n - 1) * self.period_ns))
         counts = np.clip(f.samples_uv, -I16_MAX, I16_MAX)
         stats["clipped_samples"] += int(np.count_nonzero(counts != f.samples_uv))
-        self.last_index, self.last_ts = last, f.timestamp_ns
+        self.t.pmd_timeline = (last, f.timestamp_ns)
         stats["pmd_frames"] += 1
         stats["pmd_samples"] += n
         self.delivered += n
