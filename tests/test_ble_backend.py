@@ -81,8 +81,8 @@ def test_bleak_scan_connect_notify_write_mtu_disconnect():
             assert (info.sample_rate_hz, info.name) == (500, "ecgedge-sim 0.1.0 pocket_k")
 
             await client.write_gatt_char(rx, P.encode_frame(P.MsgType.START, 1), response=False)
-            frames = await _frames_until(dec, chunks, P.MsgType.ACK)
-            samples = []
+            frames = await _frames_until(dec, chunks, P.MsgType.ACK)  # SAMPLES may ride along
+            samples = [P.unpack_samples(f.payload) for f in frames if f.type == P.MsgType.SAMPLES]
             while len(samples) < 20:
                 samples += [P.unpack_samples(f.payload) for f in
                             await _frames_until(dec, chunks, P.MsgType.SAMPLES) if f.type == P.MsgType.SAMPLES]
