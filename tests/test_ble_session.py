@@ -218,3 +218,29 @@ def test_edge_run_cli_over_ble_with_a_simulated_polar_strap(tmp_path):
     rec = read_partial(out)
     assert rec.uv_per_lsb == 1.0 and rec.counts.size == 3900 and np.ptp(rec.counts) > 500  # real ECG in µV
 
+
+
+def test_heart_rate_only_strap():
+    async def main():
+        per = await sim_peripheral("sim://pocket_k?hr=120&speed=50", services=("hrs",), name="HR strap").start()
+        t = open_transport("ble://name=HR strap?backend=bumble")
+        try:
+            await t.open()
+            assert t.active_profile == "hrs"
+            link = DeviceLink(t)
+            info = P.unpack_info((await link.request(P.MsgType.HELLO, expect=P.MsgType.INFO)).payload)
+            assert info.sample_rate_hz == 0 and "heart rate only" in info.name
+            await link.request(P.MsgType.START, expect=P.MsgType.ACK)
+            while len(t.heart_rates) < 3:
+                await asyncio.sleep(0.02)
+            with pytest.raises(DeviceTimeout):
+                await link.recv(timeout=0.3)  # never any SAMPLES
+            reply = await link.request(P.MsgType.LOAD_INPUT, P.pack_load_input(P.LoadInput(0, b"x")),
+                                       expect=P.MsgType.ERROR)
+            assert "not available on a PMD/HRS strap" in P.unpack_error(reply.payload).msg
+        finally:
+            await t.close()
+            await per.stop()
+        assert {r.bpm for r in t.heart_rates} == {120} and all(r.rr_s == (0.5,) for r in t.heart_rates)
+
+    run(main())

@@ -129,6 +129,7 @@ class BleTransport(Transport):
         from bleak.exc import BleakError
 
         scanner_backend, client_backend = _backends(self.backend)
+        await self._disconnect_quietly()  # an earlier link not closed
         if self.sim_url is not None:
             await _simulated_peripheral(self)
         self._q = QueueReader()
