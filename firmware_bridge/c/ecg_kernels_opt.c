@@ -96,6 +96,87 @@ static inline int8_t requant(int32_t acc, ecg_rq rq, int32_t out_offset, int32_t
     return (int8_t)ecg_clamp(ecg_rq_apply(acc, rq) + out_offset, lo, hi);
 }
 
+/* All output channels of one group for one block of NCOL columns: a separate function keeps the
+ * accumulators, requantiser and pointers in registers (inlined, they spilled). */
+__attribute__((noinline)) static void conv_block(const ecg_conv_params *p, const int16_t *blk, int8_t *o,
+                                                 int32_t oc0, int32_t n_oc, int32_t col_len, int32_t col_len4,
+                                                 int32_t ncols) {
+    const int32_t out_c = p->out_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+        for (int32_t oc = oc0; oc < oc0 + n_oc; ++oc) {
+            const int8_t *w = p->filter + (size_t)oc * col_len;
+            const int32_t b = p->bias ? p->bias[oc] : 0;
+            int32_t a0 = b, a1 = b, a2 = b, a3 = b;
+            const uint32_t *x = (const uint32_t *)blk;
+            const uint32_t *xend = x + (size_t)(col_len4 / 4) * 2 * NCOL;
+#if defined(__ARM_FEATURE_DSP)
+            /* per 4 taps x 4 columns: LDR + 2 SXTB16 + 4 LDRD + 8 SMLAD + loop (about 1 per MAC) */
+            uint32_t wv, w13, x0, x1;
+#define TAPS4                                                     \
+                "ldr %[wv], [%[w]], #4\n\t"                  \
+                "sxtb16 %[w13], %[wv], ror #8\n\t"           \
+                "sxtb16 %[wv], %[wv]\n\t"                    \
+                "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
+                "smlad %[a0], %[wv], %[x0], %[a0]\n\t"       \
+                "smlad %[a0], %[w13], %[x1], %[a0]\n\t"      \
+                "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
+                "smlad %[a1], %[wv], %[x0], %[a1]\n\t"       \
+                "smlad %[a1], %[w13], %[x1], %[a1]\n\t"      \
+                "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
+                "smlad %[a2], %[wv], %[x0], %[a2]\n\t"       \
+                "smlad %[a2], %[w13], %[x1], %[a2]\n\t"      \
+                "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
+                "smlad %[a3], %[wv], %[x0], %[a3]\n\t"       \
+                "smlad %[a3], %[w13], %[x1], %[a3]\n\t"
+            if (((col_len4 >> 2) & 1) == 0) {   /* two 4-tap groups per loop pass */
+                __asm__ volatile("1:\n\t" TAPS4 TAPS4 "cmp %[x], %[xend]\n\t" "bne 1b\n\t"
+                    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
+                      [wv] "=&r"(wv), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                    : [xend] "r"(xend)
+                    : "cc", "memory");
+            } else
+            __asm__ volatile(
+                "1:\n\t"
+                "ldr %[wv], [%[w]], #4\n\t"
+                "sxtb16 %[w13], %[wv], ror #8\n\t"
+                "sxtb16 %[wv], %[wv]\n\t"
+                "ldrd %[x0], %[x1], [%[x]], #8\n\t"
+                "smlad %[a0], %[wv], %[x0], %[a0]\n\t"
+                "smlad %[a0], %[w13], %[x1], %[a0]\n\t"
+                "ldrd %[x0], %[x1], [%[x]], #8\n\t"
+                "smlad %[a1], %[wv], %[x0], %[a1]\n\t"
+                "smlad %[a1], %[w13], %[x1], %[a1]\n\t"
+                "ldrd %[x0], %[x1], [%[x]], #8\n\t"
+                "smlad %[a2], %[wv], %[x0], %[a2]\n\t"
+                "smlad %[a2], %[w13], %[x1], %[a2]\n\t"
+                "ldrd %[x0], %[x1], [%[x]], #8\n\t"
+                "smlad %[a3], %[wv], %[x0], %[a3]\n\t"
+                "smlad %[a3], %[w13], %[x1], %[a3]\n\t"
+                "cmp %[x], %[xend]\n\t"
+                "bne 1b\n\t"
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
+                  [wv] "=&r"(wv), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                : [xend] "r"(xend)
+                : "cc", "memory");
+#else
+            while (x < xend) {
+                const uint32_t wv = load32(w);
+                const uint32_t w02 = SXTB16(wv), w13 = SXTB16_ROR8(wv);
+                a0 = SMLAD(w02, x[0], a0); a0 = SMLAD(w13, x[1], a0);
+                a1 = SMLAD(w02, x[2], a1); a1 = SMLAD(w13, x[3], a1);
+                a2 = SMLAD(w02, x[4], a2); a2 = SMLAD(w13, x[5], a2);
+                a3 = SMLAD(w02, x[6], a3); a3 = SMLAD(w13, x[7], a3);
+                w += 4;
+                x += 8;
+            }
+#endif
+            const ecg_rq rq = ecg_rq_make(p->mult[oc], p->shift[oc]);   /* after the loop: frees registers */
+            o[oc] = requant(a0, rq, oo, lo, hi);
+            if (ncols > 1) o[out_c + oc] = requant(a1, rq, oo, lo, hi);
+            if (ncols > 2) o[2 * out_c + oc] = requant(a2, rq, oo, lo, hi);
+            if (ncols > 3) o[3 * out_c + oc] = requant(a3, rq, oo, lo, hi);
+        }
+}
+
 /* 4 columns x 1 output channel: per 4 filter taps one word load + two SXTB16, 8 SMLAD */
 void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t fic = p->filter_in_c;
@@ -113,82 +194,7 @@ void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
                 const int32_t q = pos + (j < ncols ? j : 0);   /* short block: repeat a column */
                 im2col(p, in, q % p->out_w, q / p->out_w, c0, blk, j, col_len4);
             }
-            int8_t *o = out + (size_t)pos * p->out_c;
-            const int32_t out_c = p->out_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
-            int32_t oc = oc0;
-            for (; oc < oc0 + per_group; ++oc) {
-                const ecg_rq rq = ecg_rq_make(p->mult[oc], p->shift[oc]);
-                const int8_t *w = p->filter + (size_t)oc * col_len;
-                const int32_t b = p->bias ? p->bias[oc] : 0;
-                int32_t a0 = b, a1 = b, a2 = b, a3 = b;
-                const uint32_t *x = (const uint32_t *)blk;
-                const uint32_t *xend = x + (size_t)(col_len4 / 4) * 2 * NCOL;
-#if defined(__ARM_FEATURE_DSP)
-                /* per 4 taps x 4 columns: LDR + 2 SXTB16 + 4 LDRD + 8 SMLAD + loop (about 1 per MAC) */
-                uint32_t wv, w13, x0, x1;
-#define TAPS4                                                     \
-                    "ldr %[wv], [%[w]], #4\n\t"                  \
-                    "sxtb16 %[w13], %[wv], ror #8\n\t"           \
-                    "sxtb16 %[wv], %[wv]\n\t"                    \
-                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
-                    "smlad %[a0], %[wv], %[x0], %[a0]\n\t"       \
-                    "smlad %[a0], %[w13], %[x1], %[a0]\n\t"      \
-                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
-                    "smlad %[a1], %[wv], %[x0], %[a1]\n\t"       \
-                    "smlad %[a1], %[w13], %[x1], %[a1]\n\t"      \
-                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
-                    "smlad %[a2], %[wv], %[x0], %[a2]\n\t"       \
-                    "smlad %[a2], %[w13], %[x1], %[a2]\n\t"      \
-                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
-                    "smlad %[a3], %[wv], %[x0], %[a3]\n\t"       \
-                    "smlad %[a3], %[w13], %[x1], %[a3]\n\t"
-                if (((col_len4 >> 2) & 1) == 0) {   /* two 4-tap groups per loop pass */
-                    __asm__ volatile("1:\n\t" TAPS4 TAPS4 "cmp %[x], %[xend]\n\t" "bne 1b\n\t"
-                        : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
-                          [wv] "=&r"(wv), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
-                        : [xend] "r"(xend)
-                        : "cc", "memory");
-                } else
-                __asm__ volatile(
-                    "1:\n\t"
-                    "ldr %[wv], [%[w]], #4\n\t"
-                    "sxtb16 %[w13], %[wv], ror #8\n\t"
-                    "sxtb16 %[wv], %[wv]\n\t"
-                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"
-                    "smlad %[a0], %[wv], %[x0], %[a0]\n\t"
-                    "smlad %[a0], %[w13], %[x1], %[a0]\n\t"
-                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"
-                    "smlad %[a1], %[wv], %[x0], %[a1]\n\t"
-                    "smlad %[a1], %[w13], %[x1], %[a1]\n\t"
-                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"
-                    "smlad %[a2], %[wv], %[x0], %[a2]\n\t"
-                    "smlad %[a2], %[w13], %[x1], %[a2]\n\t"
-                    "ldrd %[x0], %[x1], [%[x]], #8\n\t"
-                    "smlad %[a3], %[wv], %[x0], %[a3]\n\t"
-                    "smlad %[a3], %[w13], %[x1], %[a3]\n\t"
-                    "cmp %[x], %[xend]\n\t"
-                    "bne 1b\n\t"
-                    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
-                      [wv] "=&r"(wv), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
-                    : [xend] "r"(xend)
-                    : "cc", "memory");
-#else
-                while (x < xend) {
-                    const uint32_t wv = load32(w);
-                    const uint32_t w02 = SXTB16(wv), w13 = SXTB16_ROR8(wv);
-                    a0 = SMLAD(w02, x[0], a0); a0 = SMLAD(w13, x[1], a0);
-                    a1 = SMLAD(w02, x[2], a1); a1 = SMLAD(w13, x[3], a1);
-                    a2 = SMLAD(w02, x[4], a2); a2 = SMLAD(w13, x[5], a2);
-                    a3 = SMLAD(w02, x[6], a3); a3 = SMLAD(w13, x[7], a3);
-                    w += 4;
-                    x += 8;
-                }
-#endif
-                o[oc] = requant(a0, rq, oo, lo, hi);
-                if (ncols > 1) o[out_c + oc] = requant(a1, rq, oo, lo, hi);
-                if (ncols > 2) o[2 * out_c + oc] = requant(a2, rq, oo, lo, hi);
-                if (ncols > 3) o[3 * out_c + oc] = requant(a3, rq, oo, lo, hi);
-            }
+            conv_block(p, blk, out + (size_t)pos * p->out_c, oc0, per_group, col_len, col_len4, ncols);
         }
     }
 }
