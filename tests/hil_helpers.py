@@ -85,10 +85,32 @@ def write_package(out: Path, tflite: bytes, model_name: str = "hil_testnet") -> 
     return out
 
 
+def _cached_package() -> Path:
+    """The converted package, built once per machine and code version (conversion takes ~20 s)."""
+    import os
+    import shutil
+    import tempfile
+
+    key = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:12]
+    cache = Path(tempfile.gettempdir()) / f"ecgedge-hil-testpkg-{key}"
+    if not (cache / "manifest.json").exists():
+        tmp = Path(tempfile.mkdtemp(prefix="ecgedge-hil-testpkg-build-"))
+        write_package(tmp / "pkg", convert(build_keras(), representative(48)))
+        try:
+            os.replace(tmp / "pkg", cache)
+        except OSError:  # another process won the race: use theirs
+            pass
+        shutil.rmtree(tmp, ignore_errors=True)
+    return cache
+
+
 def make_test_package(out: Path) -> tuple[Path, object]:
-    """(package dir, keras float model)."""
-    model = build_keras()
-    return write_package(out, convert(model, representative(48))), model
+    """(package dir, keras float model): a copy of the cached package; the Keras model is rebuilt with
+    the same seed (identical weights) for the float reference."""
+    import shutil
+
+    shutil.copytree(_cached_package(), out)
+    return out, build_keras()
 
 
 def keras_float_fn(model):
