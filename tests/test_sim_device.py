@@ -65,7 +65,7 @@ def test_errors_for_wrong_messages():
 
 def test_status_reports_lead_off_drops_and_battery():
     async def go():
-        link = await _link("sim://pocket_k?speed=100&lead_off=2:4&drop=0.2&seed=4&battery=80")
+        link = await _link("sim://pocket_k?speed=20&lead_off=2:8&drop=0.2&seed=4&battery=80")
         await link.request(P.MsgType.HELLO, expect=P.MsgType.INFO)
         await link.request(P.MsgType.START, expect=P.MsgType.ACK)
         seen_off, n, railed = False, 0, 0
