@@ -191,6 +191,15 @@ _register(ModelSpec(
 ))
 
 
+def _register_real_data_models() -> None:
+    from ecgedge.models.af_lead1 import af_lead1_spec  # its own module (real data, its own trainer)
+
+    _register(af_lead1_spec())
+
+
+_register_real_data_models()
+
+
 def list_specs() -> list[str]:
     """Names of every registered model, in registration order."""
     return list(_SPECS)

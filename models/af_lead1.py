@@ -1,0 +1,60 @@
+"""af_lead1: atrial fibrillation and other rhythms from one handheld lead-I-like ECG (real data).
+
+Trained on the PhysioNet/CinC Challenge 2017 records (G. D. Clifford et al., "AF Classification from a
+Short Single Lead ECG Recording: the PhysioNet/Computing in Cardiology Challenge 2017", Computing in
+Cardiology 44, 2017; AliveCor, 300 Hz) by `ecgedge.models.train_af`; research use, not for clinical use.
+
+Input contract: 150 Hz (the records' 300 Hz halved: rhythm and P waves live far below 40 Hz), windows of
+10 s (1500 samples; the shortest records are 9 s and are zero-padded at the end), filtered causally from
+the start of the record (the runtime's StreamingFilter), in mV. A record is classified by the mean of
+its windows' softmax probabilities over non-overlapping windows (`RECORD_AGGREGATION`).
+Outputs: four logits (softmax over them) of the Challenge's classes N (normal rhythm), A (AF),
+O (other rhythm), ~ (too noisy to classify).
+"""
+
+from __future__ import annotations
+
+CLASSES = ("N", "A", "O", "~")
+CLASS_DESCRIPTIONS = {"N": "normal sinus rhythm", "A": "atrial fibrillation", "O": "other rhythm",
+                      "~": "too noisy to classify"}
+SAMPLING_RATE_HZ = 150
+WINDOW_S = 10
+RECORD_AGGREGATION = "mean softmax probability over non-overlapping windows (short records zero-padded)"
+DATA_CITATION = ("G. D. Clifford, C. Liu, B. Moody, L. H. Lehman, I. Silva, Q. Li, A. E. Johnson, R. G. Mark, "
+                 "\"AF Classification from a Short Single Lead ECG Recording: the PhysioNet/Computing in "
+                 "Cardiology Challenge 2017\", Computing in Cardiology 44 (2017); data: PhysioNet "
+                 "challenge-2017 (Open Data Commons Attribution licence)")
+NOTICE = "real data (PhysioNet/CinC 2017), research use, not for clinical use"
+
+
+def _net1d(base_filters, filter_list, m_blocks_list, kernel_size, groups_width):
+    # No dropout: augmentation, weight decay and weight averaging regularise (and it saves CPU time).
+    return {"base_filters": base_filters, "ratio": 1, "filter_list": list(filter_list),
+            "m_blocks_list": list(m_blocks_list), "kernel_size": kernel_size, "stride": 2,
+            "groups_width": groups_width, "use_bn": True, "use_do": False, "dropout": 0.0}
+
+
+# "reference" is the shipped float model and already fits a Cortex-M7 in INT8 (weights < 256 KB,
+# arena < 128 KB); "tiny" is the Cortex-M4 variant (the export prunes/distils towards it).
+AF_PRESETS = {
+    "reference": _net1d(16, [16, 24, 32, 64, 128], [1, 1, 2, 2, 2], kernel_size=9, groups_width=8),
+    "tiny": _net1d(8, [8, 16, 24, 32, 64], [1, 1, 1, 1, 1], kernel_size=9, groups_width=8),
+}
+
+def af_lead1_spec():
+    """The ModelSpec (registered by ecgedge.models.specs; imported here lazily: specs imports this module)."""
+    from ecgedge.models.specs import ECG_PREPROCESSING, ArchSpec, InputContract, ModelSpec, OutputSpec
+
+    return ModelSpec(
+        name="af_lead1",
+        description=("Rhythm class of a handheld single-lead ECG (PhysioNet/CinC 2017 classes N, A, O, ~) from "
+                     "10 s windows at 150 Hz; a record is the mean softmax over its windows. Real data, research "
+                     "use, not for clinical use."),
+        task="multiclass",
+        input=InputContract(signal="ecg", lead="I", sampling_rate_hz=SAMPLING_RATE_HZ,
+                            window_samples=SAMPLING_RATE_HZ * WINDOW_S, preprocessing=dict(ECG_PREPROCESSING)),
+        outputs=tuple(OutputSpec(f"logit_{c}", "logit", None, None, f"logit of {CLASS_DESCRIPTIONS[c]} ({c}); "
+                                 "softmax over the four") for c in CLASSES),
+        arch=ArchSpec(presets=AF_PRESETS),
+        weights="af_lead1.pt",
+    )
