@@ -11,6 +11,7 @@
 #include <arm_acle.h>
 #define SMLAD(x, y, acc) ((int32_t)__smlad((x), (y), (acc)))
 #define SXTB16(x) ((uint32_t)__sxtb16(x))
+#define SAT8(x) __ssat((x), 8)
 static inline uint32_t SXTB16_ROR8(uint32_t x) {
     uint32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
@@ -26,6 +27,7 @@ static inline uint32_t SXTB16(uint32_t x) {
     return ((uint32_t)(uint16_t)(int16_t)(int8_t)x) | ((uint32_t)(uint16_t)(int16_t)(int8_t)(x >> 16) << 16);
 }
 static inline uint32_t SXTB16_ROR8(uint32_t x) { return SXTB16((x >> 8) | (x << 24)); }
+#define SAT8(x) ((x) < -128 ? -128 : ((x) > 127 ? 127 : (x)))
 #endif
 
 static inline uint32_t load32(const void *p) {
@@ -203,6 +205,23 @@ void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
 #if defined(ECG_OPTIMIZED)
 /* Elementwise ops: same integer formulas as the reference kernels, without 4-D index arithmetic. */
 
+/* y = requant(b + x * w) over a strided stream, for full-range outputs (no fused activation) with a
+ * right-shift-only multiplier: the common case of per-channel affines. Small function, so every
+ * value stays in a register. */
+__attribute__((noinline)) static void affine_stream(const int8_t *src, int8_t *dst, int32_t n, int32_t in_stride,
+                                                    int32_t out_stride, int32_t w, int32_t b, int32_t mult,
+                                                    int32_t right, int32_t oo) {
+    const int32_t mask = (int32_t)(((int64_t)1 << right) - 1), half = mask >> 1;
+    for (int32_t i = 0; i < n; ++i, src += in_stride, dst += out_stride) {
+        const int32_t acc = b + *src * w;
+        const int32_t v = (int32_t)(((int64_t)acc * mult + ((int64_t)1 << 30)) >> 31);
+        const int32_t r = (v >> right) + ((v & mask) > half + (v < 0)) + oo;
+        *dst = (int8_t)SAT8(r);
+    }
+}
+
+static int affine_ok(ecg_rq rq, int32_t lo, int32_t hi) { return rq.left == 0 && lo == -128 && hi == 127; }
+
 void ecg_lut_opt(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out) {
     const uint8_t *t = (const uint8_t *)lut + 128;   /* index by the signed value */
     int32_t i = 0;
@@ -248,6 +267,13 @@ void ecg_mul_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, i
         for (int32_t i = 0; i < size; ++i) out[i] = MUL_Q(a[i], b[i]);
     } else if (per_channel_b(p)) {
         const int32_t c = p->out_dims[3], rows = size / c;
+        if (affine_ok(rq, lo, hi)) {
+            for (int32_t k = 0; k < c; ++k) {   /* (a + off1) * m = a * m + off1 * m, m per channel */
+                const int32_t m = b[k] + off2;
+                affine_stream(a + k, out + k, rows, c, c, m, off1 * m, rq.mult, rq.right, oo);
+            }
+            return;
+        }
         for (int32_t r = 0; r < rows; ++r, out += c, a += c)
             for (int32_t k = 0; k < c; ++k) out[k] = MUL_Q(a[k], b[k]);
     } else if (per_channel_a(p)) {
@@ -259,13 +285,28 @@ void ecg_mul_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, i
     }
 }
 
+
+__attribute__((noinline)) static void add_stream(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
+                                                 const int32_t *t1, const int32_t *t2, int32_t mult,
+                                                 int32_t right, int32_t oo) {
+    const int32_t mask = (int32_t)(((int64_t)1 << right) - 1), half = mask >> 1;
+    for (int32_t i = 0; i < n; ++i) {
+        const int32_t acc = t1[a[i]] + t2[b[i]];
+        const int32_t v = (int32_t)(((int64_t)acc * mult + ((int64_t)1 << 30)) >> 31);
+        const int32_t r = (v >> right) + ((v & mask) > half + (v < 0)) + oo;
+        out[i] = (int8_t)SAT8(r);
+    }
+}
+
 void ecg_add_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) {
     ELEMENTWISE_LOCALS;
     (void)off1; (void)off2;
     const ecg_rq rq = ecg_rq_make(p->out_mult, p->out_shift);
     const int32_t *t1 = p->lut1 + 128, *t2 = p->lut2 + 128;
     const int32_t size = p->size;
-    if (p->flat) {
+    if (p->flat && affine_ok(rq, lo, hi)) {
+        add_stream(a, b, out, size, t1, t2, rq.mult, rq.right, oo);
+    } else if (p->flat) {
         for (int32_t i = 0; i < size; ++i) out[i] = ADD_Q(a[i], b[i]);
     } else if (per_channel_b(p)) {
         const int32_t c = p->out_dims[3], rows = size / c;
@@ -294,24 +335,36 @@ void ecg_pad_opt(const ecg_pad_params *p, const int8_t *in, int8_t *out) {
 }
 
 void ecg_maxpool_opt(const ecg_pool_params *p, const int8_t *in, int8_t *out) {
-    const int32_t c = p->channels;
+    const int32_t c = p->channels, lo = p->act_min, hi = p->act_max;
     for (int32_t oy = 0; oy < p->out_h; ++oy)
         for (int32_t ox = 0; ox < p->out_w; ++ox, out += c) {
             const int32_t y0 = oy * p->stride_h - p->pad_h, x0 = ox * p->stride_w - p->pad_w;
             const int32_t ya = y0 < 0 ? 0 : y0, yb = y0 + p->f_h > p->in_h ? p->in_h : y0 + p->f_h;
             const int32_t xa = x0 < 0 ? 0 : x0, xb = x0 + p->f_w > p->in_w ? p->in_w : x0 + p->f_w;
-            for (int32_t k = 0; k < c; ++k) out[k] = -128;
-            for (int32_t y = ya; y < yb; ++y)
-                for (int32_t x = xa; x < xb; ++x) {
-                    const int8_t *src = in + ((size_t)y * p->in_w + x) * c;
-                    for (int32_t k = 0; k < c; ++k) if (src[k] > out[k]) out[k] = src[k];
+            if (ya + 1 == yb && xa + 2 == xb) {   /* the 1x2 window of the shortcut pools */
+                const int8_t *s0 = in + ((size_t)ya * p->in_w + xa) * c, *s1 = s0 + c;
+                for (int32_t k = 0; k < c; ++k) {
+                    const int32_t m = s0[k] > s1[k] ? s0[k] : s1[k];
+                    out[k] = (int8_t)ecg_clamp(m, lo, hi);
                 }
-            for (int32_t k = 0; k < c; ++k) out[k] = (int8_t)ecg_clamp(out[k], p->act_min, p->act_max);
+                continue;
+            }
+            for (int32_t k = 0; k < c; ++k) {
+                int32_t m = -128;
+                for (int32_t y = ya; y < yb; ++y)
+                    for (int32_t x = xa; x < xb; ++x) {
+                        const int32_t v = in[((size_t)y * p->in_w + x) * c + k];
+                        if (v > m) m = v;
+                    }
+                out[k] = (int8_t)ecg_clamp(m, lo, hi);
+            }
         }
 }
 #endif
 
 #if defined(ECG_OPTIMIZED)
+
+
 /* Depthwise conv, channel-outer so each channel's requantiser and taps stay in registers
  * (the converter also emits 1x1 depthwise convs for folded per-channel affines). */
 void ecg_depthwise_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
@@ -327,6 +380,10 @@ void ecg_depthwise_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) 
             const int32_t wv = w[0], n = p->out_h * p->out_w;
             const int8_t *src = in + ic;
             int8_t *dst = out + oc;
+            if (affine_ok(rq, lo, hi)) {
+                affine_stream(src, dst, n, in_c, out_c, wv, b + in_off * wv, rq.mult, rq.right, oo);
+                continue;
+            }
             for (int32_t i = 0; i < n; ++i, src += in_c, dst += out_c)
                 *dst = (int8_t)ecg_clamp(ecg_rq_apply(b + (*src + in_off) * wv, rq) + oo, lo, hi);
             continue;
