@@ -43,7 +43,7 @@ def _list_targets(targets_file) -> None:
     for t in load_targets(targets_file).values():
         table.add_row(t.name, t.board, t.kind, f"{t.clock_hz / 1e6:g}", f"{t.model_flash_budget:,}",
                       f"{t.model_ram_budget:,}", f"{t.mac_budget:,}", t.runtime)
-    Console().print(table)
+    Console(width=200).print(table)
 
 
 def _quiet_known_warnings() -> None:
