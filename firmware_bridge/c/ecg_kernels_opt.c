@@ -98,12 +98,24 @@ static inline int8_t requant(int32_t acc, ecg_rq rq, int32_t out_offset, int32_t
     return (int8_t)ecg_clamp(ecg_rq_apply(acc, rq) + out_offset, lo, hi);
 }
 
+/* Four accumulators of one output channel -> int8 (no fused activation): a small function whose
+ * few live values stay in registers. */
+__attribute__((noinline)) static void requant4_full(int32_t a0, int32_t a1, int32_t a2, int32_t a3, int8_t *o,
+                                                    int32_t stride, int32_t mult, int32_t shift, int32_t oo) {
+    const ecg_rq rq = ecg_rq_make(mult, shift);
+    o[0] = (int8_t)SAT8(ecg_rq_apply(a0, rq) + oo);
+    o[stride] = (int8_t)SAT8(ecg_rq_apply(a1, rq) + oo);
+    o[2 * stride] = (int8_t)SAT8(ecg_rq_apply(a2, rq) + oo);
+    o[3 * stride] = (int8_t)SAT8(ecg_rq_apply(a3, rq) + oo);
+}
+
 /* All output channels of one group for one block of NCOL columns: a separate function keeps the
  * accumulators, requantiser and pointers in registers (inlined, they spilled). */
 __attribute__((noinline)) static void conv_block(const ecg_conv_params *p, const int16_t *blk, int8_t *o,
                                                  int32_t oc0, int32_t n_oc, int32_t col_len, int32_t col_len4,
                                                  int32_t ncols) {
     const int32_t out_c = p->out_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+    const int full = lo == -128 && hi == 127;
         for (int32_t oc = oc0; oc < oc0 + n_oc; ++oc) {
             const int8_t *w = p->filter + (size_t)oc * col_len;
             const int32_t b = p->bias ? p->bias[oc] : 0;
@@ -171,6 +183,10 @@ __attribute__((noinline)) static void conv_block(const ecg_conv_params *p, const
                 x += 8;
             }
 #endif
+            if (full && ncols == NCOL) {
+                requant4_full(a0, a1, a2, a3, o + oc, out_c, p->mult[oc], p->shift[oc], oo);
+                continue;
+            }
             const ecg_rq rq = ecg_rq_make(p->mult[oc], p->shift[oc]);   /* after the loop: frees registers */
             o[oc] = requant(a0, rq, oo, lo, hi);
             if (ncols > 1) o[out_c + oc] = requant(a1, rq, oo, lo, hi);
