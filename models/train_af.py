@@ -31,6 +31,8 @@ import numpy as np
 from ecgedge.errors import ConfigError, DataError
 
 CACHE_VERSION = 1
+# Models whose export calibrates and validates on labelled real records (edge-export --data).
+REAL_DATA_MODELS = ("af_lead1",)
 LABELS_FILE = "REFERENCE.csv"
 
 
@@ -470,7 +472,7 @@ def write_outputs(out, spec, model, card: dict) -> Path:
     card = _json_safe(card)
     state = {k: v.detach().clone() for k, v in model.state_dict().items()}
     ckpt = {"model": spec.name, "preset": card["preset"], "arch": card["arch"], "state_dict": state,
-            "demo": False, "card": {k: v for k, v in card.items() if k not in ("validation_records", "history")}}
+            "demo": False, "card": {k: v for k, v in card.items() if k != "history"}}
     tmp = out / f"{spec.name}.pt.tmp"
     torch.save(ckpt, tmp)
     os.replace(tmp, out / f"{spec.name}.pt")
@@ -559,3 +561,139 @@ per window. {t['optimizer']} (lr {t['lr']}, weight decay {t['weight_decay']}, {t
 augmentation: {t['augmentation']}; {t['weight_averaging']}. {card['trained_minutes']} minutes on
 {t['threads']} CPU thread(s), torch {t['torch']}.
 """
+
+
+# ----------------------------------------------------------------------------------------------- export data
+
+def validation_records(card: dict | None = None) -> list[str]:
+    """The validation record names of the shipped af_lead1 weights (its card), in the card's order."""
+    if card is None or "validation_records" not in card:
+        from ecgedge.models.specs import get_spec
+        path = get_spec("af_lead1").weights_path()
+        if path is None:
+            raise DataError("af_lead1 has no shipped weights: no validation record list to evaluate on")
+        card = json.loads(path.with_name("af_lead1.card.json").read_text())
+    names = card.get("validation_records")
+    if not names:
+        raise DataError("the af_lead1 model card lists no validation_records")
+    return list(names)
+
+
+def export_datasets(spec, data_dir, calib_windows: int, val_windows: int, seed: int = 0,
+                    card: dict | None = None, select_windows: int = 300, progress: bool = False) -> dict:
+    """Real labelled windows for edge-export (model units, [N, W]):
+
+    - "calibration": one window (seeded position) from each of `calib_windows` seeded training records —
+      never a validation record — plus one-hot labels "y" (distillation may use them);
+    - "selection": `select_windows` windows of other training records with labels (calibrator choice,
+      distillation early stopping);
+    - "validation": whole validation records of the card, in its order, until >= `val_windows` windows,
+      with "groups" (record of each window) and "class" (class index);
+    and "truth": {output name: bool per validation window} (one vs rest), "record_metrics": raw logits ->
+    record-level Challenge metrics. Sources are described for the report."""
+    from ecgedge.models.af_lead1 import CLASSES
+
+    data_dir = Path(data_dir)
+    window = int(spec.input.window_samples)
+    scale = float(spec.input.scale_uv)
+    labels = read_labels(data_dir, CLASSES)
+    val_names = [n for n in validation_records(card) if n in labels]
+    if not val_names:
+        raise DataError(f"{data_dir}: none of the model card's validation records is there")
+    val_set = set(val_names)
+    train_names = [n for n in sorted(labels) if n not in val_set]
+    rng = np.random.default_rng(seed + 4242)
+    order = [train_names[i] for i in rng.permutation(len(train_names))]
+    n_cal = min(calib_windows, len(order))
+    cal_names, sel_names = order[:n_cal], order[n_cal:n_cal + select_windows]
+
+    def one_window_each(names):
+        rs = load_records(data_dir, spec, names=names, use_cache=False, progress=progress)
+        x = np.zeros((len(rs), window), np.float32)
+        for i in range(len(rs)):
+            w = record_windows(rs.record(i), window)
+            x[i] = w[int(rng.integers(0, len(w)))]
+        return x / scale, rs.labels
+
+    x_cal, y_cal = one_window_each(cal_names)
+    x_sel, y_sel = one_window_each(sel_names) if sel_names else (x_cal[:0], y_cal[:0])
+    xs, groups, cls, used = [], [], [], []
+    # read in chunks: stop as soon as enough whole records are in
+    for start in range(0, len(val_names), 200):
+        chunk = val_names[start:start + 200]
+        rs = load_records(data_dir, spec, names=chunk, use_cache=False, progress=progress)
+        for i, name in enumerate(rs.names):
+            if sum(len(x) for x in xs) >= val_windows:
+                break
+            w = record_windows(rs.record(i), window)
+            xs.append(w)
+            groups.extend([name] * len(w))
+            cls.extend([int(rs.labels[i])] * len(w))
+            used.append(name)
+        if sum(len(x) for x in xs) >= val_windows:
+            break
+    x_val = np.concatenate(xs).astype(np.float32) / scale
+    groups_a, cls_a = np.array(groups), np.array(cls, np.int64)
+    eye = np.eye(len(CLASSES), dtype=np.float32)
+    record_of = {n: i for i, n in enumerate(used)}
+    owner = np.array([record_of[g] for g in groups])
+    rec_labels = np.array([labels[n] for n in used], np.int64)
+
+    def metrics(raw: np.ndarray) -> dict:
+        raw = np.asarray(raw, np.float64)
+        e = np.exp(raw - raw.max(1, keepdims=True))
+        p = e / e.sum(1, keepdims=True)
+        probs = np.zeros((len(used), p.shape[1]))
+        np.add.at(probs, owner[:len(p)], p)
+        return record_metrics(probs / np.bincount(owner, minlength=len(used))[:, None], rec_labels)
+
+    return {
+        "calibration": {"x": x_cal, "y": eye[y_cal]},
+        "calibration_source": f"{len(x_cal)} real training records of {data_dir} (one window each, seed {seed}; "
+                              "no validation record)",
+        "selection": {"x": x_sel, "y": eye[y_sel]},
+        "selection_truth": {f"logit_{c}": y_sel == i for i, c in enumerate(CLASSES)},
+        "validation": {"x": x_val, "groups": groups_a, "class": cls_a, "y": eye[cls_a]},
+        "validation_records": used,
+        "validation_source": f"{len(used)} validation records of the af_lead1 card ({len(x_val)} non-overlapping "
+                             f"windows) from {data_dir}; PhysioNet/CinC 2017 (Clifford et al. 2017)",
+        "truth": {f"logit_{c}": cls_a == i for i, c in enumerate(CLASSES)},
+        "record_metrics": metrics,
+    }
+
+
+# ----------------------------------------------------------------------------------------------- CLI
+
+DEFAULT_EPOCHS = 30
+
+
+def run_cli(ns, console) -> int:
+    """`edge-train af_lead1 --data DIR [--epochs E] [--seed S] [--out DIR] [--threads T] [--max-minutes M]`,
+    or `--evaluate CKPT` (record-level validation metrics of a checkpoint as JSON)."""
+    if not getattr(ns, "data", None):
+        raise ConfigError("af_lead1 trains on real records: give --data with the PhysioNet/CinC 2017 folder "
+                          "(e.g. --data ../shared/data/cinc2017: REFERENCE.csv and A0xxxx.hea/.mat)")
+    if ns.epochs is not None and ns.epochs < 1:
+        raise ConfigError(f"--epochs {ns.epochs}: expected >= 1")
+    if ns.evaluate:
+        import torch
+
+        from ecgedge.models.specs import get_spec
+        from ecgedge.models.zoo import load_model
+        torch.set_num_threads(ns.threads)
+        model, spec, meta = load_model("af_lead1", ns.evaluate)
+        names = validation_records(meta.get("card") or None)
+        rs = load_records(ns.data, spec, names=names, use_cache=False, progress=not ns.no_progress)
+        m = record_metrics(predict_records(model, rs, get_spec("af_lead1")), rs.labels)
+        print(json.dumps({"model": "af_lead1", "checkpoint": ns.evaluate, **m}, indent=1))
+        return 0
+    out = ns.out or "runs/af_lead1"
+    card = train_af(ns.data, preset=ns.preset, epochs=ns.epochs or DEFAULT_EPOCHS, seed=ns.seed, out=out,
+                    threads=ns.threads, max_minutes=getattr(ns, "max_minutes", None), progress=not ns.no_progress,
+                    log=console.print)
+    console.print(f"[bold]{card['notice']}[/bold]")
+    console.print(f"wrote {out}/af_lead1.pt, .card.json, .card.md, .confusion.png: validation f1_challenge "
+                  f"{card['f1_challenge']:.4f} (N {card['f1_N']:.3f}, A {card['f1_A']:.3f}, O {card['f1_O']:.3f}, "
+                  f"~ {card['f1_noise']:.3f}), AUROC A {card['auroc_A']:.4f}, {card['trained_minutes']} min. "
+                  f"Data: PhysioNet/CinC 2017 (Clifford et al. 2017)")
+    return 0

@@ -42,3 +42,16 @@ def test_short_training_run_writes_a_loadable_model_and_card(tmp_path):
         y = model(torch.zeros(2, 1, SPEC.input.window_samples))
     assert y.shape == (2, len(CLASSES))
     assert (out / "af_lead1.pt").stat().st_size <= 5 * 1024 * 1024
+
+
+def test_cli_needs_real_data(tmp_path, capsys):
+    from ecgedge.tools.edge_train import main
+
+    assert main(["af_lead1", "--no-progress"]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["af_lead1", "--data", str(tmp_path / "absent"), "--no-progress", "--out", str(tmp_path)]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert main(["af_lead1", "--data", str(tmp_path), "--no-progress", "--out", str(tmp_path)]) == 2
+    assert "REFERENCE.csv" in capsys.readouterr().err
+    assert main(["af_lead1", "--data", str(tmp_path), "--epochs", "0"]) == 2
+    assert "--epochs 0" in capsys.readouterr().err

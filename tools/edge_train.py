@@ -4,6 +4,8 @@
     edge-train pocket_k [--preset P] [--subjects N] [--windows-per-subject W] [--epochs E] [--seed S]
                         [--out DIR] [--threads T] [--init CKPT]
     edge-train pocket_k --evaluate CKPT [--subjects N]    # test metrics of a checkpoint, as JSON
+    edge-train af_lead1 --data ../shared/data/cinc2017 [--epochs E] [--max-minutes M]  # real ECG (CinC 2017)
+    edge-train af_lead1 --data DIR --evaluate CKPT        # record-level validation metrics, as JSON
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ def parse(args=None) -> argparse.Namespace:
     p.add_argument("--preset", default=None, help="width preset (default: the spec's, 'reference')")
     p.add_argument("--subjects", type=int, default=320, help="generated subjects (split 70/15/15 by subject)")
     p.add_argument("--windows-per-subject", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=4)
+    p.add_argument("--epochs", type=int, default=None, help="default: the model's recipe (pocket_k 4, af_lead1 30)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--crop-s", type=float, default=4.0,
@@ -32,6 +34,10 @@ def parse(args=None) -> argparse.Namespace:
     p.add_argument("--evaluate", default=None, metavar="CKPT",
                    help="do not train: print test metrics of CKPT on the held-out generated subjects")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--data", default=None, metavar="DIR",
+                   help="labelled real records (af_lead1: the PhysioNet/CinC 2017 folder, e.g. ../shared/data/cinc2017)")
+    p.add_argument("--max-minutes", type=float, default=None,
+                   help="af_lead1: fit the schedule into this many minutes (measured on the first epoch)")
     ns = p.parse_args(args)
     if not ns.list and not ns.model:
         p.error("give a model name or --list")
@@ -78,6 +84,9 @@ def run(ns: argparse.Namespace) -> int:
         console.print(zoo_table())
         return 0
     spec = get_spec(ns.model)  # unknown name -> ConfigError listing the valid ones
+    if spec.name == "af_lead1":  # real-data recipe (ecgedge.models.train_af)
+        from ecgedge.models.train_af import run_cli
+        return run_cli(ns, console)
     if ns.evaluate:
         from ecgedge.models.train import evaluate, make_dataset, predict
         from ecgedge.models.zoo import load_model
@@ -95,7 +104,7 @@ def run(ns: argparse.Namespace) -> int:
 
     out = ns.out or f"runs/{spec.name}"
     card = train(spec.name, preset=ns.preset, subjects=ns.subjects, windows_per_subject=ns.windows_per_subject,
-                 epochs=ns.epochs, seed=ns.seed, out=out, threads=ns.threads, batch_size=ns.batch_size,
+                 epochs=4 if ns.epochs is None else ns.epochs, seed=ns.seed, out=out, threads=ns.threads, batch_size=ns.batch_size,
                  lr=ns.lr, init=ns.init, crop_s=ns.crop_s, progress=not ns.no_progress, log=console.print)
     console.print(f"[bold]{card['notice']}[/bold]")
     console.print(f"wrote {out}/{spec.name}.pt, .card.json, .card.md, .roc.png: AUROC(K>5.5) "
