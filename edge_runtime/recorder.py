@@ -30,13 +30,16 @@ GAP_VALUE = -32768
 
 class Recorder:
     def __init__(self, session_dir: str | Path, sampling_rate: float, uv_per_lsb: float,
-                 flush_interval_s: float = 1.0, max_bytes: int | None = None, lead: str = "I"):
+                 flush_interval_s: float = 1.0, max_bytes: int | None = None, lead: str = "I",
+                 min_free_bytes: int | None = None, on_stop=None):
         self.dir = Path(session_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sampling_rate = float(sampling_rate)
         self.uv_per_lsb = float(uv_per_lsb)
         self.flush_interval_s = float(flush_interval_s)
         self.max_bytes = max_bytes
+        self.min_free_bytes = min_free_bytes  # stop before the filesystem fills (checked at every flush)
+        self.on_stop = on_stop  # called with the reason when recording stops early
         self.lead = lead
         self.samples_written = 0  # samples handed to the file (index of the next sample)
         self.samples_flushed = 0
@@ -53,6 +56,12 @@ class Recorder:
         self.active = False
         self.stopped_reason = why
         log.warning("recording stopped: %s (samples up to %d are kept)", why, self.samples_flushed)
+        if self.on_stop is not None:
+            self.on_stop(why)
+
+    def free_bytes(self) -> int:
+        st = os.statvfs(self.dir)
+        return st.f_bavail * st.f_frsize
 
     def _append(self, counts: np.ndarray) -> None:
         if not self.active:
@@ -107,6 +116,8 @@ class Recorder:
             return
         self.flushes += 1
         self._last_flush = time.monotonic()
+        if self.min_free_bytes is not None and self.free_bytes() < self.min_free_bytes:
+            self._stop(f"storage low: {self.free_bytes()} bytes free, below the minimum of {self.min_free_bytes}")
 
     def _write_sidecar(self, closed: bool) -> None:
         meta = {"format": "ecgedge-raw/1", "dtype": "int16", "sampling_rate": self.sampling_rate,

@@ -32,6 +32,7 @@ class SessionOptions:
     infer: str = "litert"  # litert | onnxruntime | device
     flush_interval_s: float = 1.0
     max_record_bytes: int | None = None
+    min_free_bytes: int | None = None  # stop recording when the output filesystem has less free
     record: bool = True
     stall_timeout_s: float = 3.0
     max_reconnects: int = 20
@@ -73,6 +74,7 @@ class Session:
         self.hr_bpm: float | None = None
         self.t_wall0 = time.monotonic()
         self._results_f = open(self.out / "results.jsonl", "w")
+        self._results_error: str | None = None
         self._limit = None
         self.stopped_because = None
         self.clock_jumps: list[dict] = []
@@ -119,7 +121,9 @@ class Session:
             self.host_infer = HostInference(pkg, self.opts.infer)
         if self.opts.record:
             self.recorder = Recorder(self.out, fs, info.uv_per_lsb, self.opts.flush_interval_s,
-                                     self.opts.max_record_bytes)
+                                     self.opts.max_record_bytes, min_free_bytes=self.opts.min_free_bytes,
+                                     on_stop=lambda why: self.on_event("recording_stopped", {
+                                         "reason": why, "samples_kept": self.recorder.samples_flushed}))
 
     # -- samples --------------------------------------------------------------------------------
     def _session_index(self, first32: int) -> int:
@@ -222,10 +226,24 @@ class Session:
                 self.latencies_ms.append(latency)
             if rec["sqi"].get("hr_bpm"):
                 self.hr_bpm = rec["sqi"]["hr_bpm"]
-            self._results_f.write(json.dumps(rec) + "\n")
-            self._results_f.flush()
+            self._write_result(rec)
             self.last_result = rec
             self.on_event("result", rec)
+
+    def _write_result(self, rec: dict) -> None:
+        if self._results_f is None:
+            return
+        try:
+            self._results_f.write(json.dumps(rec) + "\n")
+            self._results_f.flush()
+        except OSError as e:  # disk full: the live session goes on; what was written stays readable
+            log.warning("results.jsonl: %s; no more results are written", e)
+            self._results_error = str(e)
+            try:
+                self._results_f.close()
+            except OSError:
+                pass
+            self._results_f = None
 
     async def _poll_status(self) -> None:
         f = await self.link.request(P.MsgType.GET_STATUS, b"", expect=P.MsgType.STATUS,
@@ -302,7 +320,11 @@ class Session:
             await self.transport.close()
         except (OSError, EdgeError):
             pass
-        self._results_f.close()
+        if self._results_f is not None:
+            try:
+                self._results_f.close()
+            except OSError as e:
+                log.warning("results.jsonl: %s", e)
         rec_info = self.recorder.close() if self.recorder else None
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else None
         fs = getattr(self, "fs", None)
@@ -323,7 +345,13 @@ class Session:
             "demo": self.package.demo, "notice": self.package.notice,
             "unsigned": bool(self.opts.unsigned), "signed": bool(self.package.signed),
         }
+        if self._results_error:
+            summary["results_error"] = self._results_error
         tmp = self.out / "summary.json.tmp"
-        tmp.write_text(json.dumps(summary, indent=1))
-        tmp.replace(self.out / "summary.json")
+        try:
+            tmp.write_text(json.dumps(summary, indent=1))
+            tmp.replace(self.out / "summary.json")
+        except OSError as e:  # disk full: the caller still gets the summary
+            log.warning("cannot write summary.json: %s", e)
+            tmp.unlink(missing_ok=True)
         return summary

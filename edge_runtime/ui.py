@@ -20,6 +20,8 @@ from ecgedge.errors import ConfigError
 log = logging.getLogger("ecgedge.ui")
 ASSETS = Path(__file__).resolve().parent / "ui_assets"
 DISPLAY_RATE = 125.0
+HISTORY_S = 12.0
+RAIL_RUN = 10  # consecutive full-scale samples (20 ms at 500 Hz) taken as an electrode off
 
 
 class LiveUi:
@@ -29,9 +31,12 @@ class LiveUi:
         self.session = None
         self._clients: set = set()
         self._pending: list[float] = []
+        self._recent: list[float] = []  # the last HISTORY_S of display samples, sent to a newly opened page
         self._state = {"connected": False, "recording": False, "hr_bpm": None, "sqi": None, "lead_off": False,
                        "result": None, "demo": package.demo, "notice": package.notice, "model": package.model,
-                       "gaps": 0, "samples": 0, "fs": DISPLAY_RATE}
+                       "gaps": 0, "samples": 0, "signal_s": 0.0, "fs": DISPLAY_RATE, "storage_warning": None}
+        self._status_lead_off = False  # what the device's STATUS says
+        self._rail_lead_off = False  # what the samples say (an open electrode drives the ADC to the rail)
         self._filter = None
         self._decim = 1
         self._phase = 0
@@ -53,6 +58,7 @@ class LiveUi:
                 self._decim = max(1, int(round(info.sample_rate_hz / DISPLAY_RATE)))
                 s["fs"] = info.sample_rate_hz / self._decim
                 self._uv_per_lsb = info.uv_per_lsb
+                self._input_fs = float(info.sample_rate_hz)
         elif kind == "disconnected":
             s["connected"] = False
         elif kind == "samples" and self._filter is not None:
@@ -61,13 +67,22 @@ class LiveUi:
             self._pending.extend(np.round(y[start::self._decim], 1).tolist())
             self._phase = (self._phase + y.size) % self._decim
             s["samples"] = int(data["index"] + y.size)
+            s["signal_s"] = round(s["samples"] / self._input_fs, 3)
+            tail = np.asarray(data["counts"][-RAIL_RUN:])
+            # shown at once, not at the next STATUS poll; the device's STATUS stays the authority on lead-off
+            self._rail_lead_off = tail.size == RAIL_RUN and bool(np.all(np.abs(tail.astype(np.int32)) >= 32767))
+            s["lead_off"] = self._status_lead_off or self._rail_lead_off
             sess = self.session
             s["recording"] = bool(sess and sess.recorder and sess.recorder.active)
         elif kind == "status":
-            s["lead_off"] = bool(data.lead_off)
+            self._status_lead_off = bool(data.lead_off)
+            s["lead_off"] = self._status_lead_off or self._rail_lead_off
             s["battery_pct"] = data.battery_pct
         elif kind == "gap":
             s["gaps"] += 1
+        elif kind == "recording_stopped":
+            s["recording"] = False
+            s["storage_warning"] = f"recording stopped: {data['reason']}"
         elif kind == "result":
             s["sqi"] = data["sqi"]
             if data["sqi"].get("hr_bpm"):
@@ -90,6 +105,7 @@ class LiveUi:
         async def ws(request):
             sock = web.WebSocketResponse(heartbeat=10)
             await sock.prepare(request)
+            await sock.send_str(json.dumps({"t": time.time(), "trace": self._recent, **self._state}))
             self._clients.add(sock)
             try:
                 async for _ in sock:
@@ -114,6 +130,8 @@ class LiveUi:
     async def _push_loop(self) -> None:
         while True:
             await asyncio.sleep(0.05)
+            self._recent.extend(self._pending)
+            del self._recent[:-int(HISTORY_S * self._state["fs"])]
             if not self._clients:
                 self._pending.clear()
                 continue

@@ -30,6 +30,8 @@ def parse(args=None):
                    help="where the model runs (default litert: the package's INT8 .tflite on this host)")
     p.add_argument("--flush-interval", type=float, default=1.0, help="recording flush period, wall seconds")
     p.add_argument("--max-record-mb", type=float, default=None, help="stop recording (cleanly) beyond this size")
+    p.add_argument("--min-free-mb", type=float, default=None,
+                   help="stop recording (cleanly) when the output filesystem has less than this free")
     p.add_argument("--no-record", action="store_true", help="do not record raw samples")
     p.add_argument("--stall-timeout", type=float, default=3.0, help="seconds without frames before reconnecting")
     p.add_argument("--ui", metavar="HOST:PORT", help="serve the live screen on this address")
@@ -67,6 +69,9 @@ def _live_printer(console, quiet: bool):
     state = {"n": 0}
 
     def on_event(kind, data):
+        if kind == "recording_stopped":  # shown even with --quiet
+            console.print(f"[bold red]RECORDING STOPPED: {data['reason']} ({data['samples_kept']} samples kept "
+                          "intact); the live view and results continue[/]", highlight=False)
         if quiet:
             return
         if kind == "result":
@@ -108,6 +113,7 @@ async def _run(a, console):
     opts = SessionOptions(source=a.source, out_dir=Path(a.out), duration_s=a.duration, hop=a.hop, infer=a.infer,
                           flush_interval_s=a.flush_interval,
                           max_record_bytes=int(a.max_record_mb * 1e6) if a.max_record_mb else None,
+                          min_free_bytes=int(a.min_free_mb * 1e6) if a.min_free_mb else None,
                           record=not a.no_record, stall_timeout_s=a.stall_timeout, unsigned=unsigned)
     printer = _live_printer(console, a.quiet)
     ui = None
