@@ -48,6 +48,36 @@ static inline uint32_t SXTAB16(uint32_t acc, uint32_t x) {
 }
 #endif
 
+/* Fast exact requantisation. SMMULR(2a, m) = (2am + 2^31) >> 32 = floor((am + 2^30) / 2^31), TFLite's
+ * SaturatingRoundingDoublingHighMul while |a| < 2^30; the rounding right shift by r >= 1 (half away from
+ * zero) is (v + 2^(r-1) - (v < 0)) >> r, and the output offset rides in the same add as oo * 2^r.
+ * rq_fast_ok says when a channel qualifies (no left shift, r >= 1, no overflow); else the generic path. */
+static inline int32_t SMMULR(int32_t a, int32_t b) {
+#if defined(__ARM_FEATURE_DSP)
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+#else
+    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+#endif
+}
+typedef struct { int32_t mult, right, rbias; } ecg_rqf;
+static inline int rq_fast_ok(int32_t shift, int32_t oo) {
+    return shift <= -1 && shift >= -22 && oo >= -128 && oo <= 127;
+}
+static inline ecg_rqf rq_fast_make(int32_t mult, int32_t shift, int32_t oo) {
+    ecg_rqf q;
+    q.mult = mult;
+    q.right = -shift;
+    q.rbias = (int32_t)((1 << (q.right - 1)) + (int32_t)((uint32_t)oo << q.right));
+    return q;
+}
+/* acc2 = 2 * accumulator (|accumulator| < 2^30); result before the clamp, output offset included */
+static inline int32_t rq_fast(int32_t acc2, int32_t mult, int32_t right, int32_t rbias) {
+    const int32_t v = SMMULR(acc2, mult);
+    return (v + rbias - (int32_t)((uint32_t)v >> 31)) >> right;
+}
+
 #define NCOL 4   /* output columns per im2col block; columns are interleaved per 4-element group */
 
 /* im2col of one output column into slot j of an interleaved block: element i of column j lives at
@@ -116,6 +146,8 @@ __attribute__((noinline)) static void conv_block(const ecg_conv_params *p, const
                                                  int32_t ncols) {
     const int32_t out_c = p->out_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
     const int full = lo == -128 && hi == 127;
+    /* |accumulator| <= |bias| + col_len * 255 * 128 must stay below 2^30 for the fast requantiser */
+    const int32_t acc_room = (int32_t)((1 << 30) - (int64_t)col_len * 255 * 128);
         for (int32_t oc = oc0; oc < oc0 + n_oc; ++oc) {
             const int8_t *w = p->filter + (size_t)oc * col_len;
             const int32_t b = p->bias ? p->bias[oc] : 0;
@@ -183,8 +215,25 @@ __attribute__((noinline)) static void conv_block(const ecg_conv_params *p, const
                 x += 8;
             }
 #endif
+            const int32_t sh = p->shift[oc];
+            if (rq_fast_ok(sh, oo) && (b < 0 ? -b : b) < acc_room) {
+                const ecg_rqf q = rq_fast_make(p->mult[oc], sh, oo);
+                int32_t y0 = rq_fast(a0 + a0, q.mult, q.right, q.rbias), y1 = rq_fast(a1 + a1, q.mult, q.right, q.rbias);
+                int32_t y2 = rq_fast(a2 + a2, q.mult, q.right, q.rbias), y3 = rq_fast(a3 + a3, q.mult, q.right, q.rbias);
+                if (full) {
+                    y0 = SAT8(y0); y1 = SAT8(y1); y2 = SAT8(y2); y3 = SAT8(y3);
+                } else {
+                    y0 = ecg_clamp(y0, lo, hi); y1 = ecg_clamp(y1, lo, hi);
+                    y2 = ecg_clamp(y2, lo, hi); y3 = ecg_clamp(y3, lo, hi);
+                }
+                o[oc] = (int8_t)y0;
+                if (ncols > 1) o[out_c + oc] = (int8_t)y1;
+                if (ncols > 2) o[2 * out_c + oc] = (int8_t)y2;
+                if (ncols > 3) o[3 * out_c + oc] = (int8_t)y3;
+                continue;
+            }
             if (full && ncols == NCOL) {
-                requant4_full(a0, a1, a2, a3, o + oc, out_c, p->mult[oc], p->shift[oc], oo);
+                requant4_full(a0, a1, a2, a3, o + oc, out_c, p->mult[oc], sh, oo);
                 continue;
             }
             const ecg_rq rq = ecg_rq_make(p->mult[oc], p->shift[oc]);   /* after the loop: frees registers */
@@ -227,16 +276,24 @@ void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
 __attribute__((noinline)) static void affine_stream(const int8_t *src, int8_t *dst, int32_t n, int32_t in_stride,
                                                     int32_t out_stride, int32_t w, int32_t b, int32_t mult,
                                                     int32_t right, int32_t oo) {
-    const int32_t mask = (int32_t)(((int64_t)1 << right) - 1), half = mask >> 1;
-    for (int32_t i = 0; i < n; ++i, src += in_stride, dst += out_stride) {
-        const int32_t acc = b + *src * w;
-        const int32_t v = (int32_t)(((int64_t)acc * mult + ((int64_t)1 << 30)) >> 31);
-        const int32_t r = (v >> right) + ((v & mask) > half + (v < 0)) + oo;
-        *dst = (int8_t)SAT8(r);
+    const int32_t rbias = rq_fast_make(mult, -right, oo).rbias, b2 = 2 * b, w2 = 2 * w;
+    int32_t i = 0;
+    for (; i + 2 <= n; i += 2, src += 2 * in_stride, dst += 2 * out_stride) {
+        const int32_t x0 = src[0], x1 = src[in_stride];
+        const int32_t r0 = rq_fast(b2 + x0 * w2, mult, right, rbias), r1 = rq_fast(b2 + x1 * w2, mult, right, rbias);
+        dst[0] = (int8_t)SAT8(r0);
+        dst[out_stride] = (int8_t)SAT8(r1);
     }
+    for (; i < n; ++i, src += in_stride, dst += out_stride) *dst = (int8_t)SAT8(rq_fast(b2 + *src * w2, mult, right, rbias));
 }
 
-static int affine_ok(ecg_rq rq, int32_t lo, int32_t hi) { return rq.left == 0 && lo == -128 && hi == 127; }
+/* full-range output and a multiplier the fast requantiser takes; |b| + 255 * |w| well below 2^29 */
+static int affine_ok(ecg_rq rq, int32_t lo, int32_t hi) {
+    return rq.left == 0 && rq.right >= 1 && rq.right <= 22 && lo == -128 && hi == 127;
+}
+static int affine_small(int32_t b, int32_t w) {
+    return b > -(1 << 28) && b < (1 << 28) && w > -(1 << 16) && w < (1 << 16);
+}
 
 void ecg_lut_opt(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out) {
     const uint8_t *t = (const uint8_t *)lut + 128;   /* index by the signed value */
@@ -283,7 +340,7 @@ void ecg_mul_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, i
         for (int32_t i = 0; i < size; ++i) out[i] = MUL_Q(a[i], b[i]);
     } else if (per_channel_b(p)) {
         const int32_t c = p->out_dims[3], rows = size / c;
-        if (affine_ok(rq, lo, hi)) {
+        if (affine_ok(rq, lo, hi) && affine_small(off1 * 255, 255)) {
             for (int32_t k = 0; k < c; ++k) {   /* (a + off1) * m = a * m + off1 * m, m per channel */
                 const int32_t m = b[k] + off2;
                 affine_stream(a + k, out + k, rows, c, c, m, off1 * m, rq.mult, rq.right, oo);
@@ -305,12 +362,18 @@ void ecg_mul_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, i
 __attribute__((noinline)) static void add_stream(const int8_t *a, const int8_t *b, int8_t *out, int32_t n,
                                                  const int32_t *t1, const int32_t *t2, int32_t mult,
                                                  int32_t right, int32_t oo) {
-    const int32_t mask = (int32_t)(((int64_t)1 << right) - 1), half = mask >> 1;
-    for (int32_t i = 0; i < n; ++i) {
-        const int32_t acc = t1[a[i]] + t2[b[i]];
-        const int32_t v = (int32_t)(((int64_t)acc * mult + ((int64_t)1 << 30)) >> 31);
-        const int32_t r = (v >> right) + ((v & mask) > half + (v < 0)) + oo;
-        out[i] = (int8_t)SAT8(r);
+    /* table entries are (x - zp) << 20 rescaled by at most 1/2: |t1 + t2| < 2^28, doubling is safe */
+    const int32_t rbias = rq_fast_make(mult, -right, oo).rbias;
+    int32_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+        const int32_t s0 = t1[a[i]] + t2[b[i]], s1 = t1[a[i + 1]] + t2[b[i + 1]];
+        const int32_t r0 = rq_fast(s0 + s0, mult, right, rbias), r1 = rq_fast(s1 + s1, mult, right, rbias);
+        out[i] = (int8_t)SAT8(r0);
+        out[i + 1] = (int8_t)SAT8(r1);
+    }
+    for (; i < n; ++i) {
+        const int32_t s0 = t1[a[i]] + t2[b[i]];
+        out[i] = (int8_t)SAT8(rq_fast(s0 + s0, mult, right, rbias));
     }
 }
 
@@ -350,6 +413,21 @@ void ecg_pad_opt(const ecg_pad_params *p, const int8_t *in, int8_t *out) {
             }
 }
 
+/* bytewise signed max of four int8 lanes: SSUB8 sets GE where a >= b, SEL takes those lanes of a */
+static inline uint32_t max4_s8(uint32_t a, uint32_t b) {
+#if defined(__ARM_FEATURE_DSP)
+    (void)__ssub8(a, b);
+    return __sel(a, b);
+#else
+    uint32_t r = 0;
+    for (int i = 0; i < 32; i += 8) {
+        const int8_t x = (int8_t)(a >> i), y = (int8_t)(b >> i);
+        r |= (uint32_t)(uint8_t)(x > y ? x : y) << i;
+    }
+    return r;
+#endif
+}
+
 void ecg_maxpool_opt(const ecg_pool_params *p, const int8_t *in, int8_t *out) {
     const int32_t c = p->channels, lo = p->act_min, hi = p->act_max;
     for (int32_t oy = 0; oy < p->out_h; ++oy)
@@ -359,7 +437,13 @@ void ecg_maxpool_opt(const ecg_pool_params *p, const int8_t *in, int8_t *out) {
             const int32_t xa = x0 < 0 ? 0 : x0, xb = x0 + p->f_w > p->in_w ? p->in_w : x0 + p->f_w;
             if (ya + 1 == yb && xa + 2 == xb) {   /* the 1x2 window of the shortcut pools */
                 const int8_t *s0 = in + ((size_t)ya * p->in_w + xa) * c, *s1 = s0 + c;
-                for (int32_t k = 0; k < c; ++k) {
+                int32_t k = 0;
+                if (lo == -128 && hi == 127)
+                    for (; k + 4 <= c; k += 4) {
+                        const uint32_t m4 = max4_s8(load32(s0 + k), load32(s1 + k));
+                        memcpy(out + k, &m4, 4);
+                    }
+                for (; k < c; ++k) {
                     const int32_t m = s0[k] > s1[k] ? s0[k] : s1[k];
                     out[k] = (int8_t)ecg_clamp(m, lo, hi);
                 }
@@ -396,7 +480,7 @@ void ecg_depthwise_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) 
             const int32_t wv = w[0], n = p->out_h * p->out_w;
             const int8_t *src = in + ic;
             int8_t *dst = out + oc;
-            if (affine_ok(rq, lo, hi)) {
+            if (affine_ok(rq, lo, hi) && affine_small(b + in_off * wv, wv)) {
                 affine_stream(src, dst, n, in_c, out_c, wv, b + in_off * wv, rq.mult, rq.right, oo);
                 continue;
             }
