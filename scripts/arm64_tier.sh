@@ -80,7 +80,7 @@ log "building the ecgedge wheel and the x86 INT8 reference"
 "$HOST_PY" "$REPO/tests/handheld_golden.py" --stage "$STAGE" ${ECGEDGE_ARM64_PACKAGE:+--package "$ECGEDGE_ARM64_PACKAGE"}
 mkdir -p "$STAGE/repo"
 cp -r "$REPO/tests" "$STAGE/repo/"
-cp "$REPO/pyproject.toml" "$STAGE/repo/"
+cp -r "$REPO/pyproject.toml" "$REPO/deploy" "$STAGE/repo/"
 find "$STAGE/repo" -name __pycache__ -prune -exec rm -rf {} +
 
 # -- arm64 side: the runtime install from the wheel, then the tests --------------------------------------------
@@ -91,7 +91,7 @@ fi
 WHEEL=$(cd "$STAGE/wheels" && ls ecgedge-*.whl)
 log "pip install ecgedge[runtime] from $WHEEL (arm64)"
 in_arm pip install -q --force-reinstall --no-deps "/opt/stage/wheels/$WHEEL"
-in_arm pip install -q "/opt/stage/wheels/$WHEEL[runtime]" pytest hypothesis pytest-timeout
+in_arm pip install -q --only-binary=:all: "/opt/stage/wheels/$WHEEL[runtime]" pytest hypothesis pytest-timeout
 heavy=$(in_arm pip list 2>/dev/null | grep -iE '^(torch|tensorflow|tensorflow-cpu|keras|tf-keras) ' || true)
 [ -z "$heavy" ] || { echo "error: the runtime install pulled heavy packages: $heavy" >&2; exit 1; }
 log "pytest on arm64 (QEMU_CPU=$QEMU_CPU): $(echo $TESTS | wc -w) files"
