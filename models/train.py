@@ -230,6 +230,8 @@ def train(name: str = "pocket_k", preset: str | None = None, subjects: int = 320
             "val": {"subjects": val_set.n_subjects, "windows": int(len(val_set.k))},
             "test": {"subjects": test_set.n_subjects, "windows": int(len(test_set.k))},
         },
+        "init": None if init is None else {"checkpoint": Path(init).name,
+                                           "auroc_k55": init_meta.get("card", {}).get("auroc_k55")},
         "seed": seed, "subjects": subjects, "windows": n_windows, "epochs": epochs, "best_epoch": best["epoch"],
         "auroc_k55": test["auroc_k55"], "auroc_k60": test["auroc_k60"], "mae_k": test["mae_k"],
         "test_prevalence_k55": test["prevalence_k55"], "test_prevalence_k60": test["prevalence_k60"],
@@ -323,6 +325,9 @@ def _fmt(value, spec: str) -> str:
 def _card_markdown(spec: ModelSpec, card: dict, roc_name: str) -> str:
     d = card["data"]
     arch = card["arch"]
+    init = card.get("init")
+    init_line = (f" Fine-tuned from `{init['checkpoint']}` (same recipe and data, seed {card['seed']})."
+                 if init else "")
     return f"""# Model card: {spec.name} (demo weights, synthetic data, not for clinical use)
 
 > **{card['notice']}.** These weights were trained only on generated ECG. They show that the toolchain
@@ -362,7 +367,7 @@ kernel {arch['kernel_size']}, groups width {arch['groups_width']}; {card['params
 {card['optimizer']['weight_decay']}, {card['optimizer']['schedule']}), batch {card['optimizer']['batch_size']} random crops of
 {card['optimizer']['train_crop_samples']} samples (evaluated on whole windows),
 loss {card['optimizer']['loss']}; {card['epochs']} epochs, best validation epoch {card['best_epoch']};
-{card['trained_seconds']:.0f} s on {card['threads']} CPU threads (torch {card['torch']}).
+{card['trained_seconds']:.0f} s on {card['threads']} CPU threads (torch {card['torch']}).{init_line}
 
 ## Limitations
 
