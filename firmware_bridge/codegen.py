@@ -117,7 +117,7 @@ def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str
             seen.add(arr.name)
             while len(blob) % CONST_ALIGN:
                 blob.append(0)
-            dtype = {"int8_t": np.int8, "int32_t": np.int32}[arr.ctype]
+            dtype = {"int8_t": np.int8, "int16_t": np.int16, "int32_t": np.int32}[arr.ctype]
             vals = np.asarray(arr.values)
             if vals.size and (vals.min() < np.iinfo(dtype).min or vals.max() > np.iinfo(dtype).max):
                 raise FirmwareError(f"{arr.name}: values out of range for {arr.ctype}")
@@ -145,9 +145,18 @@ def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str
         li, nm, vals = fault_shift
         bad = vals.copy()
         bad[0] += 1
+        fault = [f"static const int32_t {nm}_fault[{bad.size}] = {_c_init(bad.tolist())};\n#undef {nm}\n"
+                 f"#define {nm} {nm}_fault\n"]
+        rqf = next((a for l in layers if l.index == li for a in l.consts if a.name == f"L{li}_rqf"), None)
+        if rqf is not None:   # the optimised conv requantises from (mult, right, rounding bias) triples
+            t = np.asarray(rqf.values, np.int64).reshape(-1, 3).copy()
+            oo = (int(t[0, 2]) - (1 << int(t[0, 1] - 1))) >> int(t[0, 1])
+            t[0, 1] -= 1
+            t[0, 2] = ((1 << int(t[0, 1] - 1)) if t[0, 1] >= 1 else 0) + oo * (1 << int(t[0, 1]))
+            fault.append(f"static const int32_t {rqf.name}_fault[{t.size}] = {_c_init(t.reshape(-1).tolist())};\n"
+                         f"#undef {rqf.name}\n#define {rqf.name} {rqf.name}_fault\n")
         c.append("#ifdef ECG_FAULT_REQUANT_SHIFT\n/* fault injection: off-by-one requant shift, channel 0 of "
-                 f"layer {li} */\nstatic const int32_t {nm}_fault[{bad.size}] = {_c_init(bad.tolist())};\n"
-                 f"#undef {nm}\n#define {nm} {nm}_fault\n#endif\n\n")
+                 f"layer {li} */\n" + "".join(fault) + "#endif\n\n")
     c.append("ECG_NOINLINE void ecg_model_done(void) { __asm__ volatile(\"\" ::: \"memory\"); }\n\n")
     opt_c, table = _emit_variant(model, layers, plan, "ecg_arena")
     ref_c, ref_table = _emit_variant(model, ref_layers, ref_plan, "ecg_arena")

@@ -145,11 +145,40 @@ def _conv2d(model, op):
     scratch = 4 * 2 * ((col + 3) // 4 * 4)   # four interleaved int16 columns, length rounded up to 4
     p["col_buf"] = "(int32_t *)({scratch})"
     groups = p["in_c"] // p["filter_in_c"]
+    consts += _conv_wide(op.index, p, consts, col)
     return Layer(op.index, op.name, [x.index], [y.index], "ecg_conv_params", p,
                  "ECG_CONV2D({p}, {t%d}, {t%d});" % (x.index, y.index), consts, macs,
                  scratch_bytes=scratch,
                  summary=f"conv {p['k_h']}x{p['k_w']} s{p['stride_w']} {p['in_c']}->{p['out_c']} g{groups} "
                          f"w{p['in_w']}->{p['out_w']}")
+
+
+FAST_RIGHT_SHIFTS = range(1, 23)   # c/ecg_kernels_opt.c rq_fast: right shift 1..22, no left shift
+
+
+def _conv_wide(index: int, p: dict, consts: list[CArray], col: int) -> list[CArray]:
+    """Optimised-path constants: filter x2 widened to int16, pair-reordered (0,2,1,3) per 4 taps like
+    the im2col columns, so the inner loop is LDRD + SMLAD; bias x2 (the doubled accumulator feeds
+    SMMULR directly); per channel (multiplier, right shift, rounding bias with the output offset).
+    Only when every channel's shift and accumulator range suit the exact fast requantiser."""
+    by_name = {c.name.rsplit("_", 1)[-1]: c.values for c in consts}
+    mult, shift = np.asarray(by_name["mult"], np.int64), np.asarray(by_name["shift"], np.int64)
+    bias = np.asarray(by_name.get("bias", np.zeros(p["out_c"], np.int64)), np.int64)
+    oo = p["out_offset"]
+    if not all(-s in FAST_RIGHT_SHIFTS for s in shift) or \
+            np.abs(bias).max(initial=0) + col * 255 * 128 >= 2**29:
+        p.update(wide="NULL", bias2="NULL", rqf="NULL")
+        return []
+    col4 = (col + 3) // 4 * 4
+    w = np.zeros((p["out_c"], col4), np.int64)
+    w[:, :col] = np.asarray(by_name["filter"], np.int64).reshape(p["out_c"], col)
+    w = w.reshape(p["out_c"], col4 // 4, 4)[:, :, [0, 2, 1, 3]].reshape(p["out_c"], col4) * 2
+    right = -shift
+    rbias = (1 << (right - 1)) + oo * (1 << right)
+    pre = f"L{index}"
+    p.update(wide=f"{pre}_wide", bias2=f"{pre}_bias2", rqf=f"{pre}_rqf")
+    return [CArray(f"{pre}_wide", "int16_t", w.reshape(-1)), CArray(f"{pre}_bias2", "int32_t", 2 * bias),
+            CArray(f"{pre}_rqf", "int32_t", np.stack([mult, right, rbias], axis=1).reshape(-1))]
 
 
 @_register("DEPTHWISE_CONV_2D")
@@ -411,7 +440,53 @@ def lower(model: TfliteModel, fuse: bool = True) -> list[Layer]:
             raise FirmwareError(f"op {op.index} ({op.name}) is not supported by the ecgedge C engine; "
                                 f"supported: {', '.join(supported_ops())}")
         layers.append(fn(model, op))
-    return fuse_swish(model, layers) if fuse else layers
+    return fuse_channel_luts(model, fuse_swish(model, layers)) if fuse else layers
+
+
+def _channel_lut_layer(layer: Layer, tables: np.ndarray, out_index: int, what: str) -> Layer:
+    rows = layer.params["in_h"] * layer.params["in_w"]
+    ch = layer.params["in_c"]
+    name = f"L{layer.index}_chlut"
+    return Layer(layer.index, layer.op, [layer.inputs[0]], [out_index],
+                 call="ecg_channel_lut_opt(%s, %d, %d, {t%d}, {t%d});" % (name, rows, ch, layer.inputs[0], out_index),
+                 consts=[CArray(name, "int8_t", tables.reshape(-1))], macs=layer.macs, summary=what)
+
+
+def fuse_channel_luts(model: TfliteModel, layers: list[Layer]) -> list[Layer]:
+    """A 1x1 depthwise conv (the converter's per-channel affine) maps each int8 value of a channel to an
+    int8 value: one 256-entry table per channel, computed with the reference kernel's integer arithmetic.
+    A following Swish table (sole consumer) composes into the same tables. Exact."""
+    consumers: dict[int, list[Layer]] = {}
+    for layer in layers:
+        for t in layer.inputs:
+            consumers.setdefault(t, []).append(layer)
+    drop, out = set(), []
+    for layer in layers:
+        p = layer.params
+        if not (layer.op == "DEPTHWISE_CONV_2D" and p["k_h"] == 1 and p["k_w"] == 1 and p["depth_multiplier"] == 1
+                and p["stride_h"] == 1 and p["stride_w"] == 1 and p["pad_h"] == 0 and p["pad_w"] == 0
+                and p["in_c"] == p["out_c"] and p["in_h"] == p["out_h"] and p["in_w"] == p["out_w"]):
+            out.append(layer)
+            continue
+        c = {a.name.rsplit("_", 1)[-1]: np.asarray(a.values, np.int64) for a in layer.consts}
+        w, mult, shift = c["filter"], c["mult"], c["shift"]
+        bias = c.get("bias", np.zeros(p["out_c"], np.int64))
+        xs = np.arange(-128, 128)
+        tables = np.array([[min(max(quant.mbqm(int(bias[k] + (x + p["in_offset"]) * w[k]), int(mult[k]), int(shift[k]))
+                                    + p["out_offset"], p["act_min"]), p["act_max"]) for x in xs]
+                           for k in range(p["out_c"])], np.int64)
+        y = layer.outputs[0]
+        nxt = consumers.get(y, [])
+        what = "per-channel affine (1x1 depthwise) as channel tables"
+        if (len(nxt) == 1 and y not in model.outputs and nxt[0].call.startswith("ECG_LUT(")
+                and nxt[0].inputs == [y]):
+            lut = np.asarray(nxt[0].consts[0].values, np.int64)
+            tables = lut[tables + 128]
+            drop.add(id(nxt[0]))
+            out.append(_channel_lut_layer(layer, tables, nxt[0].outputs[0], what + " + " + nxt[0].summary))
+        else:
+            out.append(_channel_lut_layer(layer, tables, y, what))
+    return [l for l in out if id(l) not in drop]
 
 
 def _mul_lut(model: TfliteModel, mul: Operator, x_idx: int, s_idx: int, sig_lut: np.ndarray) -> np.ndarray:

@@ -17,6 +17,11 @@ typedef struct {
     const int32_t *bias;              /* [out_c] or NULL */
     const int32_t *mult, *shift;      /* per output channel */
     int32_t *col_buf;                 /* optimised conv scratch (im2col, int16 pairs), may be NULL */
+    /* optimised conv, set by the generator when every channel suits the fast requantiser (else NULL):
+     * 2 x filter widened to int16, pair-reordered per 4 taps, [out_c][col_len rounded up to 4];
+     * 2 x bias; per channel {multiplier, right shift, rounding bias incl. output offset} */
+    const int16_t *wide;
+    const int32_t *bias2, *rqf;
 } ecg_conv_params;
 
 typedef struct {
@@ -78,6 +83,8 @@ void ecg_pad_opt(const ecg_pad_params *p, const int8_t *in, int8_t *out);
 void ecg_maxpool_opt(const ecg_pool_params *p, const int8_t *in, int8_t *out);
 void ecg_depthwise_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out);
 void ecg_fc_opt(const ecg_fc_params *p, const int8_t *in, int8_t *out);
+void ecg_mean_opt(const ecg_mean_params *p, const int8_t *in, int8_t *out);
+void ecg_channel_lut_opt(const int8_t *tables, int32_t rows, int32_t channels, const int8_t *in, int8_t *out);
 #define ECG_CONV2D ecg_conv2d_opt
 #define ECG_DEPTHWISE ecg_depthwise_opt
 #define ECG_FC ecg_fc_opt
@@ -86,6 +93,7 @@ void ecg_fc_opt(const ecg_fc_params *p, const int8_t *in, int8_t *out);
 #define ECG_LUT ecg_lut_opt
 #define ECG_PAD ecg_pad_opt
 #define ECG_MAXPOOL ecg_maxpool_opt
+#define ECG_MEAN ecg_mean_opt
 #else
 #define ECG_CONV2D ecg_conv2d_ref
 #define ECG_DEPTHWISE ecg_depthwise_ref
@@ -95,7 +103,7 @@ void ecg_fc_opt(const ecg_fc_params *p, const int8_t *in, int8_t *out);
 #define ECG_LUT ecg_lut_ref
 #define ECG_PAD ecg_pad_ref
 #define ECG_MAXPOOL ecg_maxpool_ref
+#define ECG_MEAN ecg_mean_ref
 #endif
 #define ECG_AVGPOOL ecg_avgpool_ref
-#define ECG_MEAN ecg_mean_ref
 #endif

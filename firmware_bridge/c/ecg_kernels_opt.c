@@ -51,14 +51,16 @@ static inline uint32_t SXTAB16(uint32_t acc, uint32_t x) {
 /* Fast exact requantisation. SMMULR(2a, m) = (2am + 2^31) >> 32 = floor((am + 2^30) / 2^31), TFLite's
  * SaturatingRoundingDoublingHighMul while |a| < 2^30; the rounding right shift by r >= 1 (half away from
  * zero) is (v + 2^(r-1) - (v < 0)) >> r, and the output offset rides in the same add as oo * 2^r.
- * rq_fast_ok says when a channel qualifies (no left shift, r >= 1, no overflow); else the generic path. */
-static inline int32_t SMMULR(int32_t a, int32_t b) {
+ * SMMLAR adds that rounding bias for free, and (v < 0) may be replaced by (a < 0): they differ only when
+ * v == 0, where both give the offset. rq_fast_ok says when a channel qualifies (no left shift, r >= 1,
+ * no overflow); otherwise the generic path runs. */
+static inline int32_t SMMLAR(int32_t a, int32_t b, int32_t acc) {
 #if defined(__ARM_FEATURE_DSP)
     int32_t r;
-    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
     return r;
 #else
-    return (int32_t)(((int64_t)a * b + ((int64_t)1 << 31)) >> 32);
+    return (int32_t)(((int64_t)acc * ((int64_t)1 << 32) + (int64_t)a * b + ((int64_t)1 << 31)) >> 32);
 #endif
 }
 typedef struct { int32_t mult, right, rbias; } ecg_rqf;
@@ -74,8 +76,7 @@ static inline ecg_rqf rq_fast_make(int32_t mult, int32_t shift, int32_t oo) {
 }
 /* acc2 = 2 * accumulator (|accumulator| < 2^30); result before the clamp, output offset included */
 static inline int32_t rq_fast(int32_t acc2, int32_t mult, int32_t right, int32_t rbias) {
-    const int32_t v = SMMULR(acc2, mult);
-    return (v + rbias - (int32_t)((uint32_t)v >> 31)) >> right;
+    return (SMMLAR(acc2, mult, rbias) + (acc2 >> 31)) >> right;
 }
 
 #define NCOL 4   /* output columns per im2col block; columns are interleaved per 4-element group */
@@ -244,6 +245,99 @@ __attribute__((noinline)) static void conv_block(const ecg_conv_params *p, const
         }
 }
 
+/* Wide path: the generator's doubled int16 filter (same pair order as the im2col columns), doubled bias
+ * and per-channel fast requantiser. Per 4 taps x 4 columns: LDRD (weights) + 4 LDRD + 8 SMLAD. */
+__attribute__((noinline)) static void conv_block_wide(const ecg_conv_params *p, const int16_t *blk, int8_t *o,
+                                                      int32_t oc0, int32_t n_oc, int32_t col_len4, int32_t ncols) {
+    const int32_t out_c = p->out_c, lo = p->act_min, hi = p->act_max;
+    const int full = lo == -128 && hi == 127;
+    const int32_t n4 = col_len4 >> 2;
+    const int16_t *w = p->wide + (size_t)oc0 * col_len4;
+    const int32_t *rq = p->rqf + 3 * oc0, *bias2 = p->bias2 + oc0;
+    o += oc0;
+    for (int32_t k = 0; k < n_oc; ++k, rq += 3, ++o) {
+        const int32_t b = bias2[k];
+        int32_t a0 = b, a1 = b, a2 = b, a3 = b;
+        const uint32_t *x = (const uint32_t *)blk;
+        const uint32_t *xend = x + (size_t)n4 * 2 * NCOL;
+#if defined(__ARM_FEATURE_DSP)
+        uint32_t w02, w13, x0, x1;
+#define WTAPS4                                                   \
+            "ldrd %[w02], %[w13], [%[w]], #8\n\t"                \
+            "ldrd %[x0], %[x1], [%[x]], #8\n\t"                  \
+            "smlad %[a0], %[w02], %[x0], %[a0]\n\t"              \
+            "smlad %[a0], %[w13], %[x1], %[a0]\n\t"              \
+            "ldrd %[x0], %[x1], [%[x]], #8\n\t"                  \
+            "smlad %[a1], %[w02], %[x0], %[a1]\n\t"              \
+            "smlad %[a1], %[w13], %[x1], %[a1]\n\t"              \
+            "ldrd %[x0], %[x1], [%[x]], #8\n\t"                  \
+            "smlad %[a2], %[w02], %[x0], %[a2]\n\t"              \
+            "smlad %[a2], %[w13], %[x1], %[a2]\n\t"              \
+            "ldrd %[x0], %[x1], [%[x]], #8\n\t"                  \
+            "smlad %[a3], %[w02], %[x0], %[a3]\n\t"              \
+            "smlad %[a3], %[w13], %[x1], %[a3]\n\t"
+        if ((n4 & 3) == 0) {
+            __asm__ volatile("1:\n\t" WTAPS4 WTAPS4 WTAPS4 WTAPS4 "cmp %[x], %[xend]\n\t" "bne 1b\n\t"
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
+                  [w02] "=&r"(w02), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                : [xend] "r"(xend) : "cc", "memory");
+        } else if ((n4 & 1) == 0) {
+            __asm__ volatile("1:\n\t" WTAPS4 WTAPS4 "cmp %[x], %[xend]\n\t" "bne 1b\n\t"
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
+                  [w02] "=&r"(w02), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                : [xend] "r"(xend) : "cc", "memory");
+        } else {
+            __asm__ volatile("1:\n\t" WTAPS4 "cmp %[x], %[xend]\n\t" "bne 1b\n\t"
+                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
+                  [w02] "=&r"(w02), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
+                : [xend] "r"(xend) : "cc", "memory");
+        }
+#undef WTAPS4
+#else
+        while (x < xend) {
+            const uint32_t w02 = load32(w), w13 = load32(w + 2);
+            a0 = SMLAD(w02, x[0], a0); a0 = SMLAD(w13, x[1], a0);
+            a1 = SMLAD(w02, x[2], a1); a1 = SMLAD(w13, x[3], a1);
+            a2 = SMLAD(w02, x[4], a2); a2 = SMLAD(w13, x[5], a2);
+            a3 = SMLAD(w02, x[6], a3); a3 = SMLAD(w13, x[7], a3);
+            w += 4;
+            x += 8;
+        }
+#endif
+        const int32_t m = rq[0], r = rq[1], rb = rq[2];
+        int32_t y0 = rq_fast(a0, m, r, rb), y1 = rq_fast(a1, m, r, rb);
+        int32_t y2 = rq_fast(a2, m, r, rb), y3 = rq_fast(a3, m, r, rb);
+        if (full) {
+            y0 = SAT8(y0); y1 = SAT8(y1); y2 = SAT8(y2); y3 = SAT8(y3);
+        } else {
+            y0 = ecg_clamp(y0, lo, hi); y1 = ecg_clamp(y1, lo, hi);
+            y2 = ecg_clamp(y2, lo, hi); y3 = ecg_clamp(y3, lo, hi);
+        }
+        if (ncols == NCOL) {
+            o[0] = (int8_t)y0; o[out_c] = (int8_t)y1; o[2 * out_c] = (int8_t)y2; o[3 * out_c] = (int8_t)y3;
+        } else {
+            o[0] = (int8_t)y0;
+            if (ncols > 1) o[out_c] = (int8_t)y1;
+            if (ncols > 2) o[2 * out_c] = (int8_t)y2;
+        }
+    }
+}
+
+/* 1x1 convolution, stride 1, no padding, channels a multiple of 4: the NCOL columns are consecutive
+ * pixels, widened (input offset added) straight into the interleaved block without per-tap indexing */
+static void widen_1x1(const int8_t *src, int32_t in_c, int32_t ncols, uint32_t off2, int16_t *blk) {
+    uint32_t *dst = (uint32_t *)blk;
+    for (int32_t j = 0; j < NCOL; ++j) {
+        const int8_t *s = src + (size_t)(j < ncols ? j : 0) * in_c;
+        uint32_t *d = dst + 2 * j;
+        for (int32_t c = 0; c < in_c; c += 4, d += 2 * NCOL) {
+            const uint32_t x = load32(s + c);
+            d[0] = SXTAB16(off2, x);
+            d[1] = SXTAB16(off2, (x >> 8) | (x << 24));
+        }
+    }
+}
+
 /* 4 columns x 1 output channel: per 4 filter taps one word load + two SXTB16, 8 SMLAD */
 void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t fic = p->filter_in_c;
@@ -253,6 +347,16 @@ void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t col_len4 = (col_len + 3) & ~3;
     const int32_t n_pos = p->out_h * p->out_w;
     int16_t *blk = (int16_t *)p->col_buf;
+    if (p->wide && groups == 1 && p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
+        p->pad_h == 0 && p->pad_w == 0 && (p->in_c & 3) == 0 && p->in_h == p->out_h && p->in_w == p->out_w) {
+        const uint32_t off2 = ((uint32_t)(uint16_t)p->in_offset) * 0x10001u;
+        for (int32_t pos = 0; pos < n_pos; pos += NCOL) {
+            const int32_t ncols = n_pos - pos < NCOL ? n_pos - pos : NCOL;
+            widen_1x1(in + (size_t)pos * p->in_c, p->in_c, ncols, off2, blk);
+            conv_block_wide(p, blk, out + (size_t)pos * p->out_c, 0, p->out_c, col_len4, ncols);
+        }
+        return;
+    }
     for (int32_t g = 0; g < groups; ++g) {
         const int32_t oc0 = g * per_group, c0 = g * fic;
         for (int32_t pos = 0; pos < n_pos; pos += NCOL) {
@@ -261,7 +365,10 @@ void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
                 const int32_t q = pos + (j < ncols ? j : 0);   /* short block: repeat a column */
                 im2col(p, in, q % p->out_w, q / p->out_w, c0, blk, j, col_len4);
             }
-            conv_block(p, blk, out + (size_t)pos * p->out_c, oc0, per_group, col_len, col_len4, ncols);
+            if (p->wide)
+                conv_block_wide(p, blk, out + (size_t)pos * p->out_c, oc0, per_group, col_len4, ncols);
+            else
+                conv_block(p, blk, out + (size_t)pos * p->out_c, oc0, per_group, col_len, col_len4, ncols);
         }
     }
 }
@@ -527,6 +634,61 @@ void ecg_fc_opt(const ecg_fc_params *p, const int8_t *in, int8_t *out) {
             const int32_t c = p->per_channel ? o : 0;
             out[o] = (int8_t)ecg_clamp(ecg_rq_apply(acc, ecg_rq_make(p->mult[c], p->shift[c])) + oo, lo, hi);
         }
+    }
+}
+#endif
+
+#if defined(ECG_OPTIMIZED)
+/* Mean: the sums four channels at a time from one word load (sign-extending byte adds), then the
+ * reference kernel's finalisation for each sum. */
+void ecg_mean_opt(const ecg_mean_params *p, const int8_t *in, int8_t *out) {
+    const int32_t n = p->reduce, inner = p->inner;
+    if ((inner & 3) != 0) { ecg_mean_ref(p, in, out); return; }
+    int32_t mult = p->mult, shift = p->shift;
+    if (p->variant != 1) {
+        int32_t s = 63 - __builtin_clzll((uint64_t)n);
+        if (s > 32) s = 32;
+        if (s > 31 + shift) s = 31 + shift;
+        mult = (int32_t)(((int64_t)mult << s) / n);
+        shift = shift - s;
+    }
+    for (int32_t o = 0; o < p->outer; ++o)
+        for (int32_t i = 0; i < inner; i += 4) {
+            const int8_t *src = in + (size_t)o * n * inner + i;
+            int32_t acc[4] = {0, 0, 0, 0};
+            int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            for (int32_t r = 0; r < n; ++r, src += inner) {
+                const uint32_t w = load32(src);
+                s0 += (int8_t)w; s1 += (int8_t)(w >> 8); s2 += (int8_t)(w >> 16); s3 += (int8_t)(w >> 24);
+            }
+            acc[0] = s0; acc[1] = s1; acc[2] = s2; acc[3] = s3;
+            for (int32_t k = 0; k < 4; ++k) {
+                int32_t v;
+                if (p->variant == 1) {
+                    v = acc[k] / n;
+                } else {
+                    v = ecg_mbqm(acc[k] - p->in_zp * n, mult, shift) + p->out_zp;
+                }
+                out[(size_t)o * inner + i + k] = (int8_t)ecg_clamp(v, -128, 127);
+            }
+        }
+}
+#endif
+
+#if defined(ECG_OPTIMIZED)
+/* out[r][c] = tables[c][in[r][c]]: the generator's per-channel tables (affine, optionally + Swish) */
+void ecg_channel_lut_opt(const int8_t *tables, int32_t rows, int32_t channels, const int8_t *in, int8_t *out) {
+    for (int32_t c = 0; c < channels; ++c) {
+        const int8_t *t = tables + (size_t)c * 256 + 128;
+        const int8_t *s = in + c;
+        int8_t *d = out + c;
+        int32_t r = 0;
+        for (; r + 2 <= rows; r += 2, s += 2 * channels, d += 2 * channels) {
+            const int8_t x0 = s[0], x1 = s[channels];
+            d[0] = t[x0];
+            d[channels] = t[x1];
+        }
+        if (r < rows) d[0] = t[s[0]];
     }
 }
 #endif
