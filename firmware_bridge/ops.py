@@ -294,6 +294,19 @@ def _add(model, op):
         tab = [quant.mbqm((raw - int(t.zero_point[0])) << left_shift, m, sh) for raw in range(-128, 128)]
         consts.append(CArray(f"L{op.index}_add{k}", "int32_t", np.asarray(tab, np.int64)))
         p[f"lut{k}"] = f"L{op.index}_add{k}"
+    p["pair"] = "NULL"
+    if p["flat"] and len(acts) == 2:
+        # optimised path: the int8 result of each (a, b) pair, one 64 KiB table indexed by (b << 8) | a
+        t1 = np.asarray(consts[-2].values, np.int64)
+        t2 = np.asarray(consts[-1].values, np.int64)
+        sums = t1[None, :] + t2[:, None]                 # [b + 128][a + 128]
+        res = quant.mbqm_array(sums, mo, s_o) + int(y.zero_point[0])
+        res = np.clip(res, lo, hi).reshape(256, 256)
+        idx = np.arange(256)
+        order = (idx + 128) % 256                      # byte value u -> row/column of int8 value u - 256*(u>127)
+        pair = res[np.ix_(order, order)]               # [b byte][a byte]
+        consts.append(CArray(f"L{op.index}_pair", "int8_t", pair.reshape(-1)))
+        p["pair"] = f"L{op.index}_pair"
     return Layer(op.index, op.name, acts, [y.index], "ecg_binary_params", p,
                  "ECG_ADD({p}, %s, %s, {t%d});" % (ptrs[0], ptrs[1], y.index), consts,
                  summary=f"add {list(a.shape)}+{list(b.shape)}")
@@ -461,8 +474,26 @@ def fuse_channel_luts(model: TfliteModel, layers: list[Layer]) -> list[Layer]:
         for t in layer.inputs:
             consumers.setdefault(t, []).append(layer)
     drop, out = set(), []
+
+    def sole_lut_consumer(y):
+        nxt = consumers.get(y, [])
+        if len(nxt) == 1 and y not in model.outputs and nxt[0].call.startswith("ECG_LUT(") and nxt[0].inputs == [y]:
+            return nxt[0]
+        return None
+
     for layer in layers:
         p = layer.params
+        lut_layer = sole_lut_consumer(layer.outputs[0]) if layer.op == "CONV_2D" else None
+        if lut_layer is not None and p.get("wide", "NULL") != "NULL":
+            # the wide conv kernel looks its int8 results up in the following table (Swish) before storing
+            x_idx, y_idx = layer.inputs[0], lut_layer.outputs[0]
+            q = dict(p, post_lut=f"({lut_layer.consts[0].name} + 128)")
+            out.append(Layer(layer.index, layer.op, [x_idx], [y_idx], layer.params_type, q,
+                             "ECG_CONV2D({p}, {t%d}, {t%d});" % (x_idx, y_idx), layer.consts + lut_layer.consts,
+                             layer.macs, scratch_bytes=layer.scratch_bytes,
+                             summary=layer.summary + " + " + lut_layer.summary))
+            drop.add(id(lut_layer))
+            continue
         if not (layer.op == "DEPTHWISE_CONV_2D" and p["k_h"] == 1 and p["k_w"] == 1 and p["depth_multiplier"] == 1
                 and p["stride_h"] == 1 and p["stride_w"] == 1 and p["pad_h"] == 0 and p["pad_w"] == 0
                 and p["in_c"] == p["out_c"] and p["in_h"] == p["out_h"] and p["in_w"] == p["out_w"]):

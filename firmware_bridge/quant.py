@@ -60,6 +60,22 @@ def mbqm(x: int, multiplier: int, shift: int) -> int:
     return rounding_divide_by_pot(srdhm(_wrap32(x * (1 << left)), multiplier), right)
 
 
+def mbqm_array(x: np.ndarray, multiplier: int, shift: int) -> np.ndarray:
+    """mbqm over an int64 array of int32 values (same integer steps, vectorised)."""
+    x = np.asarray(x, np.int64)
+    left, right = max(shift, 0), max(-shift, 0)
+    x = ((x << left) + (1 << 31)) % (1 << 32) - (1 << 31)
+    ab = x * int(multiplier)
+    v = ab + np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    q = np.where(v >= 0, np.abs(v) >> 31, -(np.abs(v) >> 31))
+    if multiplier == INT32_MIN:
+        q = np.where(x == INT32_MIN, INT32_MAX, q)
+    q = (q + (1 << 31)) % (1 << 32) - (1 << 31)
+    mask = (1 << right) - 1
+    threshold = (mask >> 1) + (q < 0)
+    return (q >> right) + ((q & mask) > threshold)
+
+
 def _sat_mul_pot(x: int, exponent: int) -> int:
     if exponent == 0:
         return x

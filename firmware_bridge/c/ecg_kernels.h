@@ -22,6 +22,7 @@ typedef struct {
      * 2 x bias; per channel {multiplier, right shift, rounding bias incl. output offset} */
     const int16_t *wide;
     const int32_t *bias2, *rqf;
+    const int8_t *post_lut;           /* wide path: table applied to each int8 result (fused Swish), or NULL */
 } ecg_conv_params;
 
 typedef struct {
@@ -43,6 +44,7 @@ typedef struct {
     int32_t left_shift, in1_mult, in1_shift, in2_mult, in2_shift, out_mult, out_shift;  /* ADD */
     int32_t mult, shift;                                                                /* MUL */
     const int32_t *lut1, *lut2;   /* ADD, optimised path: rescaled input value for each int8 input */
+    const int8_t *pair;           /* flat ADD, optimised path: result for byte pair, index (b << 8) | a */
 } ecg_binary_params;
 
 typedef struct {

@@ -247,10 +247,10 @@ __attribute__((noinline)) static void conv_block(const ecg_conv_params *p, const
 
 /* Wide path: the generator's doubled int16 filter (same pair order as the im2col columns), doubled bias
  * and per-channel fast requantiser. Per 4 taps x 4 columns: LDRD (weights) + 4 LDRD + 8 SMLAD. */
-__attribute__((noinline)) static void conv_block_wide(const ecg_conv_params *p, const int16_t *blk, int8_t *o,
-                                                      int32_t oc0, int32_t n_oc, int32_t col_len4, int32_t ncols) {
+static inline __attribute__((always_inline)) void conv_block_wide_impl(
+        const ecg_conv_params *p, const int16_t *blk, int8_t *o, int32_t oc0, int32_t n_oc, int32_t col_len4,
+        int32_t ncols, const int full, const int8_t *post) {
     const int32_t out_c = p->out_c, lo = p->act_min, hi = p->act_max;
-    const int full = lo == -128 && hi == 127;
     const int32_t n4 = col_len4 >> 2;
     const int16_t *w = p->wide + (size_t)oc0 * col_len4;
     const int32_t *rq = p->rqf + 3 * oc0, *bias2 = p->bias2 + oc0;
@@ -313,6 +313,9 @@ __attribute__((noinline)) static void conv_block_wide(const ecg_conv_params *p, 
             y0 = ecg_clamp(y0, lo, hi); y1 = ecg_clamp(y1, lo, hi);
             y2 = ecg_clamp(y2, lo, hi); y3 = ecg_clamp(y3, lo, hi);
         }
+        if (post) {
+            y0 = post[y0]; y1 = post[y1]; y2 = post[y2]; y3 = post[y3];
+        }
         if (ncols == NCOL) {
             o[0] = (int8_t)y0; o[out_c] = (int8_t)y1; o[2 * out_c] = (int8_t)y2; o[3 * out_c] = (int8_t)y3;
         } else {
@@ -320,6 +323,31 @@ __attribute__((noinline)) static void conv_block_wide(const ecg_conv_params *p, 
             if (ncols > 1) o[out_c] = (int8_t)y1;
             if (ncols > 2) o[2 * out_c] = (int8_t)y2;
         }
+    }
+}
+
+/* specialised copies (full-range output, whole block, with/without a fused table) keep the epilogue
+ * branch-free; the generic one handles clamps and the short last block */
+__attribute__((noinline)) static void conv_block_wide_full4(const ecg_conv_params *p, const int16_t *blk, int8_t *o,
+                                                            int32_t oc0, int32_t n_oc, int32_t col_len4) {
+    conv_block_wide_impl(p, blk, o, oc0, n_oc, col_len4, NCOL, 1, NULL);
+}
+__attribute__((noinline)) static void conv_block_wide_full4_post(const ecg_conv_params *p, const int16_t *blk,
+                                                                 int8_t *o, int32_t oc0, int32_t n_oc, int32_t col_len4) {
+    conv_block_wide_impl(p, blk, o, oc0, n_oc, col_len4, NCOL, 1, p->post_lut);
+}
+__attribute__((noinline)) static void conv_block_wide_any(const ecg_conv_params *p, const int16_t *blk, int8_t *o,
+                                                          int32_t oc0, int32_t n_oc, int32_t col_len4, int32_t ncols) {
+    conv_block_wide_impl(p, blk, o, oc0, n_oc, col_len4, ncols, p->act_min == -128 && p->act_max == 127,
+                         p->post_lut);
+}
+static inline void conv_block_wide(const ecg_conv_params *p, const int16_t *blk, int8_t *o, int32_t oc0,
+                                   int32_t n_oc, int32_t col_len4, int32_t ncols) {
+    if (ncols == NCOL && p->act_min == -128 && p->act_max == 127) {
+        if (p->post_lut) conv_block_wide_full4_post(p, blk, o, oc0, n_oc, col_len4);
+        else conv_block_wide_full4(p, blk, o, oc0, n_oc, col_len4);
+    } else {
+        conv_block_wide_any(p, blk, o, oc0, n_oc, col_len4, ncols);
     }
 }
 
@@ -490,7 +518,17 @@ void ecg_add_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, i
     const ecg_rq rq = ecg_rq_make(p->out_mult, p->out_shift);
     const int32_t *t1 = p->lut1 + 128, *t2 = p->lut2 + 128;
     const int32_t size = p->size;
-    if (p->flat && affine_ok(rq, lo, hi)) {
+    if (p->flat && p->pair) {
+        const uint8_t *ua = (const uint8_t *)a, *ub = (const uint8_t *)b;
+        const int8_t *pair = p->pair;
+        int32_t i = 0;
+        for (; i + 2 <= size; i += 2) {
+            const int8_t y0 = pair[ua[i] | (ub[i] << 8)], y1 = pair[ua[i + 1] | (ub[i + 1] << 8)];
+            out[i] = y0;
+            out[i + 1] = y1;
+        }
+        if (i < size) out[i] = pair[ua[i] | (ub[i] << 8)];
+    } else if (p->flat && affine_ok(rq, lo, hi)) {
         add_stream(a, b, out, size, t1, t2, rq.mult, rq.right, oo);
     } else if (p->flat) {
         for (int32_t i = 0; i < size; ++i) out[i] = ADD_Q(a[i], b[i]);
