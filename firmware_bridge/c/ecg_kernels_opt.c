@@ -81,6 +81,46 @@ static inline int32_t rq_fast(int32_t acc2, int32_t mult, int32_t right, int32_t
 
 #define NCOL 4   /* output columns per im2col block; columns are interleaved per 4-element group */
 
+/* Widen n bytes (n a multiple of 4) of one column into its slot of an interleaved block: each 4 input
+ * bytes become two int16 pairs (c0,c2),(c1,c3) with the input offset added; consecutive groups of 4 are
+ * 2 * NCOL words apart. */
+static inline void widen_run(const int8_t *src, int32_t n, uint32_t off2, uint32_t *dst) {
+#if defined(__ARM_FEATURE_DSP)
+    const int8_t *end = src + n;
+    uint32_t v0, v1, a, b, c, d;
+    if ((n & 7) == 0 && n) {
+        __asm__ volatile(
+            "1:\n\t"
+            "ldr %[v0], [%[s]], #4\n\t"
+            "ldr %[v1], [%[s]], #4\n\t"
+            "sxtab16 %[a], %[off], %[v0]\n\t"
+            "sxtab16 %[b], %[off], %[v0], ror #8\n\t"
+            "sxtab16 %[c], %[off], %[v1]\n\t"
+            "sxtab16 %[d], %[off], %[v1], ror #8\n\t"
+            "strd %[a], %[b], [%[dst]], #32\n\t"
+            "strd %[c], %[d], [%[dst]], #32\n\t"
+            "cmp %[s], %[e]\n\t"
+            "bne 1b\n\t"
+            : [s] "+r"(src), [dst] "+r"(dst), [v0] "=&r"(v0), [v1] "=&r"(v1), [a] "=&r"(a), [b] "=&r"(b),
+              [c] "=&r"(c), [d] "=&r"(d)
+            : [off] "r"(off2), [e] "r"(end) : "cc", "memory");
+        return;
+    }
+    for (; src < end; src += 4, dst += 2 * NCOL) {
+        const uint32_t x = load32(src);
+        dst[0] = SXTAB16(off2, x);
+        dst[1] = SXTAB16(off2, (x >> 8) | (x << 24));
+    }
+#else
+    for (int32_t c = 0; c < n; c += 4, dst += 2 * NCOL) {
+        const uint32_t x = load32(src + c);
+        dst[0] = SXTAB16(off2, x);
+        dst[1] = SXTAB16(off2, (x >> 8) | (x << 24));
+    }
+#endif
+}
+
+
 /* im2col of one output column into slot j of an interleaved block: element i of column j lives at
  * int16 index ((i/4)*NCOL + j)*4 + pair_slot(i%4) */
 static void im2col(const ecg_conv_params *p, const int8_t *in, int32_t ox, int32_t oy, int32_t c0,
@@ -100,13 +140,7 @@ static void im2col(const ecg_conv_params *p, const int8_t *in, int32_t ox, int32
             const int32_t last_ix = ix + (run_taps - 1) * p->dil_w;
             if (iy >= 0 && iy < p->in_h && ix >= 0 && last_ix < p->in_w && (run & 3) == 0 && (i & 3) == 0) {
                 const int8_t *src = in + ((size_t)iy * p->in_w + ix) * p->in_c + c0;
-                uint32_t *dst = (uint32_t *)(blk + ((i >> 2) * NCOL + j) * 4);
-                for (int32_t c = 0; c < run; c += 4) {
-                    const uint32_t x = load32(src + c);
-                    dst[0] = SXTAB16(off2, x);                      /* (c0, c2) */
-                    dst[1] = SXTAB16(off2, (x >> 8) | (x << 24));   /* (c1, c3) */
-                    dst += 2 * NCOL;
-                }
+                widen_run(src, run, off2, (uint32_t *)(blk + ((i >> 2) * NCOL + j) * 4));
                 i += run;
                 continue;
             }
@@ -356,13 +390,7 @@ static inline void conv_block_wide(const ecg_conv_params *p, const int16_t *blk,
 static void widen_1x1(const int8_t *src, int32_t in_c, int32_t ncols, uint32_t off2, int16_t *blk) {
     uint32_t *dst = (uint32_t *)blk;
     for (int32_t j = 0; j < NCOL; ++j) {
-        const int8_t *s = src + (size_t)(j < ncols ? j : 0) * in_c;
-        uint32_t *d = dst + 2 * j;
-        for (int32_t c = 0; c < in_c; c += 4, d += 2 * NCOL) {
-            const uint32_t x = load32(s + c);
-            d[0] = SXTAB16(off2, x);
-            d[1] = SXTAB16(off2, (x >> 8) | (x << 24));
-        }
+        widen_run(src + (size_t)(j < ncols ? j : 0) * in_c, in_c, off2, dst + 2 * j);
     }
 }
 
@@ -541,21 +569,53 @@ void ecg_add_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, i
     }
 }
 
+/* word-wise copy and fill (newlib-nano's memcpy/memset go byte by byte) */
+static void copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
+    int32_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const uint32_t a = load32(src + i), b = load32(src + i + 4);
+        memcpy(dst + i, &a, 4);
+        memcpy(dst + i + 4, &b, 4);
+    }
+    for (; i < n; ++i) dst[i] = src[i];
+}
+static void fill_bytes(int8_t *dst, int8_t value, int32_t n) {
+    const uint32_t v = (uint32_t)(uint8_t)value * 0x01010101u;
+    int32_t i = 0;
+    for (; i + 4 <= n; i += 4) memcpy(dst + i, &v, 4);
+    for (; i < n; ++i) dst[i] = value;
+}
+
 void ecg_pad_opt(const ecg_pad_params *p, const int8_t *in, int8_t *out) {
     const int32_t oc = p->out_dims[3], ic = p->in_dims[3], before = p->pad_before[3];
+    const int32_t after = oc - before - ic;
+    const int8_t pv = p->pad_value;
     for (int32_t d0 = 0; d0 < p->out_dims[0]; ++d0)
-        for (int32_t d1 = 0; d1 < p->out_dims[1]; ++d1)
-            for (int32_t d2 = 0; d2 < p->out_dims[2]; ++d2, out += oc) {
-                const int32_t i0 = d0 - p->pad_before[0], i1 = d1 - p->pad_before[1], i2 = d2 - p->pad_before[2];
-                if (i0 < 0 || i0 >= p->in_dims[0] || i1 < 0 || i1 >= p->in_dims[1] || i2 < 0 || i2 >= p->in_dims[2]) {
-                    memset(out, p->pad_value, (size_t)oc);
-                    continue;
-                }
-                const int8_t *src = in + (((size_t)i0 * p->in_dims[1] + i1) * p->in_dims[2] + i2) * ic;
-                if (before) memset(out, p->pad_value, (size_t)before);
-                memcpy(out + before, src, (size_t)ic);
-                if (oc - before - ic) memset(out + before + ic, p->pad_value, (size_t)(oc - before - ic));
+        for (int32_t d1 = 0; d1 < p->out_dims[1]; ++d1) {
+            const int32_t i0 = d0 - p->pad_before[0], i1 = d1 - p->pad_before[1];
+            const int32_t w = p->out_dims[2];
+            if (i0 < 0 || i0 >= p->in_dims[0] || i1 < 0 || i1 >= p->in_dims[1]) {
+                fill_bytes(out, pv, w * oc);
+                out += (size_t)w * oc;
+                continue;
             }
+            const int32_t lead = p->pad_before[2], n_in = p->in_dims[2], trail = w - lead - n_in;
+            const int8_t *src = in + ((size_t)i0 * p->in_dims[1] + i1) * n_in * ic;
+            fill_bytes(out, pv, lead * oc);
+            out += (size_t)lead * oc;
+            if (before == 0 && after == 0) {   /* no channel padding: the row is one contiguous copy */
+                copy_bytes(out, src, n_in * ic);
+                out += (size_t)n_in * ic;
+            } else {
+                for (int32_t x = 0; x < n_in; ++x, src += ic, out += oc) {
+                    fill_bytes(out, pv, before);
+                    copy_bytes(out + before, src, ic);
+                    fill_bytes(out + before + ic, pv, after);
+                }
+            }
+            fill_bytes(out, pv, trail * oc);
+            out += (size_t)trail * oc;
+        }
 }
 
 /* bytewise signed max of four int8 lanes: SSUB8 sets GE where a >= b, SEL takes those lanes of a */
