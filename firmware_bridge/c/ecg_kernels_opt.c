@@ -441,6 +441,40 @@ __attribute__((noinline)) static void affine_stream(const int8_t *src, int8_t *d
                                                     int32_t right, int32_t oo) {
     const int32_t rbias = rq_fast_make(mult, -right, oo).rbias, b2 = 2 * b, w2 = 2 * w;
     int32_t i = 0;
+#if defined(__ARM_FEATURE_DSP)
+    /* per element: LDRSB, MLA, SMMLAR, ADD (sign), ASR, SSAT, STRB, index step; two per loop pass */
+    if (n >= 2 && in_stride == out_stride) {
+        const int32_t end = (n >> 1) * 2 * in_stride;
+        int32_t k = 0, x, y;
+        __asm__ volatile(
+            "1:\n\t"
+            "ldrsb %[x], [%[s], %[k]]\n\t"
+            "mla %[x], %[w2], %[x], %[b2]\n\t"
+            "smmlar %[y], %[x], %[m], %[rb]\n\t"
+            "add %[y], %[y], %[x], asr #31\n\t"
+            "asr %[y], %[y], %[r]\n\t"
+            "ssat %[y], #8, %[y]\n\t"
+            "strb %[y], [%[d], %[k]]\n\t"
+            "add %[k], %[k], %[st]\n\t"
+            "ldrsb %[x], [%[s], %[k]]\n\t"
+            "mla %[x], %[w2], %[x], %[b2]\n\t"
+            "smmlar %[y], %[x], %[m], %[rb]\n\t"
+            "add %[y], %[y], %[x], asr #31\n\t"
+            "asr %[y], %[y], %[r]\n\t"
+            "ssat %[y], #8, %[y]\n\t"
+            "strb %[y], [%[d], %[k]]\n\t"
+            "add %[k], %[k], %[st]\n\t"
+            "cmp %[k], %[e]\n\t"
+            "bne 1b\n\t"
+            : [k] "+r"(k), [x] "=&r"(x), [y] "=&r"(y)
+            : [s] "r"(src), [d] "r"(dst), [st] "r"(in_stride), [e] "r"(end), [w2] "r"(w2), [b2] "r"(b2),
+              [m] "r"(mult), [rb] "r"(rbias), [r] "r"(right)
+            : "cc", "memory");
+        i = (n >> 1) << 1;
+        src += end;
+        dst += end;
+    }
+#endif
     for (; i + 2 <= n; i += 2, src += 2 * in_stride, dst += 2 * out_stride) {
         const int32_t x0 = src[0], x1 = src[in_stride];
         const int32_t r0 = rq_fast(b2 + x0 * w2, mult, right, rbias), r1 = rq_fast(b2 + x1 * w2, mult, right, rbias);
