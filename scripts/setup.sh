@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DEBS=(qemu-system-arm qemu-system-data gcc-arm-none-eabi libnewlib-arm-none-eabi socat)
+DEBS=(qemu-system-arm qemu-system-data gcc-arm-none-eabi libnewlib-arm-none-eabi socat clang chromium qemu-user-static binfmt-support debootstrap curl)
 missing=()
 for p in "${DEBS[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
