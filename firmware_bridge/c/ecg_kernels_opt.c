@@ -773,6 +773,17 @@ void ecg_fc_opt(const ecg_fc_params *p, const int8_t *in, int8_t *out) {
 #if defined(ECG_OPTIMIZED)
 /* Mean: the sums four channels at a time from one word load (sign-extending byte adds), then the
  * reference kernel's finalisation for each sum. */
+/* acc lanes + sign-extended bytes 1 and 3 of x */
+static inline uint32_t SXTAB16_ROR8_ACC(uint32_t acc, uint32_t x) {
+#if defined(__ARM_FEATURE_DSP)
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
+    return r;
+#else
+    return SXTAB16(acc, (x >> 8) | (x << 24));
+#endif
+}
+
 void ecg_mean_opt(const ecg_mean_params *p, const int8_t *in, int8_t *out) {
     const int32_t n = p->reduce, inner = p->inner;
     if ((inner & 3) != 0) { ecg_mean_ref(p, in, out); return; }
@@ -789,9 +800,16 @@ void ecg_mean_opt(const ecg_mean_params *p, const int8_t *in, int8_t *out) {
             const int8_t *src = in + (size_t)o * n * inner + i;
             int32_t acc[4] = {0, 0, 0, 0};
             int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-            for (int32_t r = 0; r < n; ++r, src += inner) {
-                const uint32_t w = load32(src);
-                s0 += (int8_t)w; s1 += (int8_t)(w >> 8); s2 += (int8_t)(w >> 16); s3 += (int8_t)(w >> 24);
+            /* 16-bit lane sums (SXTAB16) of at most 128 rows cannot overflow; then into 32-bit sums */
+            for (int32_t r0 = 0; r0 < n; r0 += 128) {
+                const int32_t r1 = n - r0 < 128 ? n : r0 + 128;
+                uint32_t p02 = 0, p13 = 0;
+                for (int32_t r = r0; r < r1; ++r, src += inner) {
+                    const uint32_t w = load32(src);
+                    p02 = SXTAB16(p02, w);
+                    p13 = SXTAB16_ROR8_ACC(p13, w);
+                }
+                s0 += (int16_t)p02; s2 += (int16_t)(p02 >> 16); s1 += (int16_t)p13; s3 += (int16_t)(p13 >> 16);
             }
             acc[0] = s0; acc[1] = s1; acc[2] = s2; acc[3] = s3;
             for (int32_t k = 0; k < 4; ++k) {
