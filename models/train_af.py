@@ -276,6 +276,40 @@ def record_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
             "confusion": conf.tolist(), "classes": list(CLASSES), "records": int(len(labels))}
 
 
+# ----------------------------------------------------------------------------------------------- decision offsets
+
+OFFSET_GRID = np.round(np.arange(-1.0, 1.0001, 0.1), 2)
+
+
+def tune_class_offsets(probs: np.ndarray, labels: np.ndarray, rounds: int = 3) -> np.ndarray:
+    """Per-class log-probability offsets (N fixed at 0) that maximise the record-level f1_challenge,
+    found by coordinate search on the given (training) records. Added to the dense bias they shift the
+    window logits; the record decision (argmax of the mean softmax) moves with them approximately."""
+    logp = np.log(np.clip(probs, 1e-9, 1.0))
+    offsets = np.zeros(probs.shape[1])
+
+    def score(off):
+        return record_metrics(np.exp(logp + off), labels)["f1_challenge"]
+
+    best = score(offsets)
+    for _ in range(rounds):
+        for c in range(1, probs.shape[1]):
+            for v in OFFSET_GRID:
+                trial = offsets.copy()
+                trial[c] = v
+                f = score(trial)
+                if f > best + 1e-9:
+                    best, offsets = f, trial
+    return offsets
+
+
+def apply_class_offsets(model, offsets: np.ndarray) -> None:
+    """Fold logit offsets into the dense head's bias (the exported graph carries them)."""
+    import torch
+    with torch.no_grad():
+        model.dense.bias += torch.as_tensor(offsets, dtype=model.dense.bias.dtype)
+
+
 # ----------------------------------------------------------------------------------------------- training
 
 def _lr_at(step: int, total: int, warmup: int, peak: float, floor: float) -> float:
@@ -290,7 +324,8 @@ def train_af(data: str | Path, preset: str | None = None, epochs: int = 30, seed
              val_fraction: float = 0.2, ema_decay: float = 0.995, label_smoothing: float = 0.05,
              balance_power: float = 0.5, max_records: int | None = None, crops_per_record: float = 1.0,
              cache_dir: Path | None = None, progress: bool = True, log=print, eval_every: int = 1,
-             regression_records: int = 100, max_minutes: float | None = None) -> dict:
+             regression_records: int = 100, max_minutes: float | None = None, init: str | Path | None = None,
+             warmup_epochs: float = 1.0, tune_offsets: bool = False) -> dict:
     """Train af_lead1 on the CinC 2017 records in `data`; writes <out>/af_lead1.{pt,card.json,card.md,confusion.png}."""
     import torch
     from torch import nn
@@ -301,6 +336,7 @@ def train_af(data: str | Path, preset: str | None = None, epochs: int = 30, seed
     from ecgedge.models.zoo import build_model, count_macs, count_params
 
     t0 = time.time()
+    cpu0 = time.process_time()
     spec = get_spec("af_lead1")
     torch.set_num_threads(threads)
     torch.manual_seed(seed)
@@ -321,6 +357,14 @@ def train_af(data: str | Path, preset: str | None = None, epochs: int = 30, seed
 
     model = build_model("af_lead1", preset)
     preset = model.ecgedge_preset
+    init_card = None
+    if init is not None:  # continue from a checkpoint (a warm restart of the schedule)
+        from ecgedge.models.zoo import load_model
+        start, _, meta = load_model("af_lead1", init)
+        if start.ecgedge_arch != model.ecgedge_arch:
+            model = start
+        model.load_state_dict(start.state_dict())
+        init_card = {k: meta["card"].get(k) for k in ("f1_challenge", "trained_minutes", "cpu_minutes", "training")}
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(ema_decay), use_buffers=True)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=label_smoothing)
@@ -332,7 +376,7 @@ def train_af(data: str | Path, preset: str | None = None, epochs: int = 30, seed
     per_epoch = max(1, int(round(len(train_rs) * crops_per_record)))
     steps_per_epoch = math.ceil(per_epoch / batch_size)
     total = epochs * steps_per_epoch
-    warmup = max(1, steps_per_epoch)
+    warmup = max(1, int(steps_per_epoch * warmup_epochs))
     history = []
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -385,6 +429,11 @@ def train_af(data: str | Path, preset: str | None = None, epochs: int = 30, seed
             epoch += 1
 
     final = ema.module.eval()
+    offsets = None
+    if tune_offsets:  # on training records only: validation stays untouched
+        offsets = tune_class_offsets(predict_records(final, train_rs, spec), train_rs.labels)
+        apply_class_offsets(final, offsets)
+        log(f"class logit offsets (tuned on training records): {dict(zip(CLASSES, np.round(offsets, 2).tolist()))}")
     probs = predict_records(final, val_rs, spec)
     metrics = record_metrics(probs, val_rs.labels)
     trained_s = time.time() - t0
@@ -421,7 +470,12 @@ def train_af(data: str | Path, preset: str | None = None, epochs: int = 30, seed
                      "augmentation": _aug_text(aug), "weight_averaging": f"EMA of weights and BN statistics, "
                      f"decay {ema_decay} per step (the averaged model ships)", "threads": threads,
                      "torch": str(torch.__version__)},
+        "class_offsets": None if offsets is None else {"values": dict(zip(CLASSES, offsets.tolist())),
+                                                        "tuned_on": "training records (coordinate search, "
+                                                                    "record-level f1_challenge), folded into dense.bias"},
         "trained_seconds": round(trained_s, 1), "trained_minutes": round(trained_s / 60, 1),
+        "cpu_minutes": round((time.process_time() - cpu0) / 60, 1), "init": None if init is None else
+        {"checkpoint": str(init), "card": init_card},
         "history": history,
     }
     write_outputs(out, spec, final, card)
@@ -649,6 +703,7 @@ def export_datasets(spec, data_dir, calib_windows: int, val_windows: int, seed: 
 
     return {
         "calibration": {"x": x_cal, "y": eye[y_cal]},
+        "calibration_records": list(cal_names), "selection_records": list(sel_names),
         "calibration_source": f"{len(x_cal)} real training records of {data_dir} (one window each, seed {seed}; "
                               "no validation record)",
         "selection": {"x": x_sel, "y": eye[y_sel]},

@@ -276,12 +276,18 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     if demo:
         _say(opts, f"[bold yellow]{DEMO_NOTICE}[/]")
     window = int(spec.input.window_samples)
-    cal_data, cal_source = calibration_windows(spec, opts)
+    real = _real_data(spec, opts, meta)
+    if real is not None:  # labelled real records: calibrate on training records, validate on the card's
+        cal_data, cal_source = real["calibration"], real["calibration_source"]
+        held_out = _GivenHeldOut(real["selection"], real["selection_truth"])
+        valid, truth = real["validation"], real["truth"]
+    else:
+        cal_data, cal_source = calibration_windows(spec, opts)
+        held_out = _HeldOut(spec, min(SELECT_WINDOWS, opts.val_windows), opts.seed + SELECT_SEED_OFFSET)
+        valid = labelled_windows(spec, opts.val_windows, opts.seed + VALID_SEED_OFFSET)
+        truth = val.labels_for(spec, valid)
     x_cal = cal_data["x"]
-    held_out = _HeldOut(spec, min(SELECT_WINDOWS, opts.val_windows), opts.seed + SELECT_SEED_OFFSET)
-    valid = labelled_windows(spec, opts.val_windows, opts.seed + VALID_SEED_OFFSET)
     x_val = valid["x"]
-    truth = val.labels_for(spec, valid)
     budget = footprint.budgets(target, opts.latency_ms, opts.flash_budget, opts.ram_budget)
     t = lap("load_and_data", t)
 
@@ -309,7 +315,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         selection = None
         if len(candidates) > 1:
             sel = held_out.get()
-            sel_truth = val.labels_for(spec, sel)
+            sel_truth = held_out.truth()
             sel_ref = val.run_torch(pruned, sel["x"])
             scores = {}
             for n, tfl in candidates.items():
@@ -412,7 +418,9 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
                         "method": "TFLite calibrate-only; activation (min, max) replaced by the calibrator's "
                                   "ranges, then the converter's MLIR quantiser; weights per-channel"},
         "validation": {"windows": len(x_val), "seed": opts.seed + VALID_SEED_OFFSET, "source": "generated",
-                       "tflm_windows": n_tflm},
+                       "tflm_windows": n_tflm} if real is None else
+                      {"windows": len(x_val), "records": len(real["validation_records"]),
+                       "source": real["validation_source"], "tflm_windows": n_tflm},
         "keras_max_abs_diff": diff,
         "sqnr": sqnr, "sqnr_worst_layer": worst,
         "ops": ops_info["ops"], "n_ops": ops_info["n_ops"],
@@ -434,6 +442,14 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         "arena_bytes": arena, "ops": sorted(set(ops)),
         "toolchain": toolchain_versions(), "seed": opts.seed,
     }
+    if real is not None:  # the task's own metrics at record level (af_lead1: the Challenge's F1 scores)
+        rep["classification"] = {"float": real["record_metrics"](raw_float), "pruned": real["record_metrics"](raw_pruned),
+                                 "int8": real["record_metrics"](raw_int8),
+                                 "agreement_argmax_int8": float(np.mean(raw_int8.argmax(1) == raw_pruned.argmax(1)))}
+        if n_tflm == len(x_val):
+            rep["classification"]["int8_tflm"] = real["record_metrics"](raw_tflm)
+        (tmp / "validation_records.txt").write_text("\n".join(real["validation_records"]) + "\n")
+        manifest["validation_records"] = "validation_records.txt"
     rep["seconds"] = time.perf_counter() - t0
     report_mod.write_html(tmp / "report.html", rep, spec, truth, raw_float, raw_int8, target)
     rep["seconds"] = time.perf_counter() - t0
@@ -478,6 +494,32 @@ class _HeldOut:
         if self.data is None:
             self.data = labelled_windows(self.spec, self.n, self.seed)
         return self.data
+
+    def truth(self) -> dict:
+        from ecgedge.quantize.validate import labels_for
+        return labels_for(self.spec, self.get())
+
+
+class _GivenHeldOut:
+    """Held-out windows given with their truth (labelled real records)."""
+
+    def __init__(self, data: dict, truth: dict):
+        self.data, self._truth = data, truth
+
+    def get(self) -> dict:
+        return self.data
+
+    def truth(self) -> dict:
+        return self._truth
+
+
+def _real_data(spec, opts: ExportOptions, meta: dict) -> dict | None:
+    """Labelled real windows for a model trained on real records (af_lead1 with --data), else None."""
+    from ecgedge.models.train_af import REAL_DATA_MODELS, export_datasets
+    if not opts.data or spec.name not in REAL_DATA_MODELS:
+        return None
+    return export_datasets(spec, opts.data, opts.calib_windows, opts.val_windows, opts.seed,
+                           card=meta.get("card"), select_windows=min(SELECT_WINDOWS, opts.val_windows))
 
 
 def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out: _HeldOut):

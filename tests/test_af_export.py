@@ -1,0 +1,75 @@
+"""af_lead1 through edge-export on real records (PhysioNet/CinC 2017, Clifford et al. 2017): calibration on
+training records only, validation on the model card's validation records, record-level metrics."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgedge.models.af_lead1 import CLASSES
+
+sys.path.insert(0, str(Path(__file__).parent))
+from af_helpers import CINC, SPEC, needs_data  # noqa: E402
+
+
+def _validation_names(per_class: int = 3) -> list[str]:
+    from ecgedge.models.train_af import read_labels, stratified_split
+    labels = read_labels(CINC, CLASSES)
+    names = sorted(labels)
+    _, va = stratified_split(np.array([labels[n] for n in names]), 0.2, 0)
+    val = [names[i] for i in va]
+    return [n for c in range(len(CLASSES)) for n in [v for v in val if labels[v] == c][:per_class]]
+
+
+@needs_data
+def test_export_datasets_keep_validation_records_apart():
+    from ecgedge.models.train_af import export_datasets
+
+    val_names = _validation_names()
+    d = export_datasets(SPEC, CINC, calib_windows=20, val_windows=1000, card={"validation_records": val_names},
+                        select_windows=10)
+    assert not set(d["calibration_records"]) & set(val_names)
+    assert not set(d["selection_records"]) & set(val_names)
+    assert not set(d["selection_records"]) & set(d["calibration_records"])
+    assert d["calibration"]["x"].shape == (20, 1500) and d["selection"]["x"].shape == (10, 1500)
+    assert d["validation_records"] == val_names                   # all of them: 1000 windows is more than 12 records
+    v = d["validation"]
+    assert v["x"].shape[0] == len(v["groups"]) == len(v["class"]) >= len(val_names)
+    for i, c in enumerate(CLASSES):
+        np.testing.assert_array_equal(d["truth"][f"logit_{c}"], v["class"] == i)
+    perfect = np.eye(len(CLASSES))[v["class"]] * 10.0             # logits that name the true class
+    m = d["record_metrics"](perfect)
+    assert m["f1_challenge"] == 1.0 and m["records"] == len(val_names)
+    assert float(np.abs(v["x"]).max()) < 40.0                     # model units are mV
+
+
+@pytest.mark.backend
+@needs_data
+def test_edge_export_af_lead1_on_real_records(tmp_path):
+    import torch
+
+    from ecgedge.models.zoo import build_model
+    from ecgedge.tools.edge_export import main
+
+    torch.manual_seed(0)
+    model = build_model("af_lead1", "tiny")
+    ckpt = tmp_path / "af_tiny.pt"
+    val_names = _validation_names()
+    torch.save({"model": "af_lead1", "preset": "tiny", "arch": model.ecgedge_arch, "state_dict": model.state_dict(),
+                "demo": False, "card": {"validation_records": val_names}}, ckpt)
+    out = tmp_path / "af_lead1-cortex-m7"
+    with pytest.raises(SystemExit) as ex:
+        main(["af_lead1", "--target", "cortex-m7", "--checkpoint", str(ckpt), "--data", str(CINC), "--out", str(out),
+              "--calib-windows", "16", "--val-windows", "100", "--calibrator", "minmax", "--no-progress"])
+    assert ex.value.code == 0
+    rep = json.loads((out / "report.json").read_text())
+    man = json.loads((out / "manifest.json").read_text())
+    assert rep["int8_only"] and rep["fits"]
+    assert "training records" in rep["calibration"]["source"] and rep["validation"]["records"] == len(val_names)
+    for stage in ("float", "int8", "int8_tflm"):
+        m = rep["classification"][stage]
+        assert m["records"] == len(val_names) and set(m) >= {"f1_challenge", "f1_N", "f1_A", "f1_O", "auroc_A"}
+    assert (out / "validation_records.txt").read_text().split() == val_names
+    assert man["validation_records"] == "validation_records.txt" and "validation_records.txt" in man["artifacts"]

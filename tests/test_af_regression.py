@@ -1,0 +1,57 @@
+"""CI regression check of the shipped af_lead1 weights on a fixed subset of its validation records
+(PhysioNet/CinC 2017, Clifford et al. 2017): record-level F1 must stay above the floor in its card."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecgedge.models.af_lead1 import CLASSES
+
+sys.path.insert(0, str(Path(__file__).parent))
+from af_helpers import CINC, SPEC, needs_data  # noqa: E402
+
+
+def _card() -> dict:
+    path = SPEC.weights_path()
+    assert path is not None, "af_lead1 ships weights (models/weights/af_lead1.pt)"
+    return json.loads(path.with_name("af_lead1.card.json").read_text())
+
+
+def test_shipped_card_reports_the_challenge_metrics():
+    card = _card()
+    assert card["f1_challenge"] >= 0.80  # shipped: 0.812 (the issue asks 0.83: not reached yet, see the card)
+    for key in ("f1_N", "f1_A", "f1_O", "f1_noise", "auroc_A", "confusion", "records", "split_seed"):
+        assert key in card
+    assert card["records"] == len(card["validation_records"]) == int(np.sum(card["confusion"]))
+    assert "not for clinical use" in card["notice"] and "Clifford" in card["data_citation"]
+    assert SPEC.weights_path().stat().st_size <= 5 * 1024 * 1024
+
+
+@needs_data
+def test_validation_records_are_the_seeded_split():
+    """The card's validation list is what the split gives: no record the model trained on is evaluated."""
+    from ecgedge.models.train_af import read_labels, stratified_split
+
+    card = _card()
+    labels = read_labels(CINC, CLASSES)
+    names = sorted(labels)
+    _, val = stratified_split(np.array([labels[n] for n in names]), 0.2, card["split_seed"])
+    assert sorted(names[i] for i in val) == sorted(card["validation_records"])
+
+
+@needs_data
+def test_shipped_model_does_not_regress_on_fixed_validation_records():
+    from ecgedge.models.train_af import load_records, predict_records, record_metrics
+    from ecgedge.models.zoo import load_model
+
+    card = _card()
+    reg = card["regression"]
+    assert len(reg["records"]) == 100 and set(reg["records"]) <= set(card["validation_records"])
+    model, _, _ = load_model("af_lead1")
+    rs = load_records(CINC, SPEC, names=reg["records"], use_cache=False, progress=False)
+    m = record_metrics(predict_records(model, rs, SPEC), rs.labels)
+    assert m["f1_challenge"] >= reg["min_f1_challenge"], m
+    assert m["f1_challenge"] == pytest.approx(reg["f1_challenge"], abs=1e-6)  # same records, same weights
