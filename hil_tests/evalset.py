@@ -134,7 +134,14 @@ def data_eval_set(data_dir: str | Path, manifest: dict, n_windows: int | None, s
     rate = float(inp["sampling_rate_hz"])
     win = int(inp["window_samples"])
     outputs = manifest["outputs"]
-    multiclass = all(o.get("kind") == "logit" for o in outputs) and manifest.get("task") == "multiclass"
+    task = manifest.get("task")
+    if not task:  # packages name the model; the zoo knows its task
+        try:
+            from ecgedge.models.specs import get_spec
+            task = get_spec(manifest["model"]).task
+        except Exception:
+            task = None
+    multiclass = all(o.get("kind") == "logit" for o in outputs) and task == "multiclass"
     classes = class_names(outputs) if multiclass else None
     xs, ids, groups, ks, cls = [], [], [], [], []
     for name in names:
