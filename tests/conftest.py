@@ -48,3 +48,21 @@ def exported_package(tmp_path_factory, tiny_pocket_k_checkpoint, tiny_export_arg
               "--out", str(out), *tiny_export_args])
     assert exit_info.value.code == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def pocket_k_m7_package(tmp_path_factory):
+    """The REAL pocket_k cortex-m7 package: the shipped demo weights through the default `edge-export`
+    road, exactly what users (and CI's bench) get. $ECGEDGE_POCKET_K_PACKAGE reuses an existing export."""
+    import os
+    from pathlib import Path
+
+    given = os.environ.get("ECGEDGE_POCKET_K_PACKAGE")
+    if given and (Path(given) / "model_int8.tflite").exists():
+        return Path(given)
+    from ecgedge.tools.edge_export import main
+    out = tmp_path_factory.mktemp("dist-real") / "pocket_k-cortex-m7"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["pocket_k", "--target", "cortex-m7", "--out", str(out), "--no-progress"])
+    assert exit_info.value.code == 0
+    return out

@@ -1,6 +1,6 @@
 """The real pocket_k cortex-m7 package (edge-export) through our C engine: host and M7/QEMU bit-exact
-with tflite-micro on 50 windows, arena vs tflite-micro. Uses $ECGEDGE_POCKET_K_PACKAGE or
-dist/pocket_k-cortex-m7; skipped when no export exists (the export itself is tested elsewhere)."""
+with tflite-micro on 50 windows, arena vs tflite-micro. Uses the session's real export
+(tests/conftest.py: pocket_k_m7_package; $ECGEDGE_POCKET_K_PACKAGE reuses one)."""
 
 import json
 import os
@@ -21,11 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
-def package():
-    p = Path(os.environ.get("ECGEDGE_POCKET_K_PACKAGE", ROOT / "dist" / "pocket_k-cortex-m7"))
-    if not (p / "model_int8.tflite").exists():
-        pytest.skip(f"no pocket_k package at {p} (run edge-export pocket_k --target cortex-m7)")
-    return p
+def package(pocket_k_m7_package):
+    return pocket_k_m7_package
 
 
 @pytest.fixture(scope="module")

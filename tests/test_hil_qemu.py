@@ -23,13 +23,18 @@ def m7_test_package(tmp_path_factory):
     return make_test_package(tmp_path_factory.mktemp("hil_qemu") / "hil_testnet-cortex-m7")[0]
 
 
-def test_ci_bench_pocket_k_on_qemu_200_windows(exported_package, tiny_pocket_k_checkpoint, tmp_path):
-    """`edge-hil run` exactly as CI runs it: 200 held-out windows, every gate of hil_tests/gates.toml."""
+def _bench_200(package, report_dir, extra=()):
     with pytest.raises(SystemExit) as e:
-        edge_hil.main(["run", "--model", str(exported_package), "--device", "qemu://cortex-m7", "--windows", "200",
-                       "--checkpoint", str(tiny_pocket_k_checkpoint), "--no-progress", "--report", str(tmp_path)])
-    rep = json.loads((tmp_path / "hil_report.json").read_text())
-    assert e.value.code == 0, (rep["gates_failed"], rep["error"])
+        edge_hil.main(["run", "--model", str(package), "--device", "qemu://cortex-m7", "--windows", "200",
+                       "--no-progress", "--report", str(report_dir), *extra])
+    return e.value.code, json.loads((report_dir / "hil_report.json").read_text())
+
+
+def test_ci_bench_on_qemu_200_windows_gates_pass(exported_package, tiny_pocket_k_checkpoint, tmp_path):
+    """`edge-hil run` as CI runs it, on a complete pocket_k-architecture package (tiny preset): 200 held-out
+    windows, every gate of hil_tests/gates.toml passes and the exit code says so."""
+    code, rep = _bench_200(exported_package, tmp_path, ["--checkpoint", str(tiny_pocket_k_checkpoint)])
+    assert code == 0, (rep["gates_failed"], rep["error"])
     assert rep["gates_passed"] is True and rep["windows"] == 200 and rep["bit_exact_fraction"] == 1.0
     assert rep["instructions_per_inference"] > 0 and rep["latency_basis"].startswith("estimate (emulated)")
     assert rep["latency_ms_p50"] <= rep["latency_ms_p95"] <= rep["latency_ms_p99"]
@@ -38,6 +43,30 @@ def test_ci_bench_pocket_k_on_qemu_200_windows(exported_package, tiny_pocket_k_c
     assert rep["auroc_float"] is not None and rep["auroc_device"] is not None and rep["agreement"] >= 0.98
     assert rep["k_bland_altman_device"]["n"] == 200
     assert list((tmp_path).glob("*.xml")) and (tmp_path / "report.html").exists()
+
+
+@pytest.fixture(scope="module")
+def real_bench(pocket_k_m7_package, tmp_path_factory):
+    """The bench on the REAL pocket_k export (shipped demo weights) over QEMU, 200 windows, run once."""
+    return _bench_200(pocket_k_m7_package, tmp_path_factory.mktemp("hil-real"))
+
+
+def test_real_pocket_k_on_qemu_is_bit_exact_and_passes_device_gates(real_bench, pocket_k_m7_package):
+    code, rep = real_bench
+    assert rep["windows"] == 200 and rep["bit_exact_fraction"] == 1.0
+    failed = set(rep["gates_failed"])
+    # the device-side gates (contract, hash, bit-exactness, order, integrity, latency, flash, RAM) all hold;
+    # decision agreement is a property of the INT8 model itself, tracked by the next test
+    assert failed <= {"agreement"}, failed
+    macs = json.loads((pocket_k_m7_package / "report.json").read_text())["macs_pruned"]
+    assert rep["instructions_per_inference"] / macs <= 1.5   # the firmware issue's bar (optimised DSP path)
+
+
+@pytest.mark.xfail(strict=True, reason="known (issue 4): INT8 vs pruned-float decision agreement on the shipped "
+                   "pocket_k is ~0.95 < 0.98; windows near the 0.5 threshold flip. strict: passes -> fix the mark")
+def test_real_pocket_k_on_qemu_passes_every_gate(real_bench):
+    code, rep = real_bench
+    assert code == 0 and rep["gates_passed"] is True, rep["gates_failed"]
 
 
 FAULTS = [
