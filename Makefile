@@ -3,7 +3,7 @@ VENV := .venv/bin
 MODEL ?= pocket_k
 TARGET ?= cortex-m7
 
-.PHONY: setup demo test test-fast bench clean
+.PHONY: setup demo test test-fast test-arm64 clean
 
 setup:
 	bash scripts/setup.sh
@@ -20,3 +20,7 @@ test-fast: setup
 
 clean:
 	rm -rf dist sessions build *.egg-info
+
+# The runtime's test tier on a Debian bookworm arm64 userland under qemu-user (Raspberry Pi 4 CPU).
+test-arm64: setup
+	bash scripts/arm64_tier.sh
