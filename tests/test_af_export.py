@@ -73,3 +73,13 @@ def test_edge_export_af_lead1_on_real_records(tmp_path):
         assert m["records"] == len(val_names) and set(m) >= {"f1_challenge", "f1_N", "f1_A", "f1_O", "auroc_A"}
     assert (out / "validation_records.txt").read_text().split() == val_names
     assert man["validation_records"] == "validation_records.txt" and "validation_records.txt" in man["artifacts"]
+    # the bench on the same package: --data without --records takes the package's validation records
+    from ecgedge.hil_tests.bench import BenchConfig, run_bench
+    outcome = run_bench(BenchConfig(model_dir=out, device_url="host", windows=None, data_dir=CINC,
+                                    report_dir=tmp_path / "hil", checkpoint=ckpt, integrity=False, progress=False))
+    hil = json.loads((tmp_path / "hil" / "hil_report.json").read_text())
+    assert hil["bit_exact_fraction"] == 1.0
+    for key in ("metrics_float", "metrics_device"):
+        m = hil[key]
+        assert m["records"] == len(val_names) and set(m) >= {"f1_challenge", "f1_N", "f1_A", "f1_O", "auroc_A"}
+    assert outcome.report is not None
