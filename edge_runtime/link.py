@@ -30,12 +30,14 @@ class DeviceLink:
         self.frames_lost = 0  # seq gaps in what the device sent
         self.frames_in = 0
         self.frames_out = 0
+        self.frames_reordered = 0  # swapped neighbours put back in order
+        self._held: Frame | None = None
         self._lock = asyncio.Lock()
 
     @property
     def stats(self) -> dict:
         return {**self.decoder.stats, "frames_lost": self.frames_lost, "frames_in": self.frames_in,
-                "frames_out": self.frames_out}
+                "frames_out": self.frames_out, "frames_reordered": self.frames_reordered}
 
     async def open(self):
         await self.transport.open()
@@ -48,6 +50,7 @@ class DeviceLink:
         self.decoder.reset()
         self._pending.clear()
         self._rx_last = None
+        self._held = None
 
     async def send(self, msg_type: int, payload: bytes = b"") -> int:
         seq = self._tx_seq
@@ -57,6 +60,27 @@ class DeviceLink:
         return seq
 
     def _accept(self, frame: Frame) -> None:
+        """Queue a frame in sequence order: a frame that skips exactly one seq is held back until the next
+        frame, so two frames swapped on the way (radio retransmission) are delivered in order."""
+        held, self._held = self._held, None
+        if held is not None:
+            if frame.seq == (self._rx_last + 1) & 0xFFFF and held.seq == (frame.seq + 1) & 0xFFFF:
+                self.frames_reordered += 1
+                self._deliver(frame)
+                self._deliver(held)
+                return
+            self._deliver(held)
+        if self._rx_last is not None and frame.seq == (self._rx_last + 2) & 0xFFFF:
+            self._held = frame
+            return
+        self._deliver(frame)
+
+    def _release_held(self) -> None:
+        held, self._held = self._held, None
+        if held is not None:
+            self._deliver(held)
+
+    def _deliver(self, frame: Frame) -> None:
         if self._rx_last is not None:
             gap = (frame.seq - self._rx_last - 1) & 0xFFFF
             if gap and gap < 0x8000:
@@ -69,6 +93,8 @@ class DeviceLink:
         data = await self.transport.read(timeout)
         for f in self.decoder.feed(data):
             self._accept(f)
+        if not data or not self._pending:  # nothing more came: the frame in between is lost, not late
+            self._release_held()
 
     async def recv(self, timeout: float = 2.0) -> Frame:
         """Next frame; DeviceTimeout if none arrives within `timeout` seconds."""

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgedge.errors import ConfigError, EdgeError, PackageError, ProtocolError, TransportError
+from ecgedge.errors import ConfigError, DeviceTimeout, EdgeError, PackageError, ProtocolError, TransportError
 from ecgedge.firmware_bridge import protocol as P
 from ecgedge.edge_runtime.link import DeviceErrorReply, DeviceLink
 from ecgedge.edge_runtime.processing import Processor, QualityThresholds, window_result
@@ -80,12 +80,15 @@ class Session:
         self.clock_jumps: list[dict] = []
         self.payload_errors = 0
         self._t_ref: tuple[int, int] | None = None  # (session index, device t_us) for the timestamp check
+        self._restart_pending = False  # the device counted fewer samples than we hold: it rebooted
+        self.restarts: list[dict] = []
+        self.status_timeouts = 0
 
     # -- setup ------------------------------------------------------------------------------------
     async def _handshake(self, first: bool) -> None:
         await self.link.open()
         self.link.resync()
-        f = await self.link.request(P.MsgType.HELLO, b"", expect=P.MsgType.INFO, timeout=self.opts.request_timeout_s)
+        f = await self._request_retry(P.MsgType.HELLO, P.MsgType.INFO)
         info = P.unpack_info(f.payload)
         if info.proto_version != P.PROTO_VERSION:
             raise ProtocolError(f"device speaks protocol {info.proto_version}, expected {P.PROTO_VERSION}")
@@ -100,8 +103,25 @@ class Session:
         elif (info.sample_rate_hz, info.uv_per_lsb) != (self.info.sample_rate_hz, self.info.uv_per_lsb):
             raise ProtocolError(f"device changed rate/resolution across a reconnect: {info.sample_rate_hz} Hz "
                                 f"{info.uv_per_lsb} µV/LSB, was {self.info.sample_rate_hz} Hz {self.info.uv_per_lsb}")
-        await self.link.request(P.MsgType.START, b"", expect=P.MsgType.ACK, timeout=self.opts.request_timeout_s)
+        if not first:
+            # a device that rebooted has counted fewer samples than we received from it: its index restarts
+            st = P.unpack_status((await self._request_retry(P.MsgType.GET_STATUS, P.MsgType.STATUS)).payload)
+            device_expected = (self.expected - self.index_offset) & 0xFFFFFFFF
+            if self.expected > 0 and st.total < device_expected:
+                self._restart_pending = True
+        await self._request_retry(P.MsgType.START, P.MsgType.ACK)
         self.on_event("connected", {"info": info})
+
+    async def _request_retry(self, msg_type, expect, tries: int = 3):
+        """A request whose answer was lost on a noisy link is asked again (HELLO, GET_STATUS and START are
+        idempotent) before the link is declared dead."""
+        for attempt in range(tries):
+            try:
+                return await self.link.request(msg_type, b"", expect=expect, timeout=self.opts.request_timeout_s)
+            except DeviceTimeout:
+                if attempt == tries - 1:
+                    raise
+                log.warning("no answer to %s; asking again", P.MsgType(msg_type).name)
 
     def _setup_processing(self, info: P.Info) -> None:
         pkg = self.package
@@ -133,6 +153,14 @@ class Session:
         return self.unwrap_base + first32 + self.index_offset
 
     async def _on_samples(self, s: P.Samples) -> list:
+        if self._restart_pending:
+            self._restart_pending = False
+            self.device_restarts += 1
+            self.unwrap_base, self.last_first32, self._t_ref = 0, None, None
+            self.index_offset = self.expected - s.first_index
+            self.restarts.append({"at_sample": int(self.expected), "device_first_index": int(s.first_index)})
+            log.warning("device rebooted: its sample index restarts at %d (session sample %d)",
+                        s.first_index, self.expected)
         idx = self._session_index(s.first_index)
         counts = s.samples
         if idx + counts.size <= self.expected:
@@ -286,7 +314,11 @@ class Session:
                     now = time.monotonic()
                     if now - last_status >= self.opts.status_interval_s and not self.done():
                         last_status = now
-                        await self._poll_status()
+                        try:
+                            await self._poll_status()
+                        except DeviceTimeout:  # a lost STATUS answer is no reason to drop a live link
+                            self.status_timeouts += 1
+                            log.warning("STATUS answer lost; the stream goes on")
                     backoff = 0.1
                 except (TransportError, ProtocolError) as e:
                     if isinstance(e, DeviceErrorReply):
@@ -338,8 +370,10 @@ class Session:
             "seconds": round(self.expected / fs, 4) if fs else 0.0,
             "wall_seconds": round(time.monotonic() - self.t_wall0, 3),
             "sampling_rate_hz": fs, "uv_per_lsb": self.info.uv_per_lsb if self.info else None,
-            "reconnects": self.reconnects, "device_restarts": self.device_restarts, "clock_jumps": self.clock_jumps,
-            "link": {**self.link.stats, "payload_errors": self.payload_errors}, "recording": rec_info,
+            "reconnects": self.reconnects, "device_restarts": self.device_restarts,
+            "restarts": self.restarts, "clock_jumps": self.clock_jumps,
+            "link": {**self.link.stats, "payload_errors": self.payload_errors,
+                     "status_timeouts": self.status_timeouts}, "recording": rec_info,
             "latency_ms": ({"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
                             "p99": float(np.percentile(lat, 99))} if lat is not None else None),
             "demo": self.package.demo, "notice": self.package.notice,

@@ -105,11 +105,12 @@ async def _run(a, console):
 
     allow_unsigned = a.allow_unsigned or a.trust is None
     pkg = load_package(a.model, trust=a.trust, allow_unsigned=allow_unsigned)
-    unsigned = bool(a.allow_unsigned and not pkg.signed)
+    unsigned = not pkg.signed  # no signature verified: say so in every result and in summary.json
     if pkg.notice:
         console.print(f"[bold yellow]{pkg.notice}[/]")
     if unsigned:
-        console.print("[bold red]UNSIGNED package: running without a verified signature (--allow-unsigned)[/]")
+        why = "--allow-unsigned" if a.trust else "no --trust key given"
+        console.print(f"[bold red]UNSIGNED package: running without a verified signature ({why})[/]")
     opts = SessionOptions(source=a.source, out_dir=Path(a.out), duration_s=a.duration, hop=a.hop, infer=a.infer,
                           flush_interval_s=a.flush_interval,
                           max_record_bytes=int(a.max_record_mb * 1e6) if a.max_record_mb else None,

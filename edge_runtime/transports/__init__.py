@@ -1,4 +1,5 @@
-"""Byte transports chosen by URL: serial://, socket://, loop://, sim://, qemu://, ble://, spy://<url>.
+"""Byte transports chosen by URL: serial://, socket://, loop://, sim://, qemu://, ble://, spy://<url>, fault://<url>
+(fault injection, ecgedge.edge_runtime.faults).
 
 Every transport has the same asyncio interface (open / read / write / close); framing lives in
 `ecgedge.edge_runtime.link`. Heavy or optional back-ends (QEMU, BLE, the simulator) import lazily.
@@ -47,8 +48,14 @@ def _spy(url):
     return SpyTransport(url)
 
 
+def _fault(url):
+    from ecgedge.edge_runtime.faults import FaultTransport
+    return FaultTransport(url)
+
+
 SCHEMES = {"serial": _serial, "socket": _socket, "tcp": _socket, "loop": _loop, "sim": _sim, "qemu": _qemu,
-           "ble": _ble, "spy": _spy}
+           "ble": _ble, "spy": _spy,
+           "fault": _fault}
 
 
 def open_transport(url: str) -> Transport:
