@@ -53,6 +53,7 @@ class FaultTransport(Transport):
             raise ConfigError(f"{url!r}: reboot_every needs a sim:// inner device")
         self._rng = np.random.default_rng(self.params.get("fault_seed", 0))
         self._partial = b""  # bytes of a frame not yet complete
+        self._held: bytes | None = None  # a frame held back to be sent after the next one (reorder)
         self._frames_since_cut = 0
         self.devices: list = []  # every sim device this link talked to (one more per reboot)
         self.injected = {"bytes_corrupted": 0, "frames_duplicated": 0, "frames_reordered": 0, "link_drops": 0,
@@ -60,6 +61,7 @@ class FaultTransport(Transport):
 
     async def open(self):
         self._partial = b""
+        self._held = None
         await self.inner.open()
         dev = getattr(self.inner, "device", None)
         if dev is not None and (not self.devices or self.devices[-1] is not dev):
@@ -114,11 +116,23 @@ class FaultTransport(Transport):
                 await self._cut(f[: len(f) // 2], "reboot" if "reboot_every" in p else "drop")
                 self._partial = b""
                 return b"".join(out) + f[: len(f) // 2]
-            if p.get("reorder", 0) > 0 and i + 1 < len(frames) and self._rng.random() < p["reorder"]:
-                out += [frames[i + 1], f]
-                self.injected["frames_reordered"] += 1
-                i += 2
+            if self._held is not None:
+                # a frame held back from the previous read goes out right after this one (swapped)
+                out += [f, self._held]
+                self._held = None
+                i += 1
                 self._frames_since_cut += 2
+                continue
+            if p.get("reorder", 0) > 0 and self._rng.random() < p["reorder"]:
+                self.injected["frames_reordered"] += 1
+                if i + 1 < len(frames):
+                    out += [frames[i + 1], f]
+                    i += 2
+                    self._frames_since_cut += 2
+                else:
+                    # last frame of this read: hold it so reads of one frame each are reordered too
+                    self._held = f
+                    i += 1
                 continue
             out.append(f)
             if p.get("dup", 0) > 0 and self._rng.random() < p["dup"]:
