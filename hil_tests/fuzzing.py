@@ -125,7 +125,7 @@ def fuzz_python_decoder_atheris(seconds: float = 10.0) -> dict | None:
     for i, f in enumerate(seed_frames()):
         Path(corpus, f"seed{i}").write_bytes(f)
     r = subprocess.run([sys.executable, "-c", script, f"-max_total_time={int(max(1, seconds))}",
-                        "-rss_limit_mb=2048", corpus], capture_output=True, text=True, timeout=seconds + 120)
+                        "-rss_limit_mb=4096", corpus], capture_output=True, text=True, timeout=seconds + 120)
     shutil.rmtree(corpus, ignore_errors=True)
     return {"executions": _libfuzzer_runs(r.stderr), "crashes": int(r.returncode != 0), "engine": "atheris",
             **({"log_tail": r.stderr[-1500:]} if r.returncode != 0 else {})}
@@ -166,7 +166,7 @@ def run_c_fuzzer(exe: Path, target: str, seconds: float, work: Path) -> dict:
         shutil.copy(p, corpus / p.name)
     art = Path(work) / f"{target}-artifacts"
     art.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([str(exe), f"-max_total_time={int(max(1, seconds))}", "-rss_limit_mb=1024", "-timeout=10",
+    r = subprocess.run([str(exe), f"-max_total_time={int(max(1, seconds))}", "-rss_limit_mb=4096", "-timeout=10",
                         "-print_final_stats=1", f"-artifact_prefix={art}/", str(corpus)],
                        capture_output=True, text=True, timeout=seconds + 180)
     crashes = int(r.returncode != 0)

@@ -123,7 +123,13 @@ def test_sigkill_leaves_recording_readable_up_to_last_flush(pkg_dir, tmp_path):
         run.wait(10)
         time.sleep(0.3)
         rec = read_partial(out)
-        truth, _ = read_truth(tmp_path / "truth")  # the sim flushes its truth twice a second
+        # the sim flushes its truth twice a second and keeps streaming: wait until it covers the recording
+        truth_deadline = time.monotonic() + 10
+        while True:
+            truth, _ = read_truth(tmp_path / "truth")
+            if truth.size >= rec.counts.size or time.monotonic() > truth_deadline:
+                break
+            time.sleep(0.2)
     finally:
         stop(sim)
     assert not rec.closed and rec.counts.size >= 2000
