@@ -51,6 +51,53 @@ class Transport:
         return f"<{type(self).__name__} {self.url} {'open' if self.is_open else 'closed'}>"
 
 
+class StreamTransport(Transport):
+    """A Transport over an asyncio StreamReader/StreamWriter pair (TCP, the QEMU UART's unix socket):
+    subclasses open the streams; reading, writing and closing them is shared here."""
+
+    closed_message = "connection closed by the device"
+
+    def __init__(self, url: str):
+        super().__init__(url)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def read(self, timeout=1.0):
+        if not self.is_open:
+            raise TransportError(f"{self.url} is not open")
+        try:
+            data = await asyncio.wait_for(self._reader.read(65536), timeout)
+        except asyncio.TimeoutError:
+            return b""
+        except OSError as e:
+            self.is_open = False
+            raise TransportError(f"{self.url}: {e}") from None
+        if not data:
+            self.is_open = False
+            raise TransportError(f"{self.url}: {self.closed_message}")
+        return data
+
+    async def write(self, data):
+        if not self.is_open:
+            raise TransportError(f"{self.url} is not open")
+        try:
+            self._writer.write(data)
+            await self._writer.drain()
+        except OSError as e:
+            self.is_open = False
+            raise TransportError(f"{self.url}: {e}") from None
+
+    async def close(self):
+        self.is_open = False
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.close()
+            try:
+                await asyncio.wait_for(writer.wait_closed(), 1.0)
+            except (OSError, asyncio.TimeoutError):
+                pass
+
+
 class QueueReader:
     """Buffer of received chunks with a timeout read; `fail()` makes further reads raise."""
 

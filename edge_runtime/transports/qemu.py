@@ -3,11 +3,13 @@
 import asyncio
 from urllib.parse import urlsplit
 
-from ecgedge.edge_runtime.transports.base import Transport, url_query
+from ecgedge.edge_runtime.transports.base import StreamTransport, url_query
 from ecgedge.errors import ConfigError, TransportError
 
 
-class QemuTransport(Transport):
+class QemuTransport(StreamTransport):
+    closed_message = "QEMU closed the UART"
+
     def __init__(self, url):
         super().__init__(url)
         u = urlsplit(url)
@@ -18,7 +20,6 @@ class QemuTransport(Transport):
         if not (self.package or self.elf):
             raise ConfigError(f"{url!r}: expected qemu://{self.target}?package=DIR or ?elf=PATH")
         self._dev = None
-        self._reader = self._writer = None
 
     def _boot(self):
         from ecgedge.firmware_bridge.qemu import QemuDevice
@@ -44,29 +45,8 @@ class QemuTransport(Transport):
             raise TransportError(f"cannot connect to QEMU UART {self._dev.uart_path}: {e}") from None
         self.is_open = True
 
-    async def read(self, timeout=1.0):
-        if not self.is_open:
-            raise TransportError(f"{self.url} is not open")
-        try:
-            data = await asyncio.wait_for(self._reader.read(65536), timeout)
-        except asyncio.TimeoutError:
-            return b""
-        if not data:
-            self.is_open = False
-            raise TransportError(f"{self.url}: QEMU closed the UART")
-        return data
-
-    async def write(self, data):
-        if not self.is_open:
-            raise TransportError(f"{self.url} is not open")
-        self._writer.write(data)
-        await self._writer.drain()
-
     async def close(self):
-        self.is_open = False
-        if self._writer is not None:
-            self._writer.close()
-            self._writer = None
+        await super().close()
         if self._dev is not None:
             dev, self._dev = self._dev, None
             await asyncio.get_running_loop().run_in_executor(None, dev.__exit__, None, None, None)
