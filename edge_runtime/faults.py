@@ -18,7 +18,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import numpy as np
 
 from ecgedge.edge_runtime.transports.base import Transport
-from ecgedge.errors import ConfigError, TransportError
+from ecgedge.errors import ConfigError, ProtocolError, TransportError
+from ecgedge.firmware_bridge.protocol import FrameDecoder, MsgType, unpack_samples
 
 FAULT_PARAMS = {"byte_error_rate": float, "dup": float, "reorder": float, "drop_link_every": int,
                 "reboot_every": int, "fault_seed": int}
@@ -58,6 +59,8 @@ class FaultTransport(Transport):
         self.devices: list = []  # every sim device this link talked to (one more per reboot)
         self.injected = {"bytes_corrupted": 0, "frames_duplicated": 0, "frames_reordered": 0, "link_drops": 0,
                          "reboots": 0}
+        # (device first index, samples) of every SAMPLES frame a link drop destroyed: what a host can never have
+        self.destroyed: list[tuple[int, int]] = []
 
     async def open(self):
         self._partial = b""
@@ -75,6 +78,15 @@ class FaultTransport(Transport):
         old.close()
         cfg = dataclasses.replace(old.cfg, seed=old.cfg.seed + 1000 * (len(self.devices)), truth=None)
         self.inner.device = VirtualDevice(cfg)
+
+    def _note_destroyed(self, data: bytes) -> None:
+        for fr in FrameDecoder().feed(data):
+            if fr.type == MsgType.SAMPLES:
+                try:
+                    smp = unpack_samples(fr.payload)
+                except ProtocolError:
+                    continue
+                self.destroyed.append((smp.first_index, smp.samples.size))
 
     async def _cut(self, head: bytes, kind: str) -> None:
         """The link dies with `head` (part of a frame) delivered; the caller returns it, next read raises."""
@@ -113,6 +125,7 @@ class FaultTransport(Transport):
             f = frames[i]
             if every and self._frames_since_cut >= every and len(f) > 2:
                 self._frames_since_cut = 0
+                self._note_destroyed(b"".join(frames[i:]))
                 await self._cut(f[: len(f) // 2], "reboot" if "reboot_every" in p else "drop")
                 self._partial = b""
                 return b"".join(out) + f[: len(f) // 2]

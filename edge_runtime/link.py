@@ -107,6 +107,12 @@ class DeviceLink:
             await self._fill(min(left, 0.5))
         return self._pending.popleft()
 
+    def take_received(self, msg_type: int) -> list[Frame]:
+        """After the link died: the frames of one type that arrived whole but were not yet read (a frame held
+        back for reordering included), so a reconnect does not throw away data that did arrive."""
+        self._release_held()
+        return self.take_pending(msg_type)
+
     def take_pending(self, msg_type: int) -> list[Frame]:
         """Remove and return the queued frames of one type (e.g. SAMPLES that arrived during a request)."""
         keep, out = collections.deque(), []

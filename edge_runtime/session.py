@@ -83,6 +83,7 @@ class Session:
         self._restart_pending = False  # the device counted fewer samples than we hold: it rebooted
         self.restarts: list[dict] = []
         self.status_timeouts = 0
+        self._backlog: list = []  # windows from frames kept when the link died, not yet inferred
 
     # -- setup ------------------------------------------------------------------------------------
     async def _handshake(self, first: bool) -> None:
@@ -179,9 +180,10 @@ class Session:
             self.duplicates += cut
             counts, idx = counts[cut:], self.expected
         if self._limit is not None:
-            counts = counts[: max(0, self._limit - idx)]
-            if idx >= self._limit:
+            if self.expected >= self._limit:
                 return []
+            # samples past the end are cut, but a jump past the end still closes the session with its gap
+            counts = counts[: max(0, self._limit - idx)]
         windows = []
         if idx > self.expected:
             gap_len = idx - self.expected
@@ -283,6 +285,19 @@ class Session:
             self.processor.mark_lead_off(self.expected - 1)
         self.on_event("status", st)
 
+    async def _keep_received(self) -> None:
+        """The link died: SAMPLES frames that arrived whole before it did are recorded now (a reconnect resyncs
+        the link and would drop them; the device's rewind may not reach back that far). Their windows wait for
+        the next turn of the loop (device inference needs the link back)."""
+        for f in self.link.take_received(P.MsgType.SAMPLES):
+            try:
+                samples = P.unpack_samples(f.payload)
+            except ProtocolError as e:
+                self.payload_errors += 1
+                log.warning("bad SAMPLES payload skipped: %s", e)
+                continue
+            self._backlog += await self._on_samples(samples)
+
     # -- main loop --------------------------------------------------------------------------------
     def done(self) -> bool:
         return self._limit is not None and self.expected >= self._limit
@@ -295,6 +310,9 @@ class Session:
         try:
             while not self.done() and not stop.is_set():
                 try:
+                    if self._backlog:  # windows completed by frames kept from a lost link
+                        windows, self._backlog = self._backlog, []
+                        await self._handle_windows(windows, time.perf_counter())
                     f = await self.link.recv(timeout=self.opts.stall_timeout_s)
                     t_arrival = time.perf_counter()
                     if f.type == P.MsgType.SAMPLES:
@@ -325,6 +343,9 @@ class Session:
                         raise
                     if self.reconnects >= self.opts.max_reconnects:
                         raise TransportError(f"gave up after {self.reconnects} reconnects: {e}") from None
+                    await self._keep_received()
+                    if self.done():
+                        break
                     self.reconnects += 1
                     log.warning("link problem (%s); reconnecting in %.1f s", e, backoff)
                     self.on_event("disconnected", {"error": str(e)})
@@ -339,6 +360,9 @@ class Session:
                         log.warning("reconnect failed: %s", e2)
                 if self.recorder and time.monotonic() - self.recorder._last_flush >= self.opts.flush_interval_s:
                     self.recorder.flush()
+            if self._backlog and self.opts.infer != "device":
+                windows, self._backlog = self._backlog, []
+                await self._handle_windows(windows, time.perf_counter())
             try:
                 await self.link.request(P.MsgType.STOP, b"", expect=P.MsgType.ACK, timeout=2.0)
             except (TransportError, ProtocolError):
