@@ -82,13 +82,17 @@ class Session:
         self._t_ref: tuple[int, int] | None = None  # (session index, device t_us) for the timestamp check
         self._restart_pending = False  # the device counted fewer samples than we hold: it rebooted
         self.restarts: list[dict] = []
-        self.status_timeouts = 0
+        self.status_timeouts = 0  # STATUS polls whose answer never came
+        self.status_polls = 0
+        self.status_answers = 0
+        self._status_asked_at: float | None = None  # when the unanswered GET_STATUS was sent
         self._backlog: list = []  # windows from frames kept when the link died, not yet inferred
 
     # -- setup ------------------------------------------------------------------------------------
     async def _handshake(self, first: bool) -> None:
         await self.link.open()
         self.link.resync()
+        self._status_asked_at = None  # an answer to a poll sent on the old link will not come
         f = await self._request_retry(P.MsgType.HELLO, P.MsgType.INFO)
         info = P.unpack_info(f.payload)
         if info.proto_version != P.PROTO_VERSION:
@@ -276,9 +280,28 @@ class Session:
             self._results_f = None
 
     async def _poll_status(self) -> None:
-        f = await self.link.request(P.MsgType.GET_STATUS, b"", expect=P.MsgType.STATUS,
-                                    timeout=self.opts.request_timeout_s)
-        st = P.unpack_status(f.payload)
+        """Ask for STATUS without waiting for it: the answer is taken by the main loop when it comes
+        (_on_status). Waiting here held up every sample behind a STATUS answer lost on a noisy link for the
+        whole request timeout. An answer still missing after the request timeout counts as lost."""
+        now = time.monotonic()
+        if self._status_asked_at is not None:
+            if now - self._status_asked_at < self.opts.request_timeout_s:
+                return  # the answer may still be on its way
+            self.status_timeouts += 1
+            log.warning("STATUS answer lost; the stream goes on")
+        self._status_asked_at = now
+        self.status_polls += 1
+        await self.link.send(P.MsgType.GET_STATUS)
+
+    def _on_status(self, payload: bytes) -> None:
+        try:
+            st = P.unpack_status(payload)
+        except ProtocolError as e:  # a CRC-valid frame with a bad payload: count, skip
+            self.payload_errors += 1
+            log.warning("bad STATUS payload skipped: %s", e)
+            return
+        self._status_asked_at = None
+        self.status_answers += 1
         self.last_status = st
         self.lead_off_now = bool(st.lead_off)
         if st.lead_off and self.expected > 0:
@@ -326,17 +349,17 @@ class Session:
                         if windows:
                             await self._handle_windows(windows, t_arrival)
                     elif f.type == P.MsgType.STATUS:
-                        self.last_status = P.unpack_status(f.payload)
+                        self._on_status(f.payload)
                     elif f.type == P.MsgType.ERROR:
-                        log.warning("device error: %s", P.unpack_error(f.payload))
+                        try:
+                            log.warning("device error: %s", P.unpack_error(f.payload))
+                        except ProtocolError as e:
+                            self.payload_errors += 1
+                            log.warning("bad ERROR payload skipped: %s", e)
                     now = time.monotonic()
                     if now - last_status >= self.opts.status_interval_s and not self.done():
                         last_status = now
-                        try:
-                            await self._poll_status()
-                        except DeviceTimeout:  # a lost STATUS answer is no reason to drop a live link
-                            self.status_timeouts += 1
-                            log.warning("STATUS answer lost; the stream goes on")
+                        await self._poll_status()
                     backoff = 0.1
                 except (TransportError, ProtocolError) as e:
                     if isinstance(e, DeviceErrorReply):
@@ -397,7 +420,8 @@ class Session:
             "reconnects": self.reconnects, "device_restarts": self.device_restarts,
             "restarts": self.restarts, "clock_jumps": self.clock_jumps,
             "link": {**self.link.stats, "payload_errors": self.payload_errors,
-                     "status_timeouts": self.status_timeouts}, "recording": rec_info,
+                     "status_timeouts": self.status_timeouts, "status_polls": self.status_polls,
+                     "status_answers": self.status_answers}, "recording": rec_info,
             "latency_ms": ({"p50": float(np.percentile(lat, 50)), "p95": float(np.percentile(lat, 95)),
                             "p99": float(np.percentile(lat, 99))} if lat is not None else None),
             "demo": self.package.demo, "notice": self.package.notice,

@@ -177,3 +177,29 @@ def test_frames_received_before_a_link_drop_are_kept(package, tmp_path):
     for a, n in rec.gaps:
         in_gap[a:a + n] = True
     assert rec.counts.size == limit and np.array_equal(rec.counts[~in_gap], truth[~in_gap])
+
+
+def test_a_lost_status_answer_does_not_hold_up_the_stream(package, tmp_path):
+    """Byte errors hit a STATUS answer (a poll follows every frame): the session must go on streaming. It used to
+    wait for that answer for the whole request timeout with every sample held up behind it (edge-run with
+    fault_seed=1 stalled 5 s); here the timeout is 10 minutes, so waiting shows up as a hang."""
+    import asyncio
+
+    from ecgedge.edge_runtime.session import Session, SessionOptions
+
+    url = "fault://sim://pocket_k?speed=20&seed=1&noise=0.02&byte_error_rate=0.002&fault_seed=1"
+    opts = SessionOptions(source=url, out_dir=tmp_path, duration_s=20.0, status_interval_s=0.0,
+                          request_timeout_s=600.0, flush_interval_s=0.5)
+    s = Session(package, opts)
+
+    async def go():
+        try:  # the handshake's answers come through (fault_seed=1 spares them); after it nothing may wait
+            return await asyncio.wait_for(s.run(), 120)
+        except asyncio.TimeoutError:
+            pytest.fail(f"session stalled at sample {s.expected} of 10000")
+
+    summary = asyncio.run(go())
+    link = summary["link"]
+    assert link["status_answers"] < link["status_polls"], "no STATUS answer was lost: the test proves nothing"
+    assert s.expected == 10000 and summary["reconnects"] == 0
+    assert link["crc_errors"] + link["cobs_errors"] + link["length_errors"] > 0
