@@ -42,7 +42,7 @@ def write_reports(report_dir: Path, report: dict, results: list[GateResult], per
     suite = f"{report.get('model')}@{report.get('device')}"
     write_junit(paths["junit"], results, suite, float(report.get("seconds", 0.0)), error=error,
                 properties={k: report.get(k) for k in ("device", "model_sha256", "windows", "bit_exact_fraction",
-                                                       "latency_ms_p99", "notice")})
+                                                       "latency_ms_p99", "notice", "signature")})
     paths["html"].write_text(render_html(report, per_window, outputs))
     return paths
 
@@ -153,7 +153,7 @@ def _f(v, nd=4):
     return str(v)
 
 
-SUMMARY_KEYS = ("device", "device_name", "model", "target", "model_sha256", "windows", "bit_exact_fraction",
+SUMMARY_KEYS = ("device", "device_name", "model", "target", "model_sha256", "signature", "windows", "bit_exact_fraction",
                 "max_abs_delta_int8_lsb", "auroc_float", "auroc_device", "agreement", "max_abs_delta_float",
                 "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_basis", "round_trip_ms_p50",
                 "round_trip_ms_p95", "instructions_per_inference", "instructions_per_mac", "flash_bytes",
@@ -180,6 +180,8 @@ def render_html(report: dict, pw: dict, outputs: list[dict]) -> str:
     ]
     if report.get("demo") or report.get("notice"):
         parts.append(f"<p class='demo'>{e(report.get('notice') or ecgedge.DEMO_NOTICE)}</p>")
+    if report.get("unsigned"):
+        parts.append(f"<p class='fail'>{e(str(report.get('signature')))}: no package signature was verified</p>")
     parts.append(f"<h2 style='color:{colour}'>{status}</h2>")
     if report.get("error"):
         parts.append(f"<p class='fail'>Run ended early: {e(report['error'])}</p>")

@@ -35,6 +35,8 @@ def parse(args=None) -> argparse.Namespace:
     r.add_argument("--cpi", type=float, default=None,
                    help="cycles per instruction assumed to turn emulated instruction counts into ms (default 1.0)")
     r.add_argument("--trust", type=Path, default=None, help="public key: require a valid package signature")
+    r.add_argument("--allow-unsigned", action="store_true",
+                   help="with --trust, still run an unsigned package (marked UNSIGNED in every report)")
     r.add_argument("--checkpoint", type=Path, default=None,
                    help="float reference checkpoint (default: the zoo's shipped weights for the package's model)")
     r.add_argument("--no-float", action="store_true", help="skip the float (torch) reference")
@@ -53,6 +55,8 @@ def _print_summary(outcome) -> None:
     rep = outcome.report
     if rep.get("notice"):
         con.print(f"[bold yellow]{rep['notice']}[/]")
+    if rep.get("unsigned"):
+        con.print(f"[bold red]{rep.get('signature')}: no package signature was verified[/]", highlight=False)
     t = Table(title="HIL bench", show_header=False)
     for k, v in summary_rows(rep):
         t.add_row(k, v)
@@ -86,7 +90,8 @@ def main(argv=None) -> int:
         cfg = BenchConfig(model_dir=args.model, device_url=args.device, windows=windows, data_dir=args.data,
                           labels_file=args.labels, records=records, report_dir=args.report, gates_file=args.gates,
                           timeout_s=args.timeout, seed=args.seed, cpi=args.cpi or DEFAULT_CPI, trust=args.trust,
-                          checkpoint=args.checkpoint, allow_unsigned=args.trust is None, float_reference=not args.no_float,
+                          checkpoint=args.checkpoint, allow_unsigned=args.allow_unsigned or args.trust is None,
+                          float_reference=not args.no_float,
                           integrity=not args.no_integrity, progress=not args.no_progress)
         outcome = run_bench(cfg)
     except EdgeError as e:
