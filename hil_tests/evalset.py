@@ -108,11 +108,12 @@ def data_eval_set(data_dir: str | Path, manifest: dict, n_windows: int | None, s
                   labels_file: str | Path | None = None, records: list[str] | None = None,
                   progress=None) -> EvalSet:
     """Windows from recorded data: each record is resampled to the contract, filtered causally
-    (the runtime's StreamingFilter), cut into non-overlapping windows (a short record is zero-padded).
+    (the runtime's StreamingFilter), cut into windows (non-overlapping, or every `record_hop_samples` of
+    the contract plus one ending at the record's end; a short record is zero-padded).
     Labels: a CSV `record,label` (labels.csv or REFERENCE.csv in DIR, or `labels_file`); a label is a class
     name for multi-class models, or serum K+ in mmol/L for potassium models. Records are taken in a
     seeded order until `n_windows` windows are reached (whole records only)."""
-    from ecgedge.signals import StreamingFilter, load_record
+    from ecgedge.signals import StreamingFilter, load_record, record_window_starts
 
     root = Path(data_dir)
     if not root.is_dir():
@@ -150,12 +151,12 @@ def data_eval_set(data_dir: str | Path, manifest: dict, n_windows: int | None, s
         rec = load_record(recs[name], sampling_rate=rate)
         filt = StreamingFilter(rate, inp.get("preprocessing"))
         y = filt.process(np.asarray(rec.signal_uv, np.float64)).astype(np.float32)
-        n_win = max(1, len(y) // win)
+        starts = record_window_starts(len(y), win, inp.get("record_hop_samples"))
         if len(y) < win:
             y = np.pad(y, (0, win - len(y)))
         label = labels[name]
-        for j in range(n_win):
-            xs.append(y[j * win:(j + 1) * win])
+        for j, start in enumerate(starts):
+            xs.append(y[start:start + win])
             ids.append(f"{name}/w{j}")
             groups.append(name)
             if classes is not None:

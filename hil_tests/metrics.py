@@ -100,19 +100,28 @@ def confusion(true: np.ndarray, pred: np.ndarray, n: int) -> list[list[int]]:
 CHALLENGE_CLASSES = ("N", "A", "O")
 
 
+def record_probabilities(window_probs: np.ndarray) -> np.ndarray:
+    """One record's class probabilities from its windows': the normalised geometric mean (softmax of
+    the mean log-probability), the aggregation af_lead1 is trained and validated with
+    (ecgedge.models.train_af.aggregate_windows)."""
+    logp = np.log(np.clip(np.asarray(window_probs, np.float64), 1e-300, None)).mean(axis=0)
+    e = np.exp(logp - logp.max())
+    return e / e.sum()
+
+
 def classification_metrics(probs: np.ndarray, true: np.ndarray, classes: list[str],
                            groups: np.ndarray | None = None) -> dict:
     """Task metrics of a multi-class model.
 
     probs: [n_windows, n_classes] probabilities; true: [n_windows] class index; groups: record of each
-    window — windows are then aggregated per record (mean probability), as the record-level task is.
+    window — windows are then aggregated per record as the record-level task is (`record_probabilities`).
     """
     probs = np.asarray(probs, dtype=np.float64)
     true = np.asarray(true)
     if groups is not None:
         groups = np.asarray(groups)
         keys = list(dict.fromkeys(groups.tolist()))
-        probs = np.stack([probs[groups == g].mean(axis=0) for g in keys])
+        probs = np.stack([record_probabilities(probs[groups == g]) for g in keys])
         true = np.array([true[groups == g][0] for g in keys])
     pred = probs.argmax(axis=1)
     f1 = f1_per_class(true, pred, classes)

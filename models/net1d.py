@@ -210,7 +210,7 @@ class Net1D(nn.Module):
         for i_stage, (out_channels, m_blocks) in enumerate(zip(filter_list, m_blocks_list)):
             self.stage_list.append(BasicStage(
                 in_channels=width, out_channels=out_channels, ratio=ratio, kernel_size=kernel_size,
-                stride=stride, groups=out_channels // groups_width, i_stage=i_stage, m_blocks=m_blocks,
+                stride=stride, groups=max(1, out_channels // groups_width), i_stage=i_stage, m_blocks=m_blocks,
                 use_bn=use_bn, use_do=use_do, dropout=dropout))
             width = out_channels
         self.dense = nn.Linear(width, n_classes)

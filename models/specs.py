@@ -28,6 +28,9 @@ class InputContract:
     units: str = "uV"
     scale_uv: float = 1000.0    # model input = filtered µV / scale_uv (1000 -> mV)
     preprocessing: dict = field(default_factory=lambda: dict(ECG_PREPROCESSING))
+    # Record-level models: a record's windows start this many samples apart, plus one window ending at
+    # the record's end (ecgedge.signals.record_window_starts); None: non-overlapping windows.
+    record_hop_samples: int | None = None
 
     @property
     def window_s(self) -> float:
@@ -66,6 +69,9 @@ class ModelSpec:
     outputs: tuple[OutputSpec, ...]
     arch: ArchSpec
     weights: str | None = None  # file name in models/weights/, None when nothing is trained
+    # Per target name, a model's own footprint caps ({"flash_bytes", "ram_bytes", "macs"}) below the
+    # target's budget (the export and its pruning honour the smaller of the two).
+    target_caps: dict | None = field(default=None, compare=False, hash=False)
 
     @property
     def n_outputs(self) -> int:

@@ -35,12 +35,19 @@ def mac_budget(target, latency_ms: float | None = None) -> int:
     return int(latency_ms * 1e-3 * target.clock_hz / target.cycles_per_mac)
 
 
-def budgets(target, latency_ms=None, flash_budget=None, ram_budget=None) -> dict:
-    return {
+def budgets(target, latency_ms=None, flash_budget=None, ram_budget=None, model_caps: dict | None = None) -> dict:
+    """Flash / RAM / MAC budget of one export: the target's (or the caller's) budget, lowered to the
+    model's own cap on that target where its spec has one (ModelSpec.target_caps[target.name])."""
+    out = {
         "flash_bytes": int(flash_budget if flash_budget is not None else target.model_flash_budget),
         "ram_bytes": int(ram_budget if ram_budget is not None else target.model_ram_budget),
         "macs": mac_budget(target, latency_ms),
     }
+    cap = (model_caps or {}).get(target.name) or {}
+    for key in ("flash_bytes", "ram_bytes", "macs"):
+        if cap.get(key) is not None:
+            out[key] = min(out[key], int(cap[key]))
+    return out
 
 
 def overflows(flash_bytes: int, arena_bytes: int, macs: int, budget: dict) -> list[str]:

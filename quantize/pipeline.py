@@ -288,7 +288,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         truth = val.labels_for(spec, valid)
     x_cal = cal_data["x"]
     x_val = valid["x"]
-    budget = footprint.budgets(target, opts.latency_ms, opts.flash_budget, opts.ram_budget)
+    budget = footprint.budgets(target, opts.latency_ms, opts.flash_budget, opts.ram_budget, spec.target_caps)
     t = lap("load_and_data", t)
 
     # 2. prune + distil to the target's budget
@@ -432,7 +432,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         **onnx_info,
     }
     manifest = {
-        "format": PACKAGE_FORMAT, "model": spec.name, "target": target.name, "demo": demo,
+        "format": PACKAGE_FORMAT, "model": spec.name, "task": spec.task, "target": target.name, "demo": demo,
         "notice": DEMO_NOTICE if demo else None, "model_sha256": model_sha, "artifacts": {},
         "input": {**spec.to_dict()["input"], "tflite_scale": quant["input"]["scale"],
                   "tflite_zero_point": quant["input"]["zero_point"], "tflite_shape": quant["input"]["shape"]},
@@ -528,12 +528,11 @@ def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out:
     import copy
 
     from ecgedge.models.zoo import count_macs
-    from ecgedge.quantize.prune import prune_to_budget
+    from ecgedge.quantize.prune import estimate_int8_bytes, prune_to_budget
     window = int(spec.input.window_samples)
     x_cal = cal_data["x"]
     macs = count_macs(model, window)
-    n_params = sum(p.numel() for p in model.parameters())
-    if macs <= budget["macs"] and n_params * 1.2 <= budget["flash_bytes"]:
+    if macs <= budget["macs"] and estimate_int8_bytes(model, window) <= budget["flash_bytes"]:
         return copy.deepcopy(model).eval(), {"pruned": False, "reason": "within budget"}
     pruned, info = prune_to_budget(model, spec, mac_budget=budget["macs"], flash_budget_bytes=budget["flash_bytes"],
                                    ram_budget_bytes=budget["ram_bytes"], example_windows=x_cal[:32, None, :],

@@ -19,6 +19,11 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+def _auroc_text(value: float | None) -> str:
+    # None when the validation windows hold only one class for this output (e.g. no "~" record)
+    return "n/a, one class only" if value is None else f"{value:.4f}"
+
+
 def _roc_plot(spec, truth, raw_float, raw_int8) -> str | None:
     import matplotlib
     matplotlib.use("Agg")
@@ -33,7 +38,7 @@ def _roc_plot(spec, truth, raw_float, raw_int8) -> str | None:
         y = truth[o.name]
         for raw, label, style in ((raw_float, "float", "-"), (raw_int8, "INT8", "--")):
             fpr, tpr = roc_curve(raw[:, i], y)
-            ax.plot(fpr, tpr, style, label=f"{label} (AUROC {auroc(raw[:, i], y):.4f})")
+            ax.plot(fpr, tpr, style, label=f"{label} (AUROC {_auroc_text(auroc(raw[:, i], y))})")
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set(title=o.name, xlabel="false positive rate", ylabel="true positive rate")
         ax.legend(loc="lower right", fontsize=8)

@@ -79,6 +79,25 @@ def test_windows_follow_the_bench_rule():
     assert w.shape == (3, 1500) and w[1, 0] == 1500               # non-overlapping, tail dropped
     short = record_windows(np.ones(1350, np.float32), 1500)       # a 9 s record: zero-padded at the end
     assert short.shape == (1, 1500) and short[0, 1349] == 1 and short[0, 1350:].sum() == 0
+    hop = SPEC.input.record_hop_samples
+    assert hop == 500
+    w = record_windows(x, 1500, hop)                              # every 500 samples + one ending at the end
+    assert [int(r[0]) for r in w] == [0, 500, 1000, 1500, 2000, 2500, 3000, 3500, 3700] and w[-1, -1] == len(x) - 1
+    assert record_windows(np.ones(1350, np.float32), 1500, hop).shape == (1, 1500)
+    assert record_windows(x[:4500], 1500, hop).shape == (7, 1500)  # a 30 s record: the last window ends it
+
+
+def test_bench_windows_records_as_the_card_does():
+    from ecgedge.signals import record_window_starts
+
+    for n in (900, 1500, 1501, 4500, 4700, 9000, 18286):
+        for hop in (None, 500, 1500):
+            starts = record_window_starts(n, 1500, hop)
+            assert starts[0] == 0 and all(b > a for a, b in zip(starts, starts[1:]))
+            if n >= 1500:
+                assert starts[-1] + 1500 <= n
+                if hop is not None:
+                    assert starts[-1] + 1500 == n and max(np.diff(starts), default=0) <= hop
 
 
 def test_record_metrics_on_known_predictions():
@@ -91,7 +110,7 @@ def test_record_metrics_on_known_predictions():
     assert m["confusion"][0] == [1, 1, 0, 0] and m["records"] == 6
 
 
-def test_record_probabilities_are_the_mean_over_windows():
+def test_record_probabilities_are_the_geometric_mean_over_windows():
     import torch
 
     from ecgedge.models.train_af import RecordSet
@@ -101,9 +120,12 @@ def test_record_probabilities_are_the_mean_over_windows():
             e = x.abs().mean(-1)
             return torch.cat([e, -e, 0 * e, 0 * e], dim=1)
 
-    a = np.r_[np.full(1500, 1000.0), np.full(1500, 3000.0)].astype(np.float32)  # two windows, 1 and 3 mV
+    a = np.r_[np.full(1500, 1000.0), np.full(1500, 3000.0)].astype(np.float32)  # 1 and 3 mV halves
     rs = RecordSet(["r"], np.array([0]), a, np.array([0, 3000]), 150)
     p = predict_records(Energy(), rs, SPEC)
-    expect = np.mean([torch.softmax(torch.tensor([v, -v, 0.0, 0.0], dtype=torch.float64), 0).numpy()
-                      for v in (1.0, 3.0)], axis=0)
-    np.testing.assert_allclose(p[0], expect, rtol=1e-6)
+    # windows at 0, 500, 1000, 1500: mean |x| of 1, 5/3, 7/3 and 3 mV
+    levels = [1.0, 5 / 3, 7 / 3, 3.0]
+    logp = np.mean([torch.log_softmax(torch.tensor([v, -v, 0.0, 0.0], dtype=torch.float64), 0).numpy()
+                    for v in levels], axis=0)
+    expect = np.exp(logp) / np.exp(logp).sum()
+    np.testing.assert_allclose(p[0], expect, rtol=1e-5)

@@ -67,6 +67,8 @@ def test_edge_export_af_lead1_on_real_records(tmp_path):
     rep = json.loads((out / "report.json").read_text())
     man = json.loads((out / "manifest.json").read_text())
     assert rep["int8_only"] and rep["fits"]
+    assert man["task"] == "multiclass" == SPEC.task
+    assert rep["budget"]["flash_bytes"] == 256 * 1024 and rep["budget"]["ram_bytes"] == 128 * 1024  # the spec's cap
     assert "training records" in rep["calibration"]["source"] and rep["validation"]["records"] == len(val_names)
     for stage in ("float", "int8", "int8_tflm"):
         m = rep["classification"][stage]

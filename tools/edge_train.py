@@ -22,7 +22,7 @@ def parse(args=None) -> argparse.Namespace:
     p.add_argument("--preset", default=None, help="width preset (default: the spec's, 'reference')")
     p.add_argument("--subjects", type=int, default=320, help="generated subjects (split 70/15/15 by subject)")
     p.add_argument("--windows-per-subject", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=None, help="default: the model's recipe (pocket_k 4, af_lead1 30)")
+    p.add_argument("--epochs", type=int, default=None, help="default: the model's recipe (pocket_k 4, af_lead1 60)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--crop-s", type=float, default=4.0,
@@ -44,6 +44,19 @@ def parse(args=None) -> argparse.Namespace:
     return ns
 
 
+def _weights_label(path) -> str:
+    """What shipped weights are: their checkpoint's own notice ("demo ..." for synthetic-data weights,
+    "real data ..., research use, not for clinical use" for af_lead1)."""
+    from ecgedge import DEMO_NOTICE
+    from ecgedge.models.zoo import read_checkpoint
+
+    ckpt = read_checkpoint(path)
+    if ckpt.get("demo", True):  # no flag: treated as demo
+        return DEMO_NOTICE
+    card = ckpt.get("card") if isinstance(ckpt.get("card"), dict) else {}
+    return card.get("notice") or "trained weights, not for clinical use"
+
+
 def zoo_table():
     """Rich table of every spec, one row per width preset (params and MACs per window)."""
     from rich.table import Table
@@ -60,7 +73,7 @@ def zoo_table():
         spec = get_spec(name)
         c = spec.input
         path = spec.weights_path()
-        weights = f"[green]{path.name} (demo)" if path else "[red]none: UNTRAINED"
+        weights = f"[green]{path.name} ({_weights_label(path)})" if path else "[red]none: UNTRAINED"
         outputs = ", ".join(o.name for o in spec.outputs) if len(spec.outputs) <= 3 else \
             f"{len(spec.outputs)} ({spec.outputs[0].name}, ...)"
         contract = f"{c.signal} {c.lead} {c.sampling_rate_hz} Hz, {c.window_s:g} s ({c.window_samples})"

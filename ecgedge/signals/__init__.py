@@ -4,7 +4,7 @@ streaming filters, R-peak detection and delineation, and loaders for recorded da
 All signals are float64 microvolts unless said otherwise.
 """
 
-from ecgedge.signals.dataset import make_windows
+from ecgedge.signals.dataset import make_windows, record_window_starts
 from ecgedge.signals.detect import ecg_delineate, ecg_peaks
 from ecgedge.signals.filters import StreamingFilter, design_filters, ecg_clean
 from ecgedge.signals.io import Record, load_record, resample, save_record
@@ -13,5 +13,6 @@ from ecgedge.signals.synth import EcgStream, ecg_simulate
 
 __all__ = [
     "EcgStream", "Record", "StreamingFilter", "SubjectParams", "design_filters", "ecg_clean", "ecg_delineate",
-    "ecg_peaks", "ecg_simulate", "load_record", "make_windows", "random_subject", "resample", "save_record",
+    "ecg_peaks", "ecg_simulate", "load_record", "make_windows", "random_subject", "record_window_starts", "resample",
+    "save_record",
 ]

@@ -87,3 +87,20 @@ def make_windows(n_subjects: int, windows_per_subject: int, seed: int = 0, sampl
         if bar is not None:
             bar.stop()
     return {"x": x, "k": k, "hr": hr, "subject": subject_ids}
+
+
+def record_window_starts(n_samples: int, window: int, hop: int | None = None) -> list[int]:
+    """Start samples of a record's windows. hop None: non-overlapping windows from the start (a tail
+    shorter than a window is left out). hop given: windows every `hop` samples plus one that ends at the
+    record's end when the last would not. A record shorter than a window has one window at 0 (the caller
+    zero-pads it)."""
+    if window < 1 or (hop is not None and hop < 1):
+        raise ValueError(f"window {window} and hop {hop}: expected >= 1")
+    if n_samples <= window:
+        return [0]
+    if hop is None:
+        return [i * window for i in range(n_samples // window)]
+    starts = list(range(0, n_samples - window + 1, hop))
+    if starts[-1] != n_samples - window:
+        starts.append(n_samples - window)
+    return starts
