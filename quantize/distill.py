@@ -165,17 +165,22 @@ def _score(val_out, val_teacher, y_val, logit_idx, reg_idx):
 
 def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epochs: int = 6,
                      batch_size: int = 32, lr: float = 2e-3, seed: int = 0, progress: bool = True,
-                     time_budget_s: float | None = 90.0, weight_decay: float = 1e-4, threads: int = 2):
+                     time_budget_s: float | None = 90.0, weight_decay: float = 1e-4, threads: int = 2,
+                     qat_epochs: int = 0, qat_lr: float | None = None):
     """Distil `teacher` into `student` (a deep copy is trained); returns (best student, history dict).
 
     train_windows / val_windows: arrays [N, 1, W] in model units, or dicts / objects with "x" and
     optionally "k" (pocket_k) or "y" (labels in output order). Stops early when `time_budget_s` runs out
     (at the end of the batch that crosses it); the best validation epoch is returned.
+    `qat_epochs` > 0 adds a quantisation-aware phase (ecgedge.quantize.qat) after the float epochs,
+    starting from the best float epoch; its best epoch (validation loss with fake INT8) is returned, with
+    the weights left on their per-channel int8 grid.
     """
     import torch
 
-    if epochs < 1 or batch_size < 1 or lr <= 0:
-        raise ConfigError(f"epochs={epochs}, batch_size={batch_size}, lr={lr}: expected positive values")
+    if epochs < 1 or batch_size < 1 or lr <= 0 or qat_epochs < 0:
+        raise ConfigError(f"epochs={epochs}, batch_size={batch_size}, lr={lr}, qat_epochs={qat_epochs}: "
+                          "expected positive values (qat_epochs >= 0)")
     x_tr, y_tr = _windows_and_labels(train_windows, spec, "training windows")
     x_val, y_val = _windows_and_labels(val_windows, spec, "validation windows")
     logit_idx = [i for i, o in enumerate(spec.outputs) if o.kind == "logit"]
@@ -190,73 +195,90 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
         teacher = copy.deepcopy(teacher).eval()
         frozen = frozen_prefix_stages(student, teacher)
         if frozen is None:  # the stem was pruned: train end to end
-            frozen, h_tr, h_val = None, x_tr, x_val
+            h_tr, h_val = x_tr, x_val
             t_tr, t_val = _predict(teacher, x_tr, 64), _predict(teacher, x_val, 64)
             forward = student
             predict_student = lambda m, h: _predict(m, h, 64)  # noqa: E731
+            trained_modules = [student]
         else:
             h_tr, h_val = _features(teacher, x_tr, frozen, 64), _features(teacher, x_val, frozen, 64)
             t_tr, t_val = _predict_suffix(teacher, h_tr, frozen, 64), _predict_suffix(teacher, h_val, frozen, 64)
             forward = lambda h: _suffix(student, h, frozen)  # noqa: E731
             predict_student = lambda m, h: _predict_suffix(m, h, frozen, 64)  # noqa: E731
-        x_tr, x_val = h_tr, h_val
-        history_frozen = {"frozen_stages": frozen}
+            trained_modules = [*student.stage_list[frozen:], student.dense]
         teacher_metrics = _score(t_val, t_val, y_val, logit_idx, reg_idx)[1]
-
-        best_score, best_metrics = _score(predict_student(student, x_val), t_val, y_val, logit_idx, reg_idx)
-        best_state = copy.deepcopy(student.state_dict())
-        history = {"teacher": teacher_metrics, "epochs": [{"epoch": 0, **best_metrics, "seconds": 0.0}],
-                   "best_epoch": 0, "stopped_early": False, "temperature": TEMPERATURE, **history_frozen}
-
-        steps_per_epoch = math.ceil(len(x_tr) / batch_size)
-        params = [p for p in student.parameters()]
-        if frozen is not None:
-            trained = set(id(p) for stage in student.stage_list[frozen:] for p in stage.parameters())
-            trained |= set(id(p) for p in student.dense.parameters())
-            params = [p for p in params if id(p) in trained]
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
-                                                    pct_start=0.15)
+        history = {"teacher": teacher_metrics, "epochs": [], "best_epoch": 0, "stopped_early": False,
+                   "temperature": TEMPERATURE, "frozen_stages": frozen}
         rng = np.random.default_rng(seed)
-        xt, tt = torch.from_numpy(x_tr), torch.from_numpy(t_tr)
-        yt = None if y_tr is None else torch.from_numpy(y_tr)
+        steps_per_epoch = math.ceil(len(h_tr) / batch_size)
+        trained_ids = set(id(p) for m in trained_modules for p in m.parameters())
+        data = {"x": torch.from_numpy(h_tr), "t": torch.from_numpy(t_tr),
+                "y": None if y_tr is None else torch.from_numpy(y_tr)}
 
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-        bar = Progress(TextColumn("[bold]distillation"), BarColumn(), MofNCompleteColumn(),
-                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not progress)
-        with bar:
-            task = bar.add_task("distil", total=epochs * steps_per_epoch, info="")
-            for epoch in range(1, epochs + 1):
+        def evaluate():
+            return _score(predict_student(student, h_val), t_val, y_val, logit_idx, reg_idx)
+
+        def run_phase(name: str, n_epochs: int, peak_lr: float, first_epoch: int, bar, task):
+            """Train n_epochs; returns the best (score, state) of this phase, epoch 0 included."""
+            best_score, metrics = evaluate()
+            best_state, best_epoch = copy.deepcopy(student.state_dict()), first_epoch - 1
+            history["epochs"].append({"epoch": first_epoch - 1, "phase": name, **metrics,
+                                      "seconds": round(time.monotonic() - start, 2)})
+            params = [p for p in student.parameters() if id(p) in trained_ids]
+            opt = torch.optim.AdamW(params, lr=peak_lr, weight_decay=weight_decay)
+            sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak_lr, total_steps=n_epochs * steps_per_epoch,
+                                                        pct_start=0.15)
+            for epoch in range(first_epoch, first_epoch + n_epochs):
                 student.train()
                 if frozen is not None:  # frozen stages keep their BN statistics
                     for module in (student.first_conv, student.first_bn, *student.stage_list[:frozen]):
                         module.eval()
-                order = torch.from_numpy(rng.permutation(len(x_tr)))
+                order = torch.from_numpy(rng.permutation(len(h_tr)))
                 total, seen = 0.0, 0
                 for s in range(steps_per_epoch):
                     idx = order[s * batch_size:(s + 1) * batch_size]
-                    out = forward(xt[idx])
-                    loss = distillation_loss(out, tt[idx], None if yt is None else yt[idx], logit_idx, reg_idx)
+                    out = forward(data["x"][idx])
+                    loss = distillation_loss(out, data["t"][idx], None if data["y"] is None else data["y"][idx],
+                                             logit_idx, reg_idx)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
                     sched.step()
                     total += float(loss.detach()) * len(idx)
                     seen += len(idx)
-                    bar.update(task, advance=1, info=f"epoch {epoch} loss {total / seen:.4f}")
+                    bar.update(task, advance=1, info=f"{name} epoch {epoch} loss {total / seen:.4f}")
                     if time_budget_s is not None and time.monotonic() - start > time_budget_s:
                         history["stopped_early"] = True
                         break
-                score, metrics = _score(predict_student(student, x_val), t_val, y_val, logit_idx, reg_idx)
-                history["epochs"].append({"epoch": epoch, "train_loss": total / max(seen, 1), **metrics,
-                                          "seconds": round(time.monotonic() - start, 2)})
+                score, metrics = evaluate()
+                history["epochs"].append({"epoch": epoch, "phase": name, "train_loss": total / max(seen, 1),
+                                          **metrics, "seconds": round(time.monotonic() - start, 2)})
                 if score > best_score:
-                    best_score, best_state, history["best_epoch"] = score, copy.deepcopy(student.state_dict()), epoch
+                    best_score, best_state, best_epoch = score, copy.deepcopy(student.state_dict()), epoch
                 if history["stopped_early"]:
                     break
-        student.load_state_dict(best_state)
+            student.load_state_dict(best_state)
+            return best_epoch
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+        bar = Progress(TextColumn("[bold]distillation"), BarColumn(), MofNCompleteColumn(),
+                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(), disable=not progress)
+        with bar:
+            task = bar.add_task("distil", total=(epochs + qat_epochs) * steps_per_epoch, info="")
+            history["best_epoch"] = run_phase("float", epochs, lr, 1, bar, task)
+            if qat_epochs and not history["stopped_early"]:
+                from ecgedge.quantize.qat import QuantSim
+                sim = QuantSim(student, trained_modules,
+                               inputs_of=[student.stage_list[frozen]] if frozen is not None else [])
+                with torch.no_grad():   # observers start from the float model's ranges
+                    sim.calibrate(lambda: [forward(data["x"][i:i + 64]) for i in range(0, min(len(h_tr), 256), 64)])
+                history["quant_aware"] = {"epochs": qat_epochs, "points": sim.n_points,
+                                          "weights": len(sim.weight_modules)}
+                history["best_epoch"] = run_phase("qat", qat_epochs, qat_lr or lr / 5, epochs + 1, bar, task)
+                history["quant_aware"]["ranges"] = sim.ranges()
+                sim.remove()
         student.eval()
-        history["best"] = history["epochs"][history["best_epoch"]]
+        history["best"] = next(e for e in reversed(history["epochs"]) if e["epoch"] == history["best_epoch"])
         history["seconds"] = round(time.monotonic() - start, 2)
         history["cpu_seconds"] = round(time.process_time() - cpu_start, 2)
         return student, history

@@ -95,3 +95,38 @@ def test_bad_windows_are_refused(setup, spec):
     teacher, student, x_tr, _ = setup
     with pytest.raises(DataError, match="shape"):
         finetune_distill(student, teacher, x_tr, x_tr[:, :, :100], spec, epochs=1, progress=False)
+
+
+def test_quant_aware_phase_leaves_int8_weights_and_is_deterministic(setup, spec):
+    """The QAT phase runs after the float epochs, trains through fake INT8 and returns weights on their
+    per-channel int8 grid; the same seed gives the same weights."""
+    teacher, student, x_tr, x_val = setup
+    runs = [finetune_distill(student, teacher, x_tr, x_val, spec, epochs=1, qat_epochs=1, batch_size=16, lr=2e-3,
+                             seed=1, progress=False, time_budget_s=None, threads=1) for _ in range(2)]
+    (a, history), (b, _) = runs
+    for name, value in a.state_dict().items():
+        torch.testing.assert_close(value, b.state_dict()[name], rtol=0, atol=0)
+    assert [e["phase"] for e in history["epochs"]] == ["float", "float", "qat", "qat"]
+    qat = history["quant_aware"]
+    assert qat["epochs"] == 1 and qat["points"] > 20 and qat["weights"] > 10
+    assert all(np.isfinite(lo) and np.isfinite(hi) and lo < hi for lo, hi in qat["ranges"])
+    # trained convolutions: each output channel has at most 255 distinct levels, symmetric around 0
+    w = a.stage_list[1].block_list[0].conv2.conv.weight.detach().reshape(-1, a.stage_list[1].block_list[0].conv2.conv.weight[0].numel())
+    for row in w:
+        step = row.abs().max() / 127
+        assert torch.allclose(row / step, torch.round(row / step), atol=1e-3)
+    # hooks are gone: the model is a plain Net1D again (no parametrisation, same state_dict keys)
+    assert set(a.state_dict()) == set(student.state_dict())
+    assert not a.stage_list[1].block_list[0].bn1._forward_hooks
+
+
+def test_fake_quantisation_matches_int8_arithmetic():
+    from ecgedge.quantize.qat import ActivationQuant, fake_quant_weight
+    x = torch.linspace(-1.0, 3.0, 1001)
+    q = ActivationQuant()(x, training=True)
+    assert len(torch.unique(q)) <= 256 and float((q - x).abs().max()) <= 4.0 / 255 / 2 + 1e-6
+    assert float(q[torch.argmin(x.abs())]) == pytest.approx(0.0, abs=4.0 / 255 / 2)
+    w = torch.randn(4, 3, 5)
+    wq = fake_quant_weight(w)
+    for c in range(4):
+        assert len(torch.unique(wq[c])) <= 255 and torch.isclose(wq[c].abs().max(), w[c].abs().max())
