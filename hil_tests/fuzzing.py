@@ -202,7 +202,11 @@ def load(kind, path):
     else:
         raise SystemExit(f"unknown kind {kind}")
 
-print("ready", flush=True)
+# answers go out on a private copy of stdout; fd 1 itself goes to stderr, so that what a library prints
+# (onnxruntime writes "EP Error" banners to stdout) cannot be taken for an answer
+_answers = os.fdopen(os.dup(1), "w", buffering=1)
+os.dup2(2, 1)
+print("ready", file=_answers, flush=True)
 for line in sys.stdin:
     kind, path = json.loads(line)
     try:
@@ -212,7 +216,7 @@ for line in sys.stdin:
         res = "EdgeError"
     except Exception as e:
         res = f"CRASH {type(e).__name__}: {str(e)[:200]}"
-    print(json.dumps(res), flush=True)
+    print(json.dumps(res), file=_answers, flush=True)
 """
 
 
@@ -287,7 +291,9 @@ def fuzz_loaders(artefacts: dict[str, Path], cases_per_kind: int = 12, seed: int
             target = case_dir / Path(path).name
         tally = {"executions": 0, "crashes": 0, "hangs": 0, "edge_errors": 0, "loaded": 0, "failures": []}
         worker = _Worker()
-        for data in loader_cases(kind, original, cases_per_kind, rng):
+        corpus = CORPUS_DIR / f"loader_{kind}"  # inputs that once went wrong, replayed first
+        known = [f.read_bytes() for f in sorted(corpus.iterdir()) if f.is_file()] if corpus.is_dir() else []
+        for data in known + loader_cases(kind, original, cases_per_kind, rng):
             target.write_bytes(data)
             res = worker.load(kind, target, timeout_s)
             tally["executions"] += 1

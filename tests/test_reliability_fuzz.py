@@ -61,3 +61,16 @@ def test_c_fuzz_targets_bounded(target, tmp_path):
     r = F.run_c_fuzzer(exe, target, 12, tmp_path)
     assert r["crashes"] == 0, r.get("log_tail")
     assert r["executions"] > 10
+
+
+def test_loader_worker_answers_stay_in_step_when_onnxruntime_prints_on_stdout(tmp_path):
+    """This corrupted .onnx (checked-in corpus) makes onnxruntime print an "EP Error" banner on stdout; the
+    worker's answers must not be mixed up with it (the benchmark died on that line with a JSONDecodeError)."""
+    case = F.CORPUS_DIR / "loader_onnx" / "ep_error_banner.onnx"
+    w = F._Worker()
+    try:
+        assert [w.load("onnx", case, 60) for _ in range(2)] == ["EdgeError", "EdgeError"]
+    finally:
+        w.close()
+    r = F.fuzz_loaders({"onnx": case}, cases_per_kind=4, seed=0, work=tmp_path)["loader_onnx"]
+    assert r["executions"] == 4 + 1 and r["crashes"] == 0 and r["edge_errors"] == 5, r["failures"]
