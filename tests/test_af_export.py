@@ -62,7 +62,7 @@ def test_edge_export_af_lead1_on_real_records(tmp_path):
     out = tmp_path / "af_lead1-cortex-m7"
     with pytest.raises(SystemExit) as ex:
         main(["af_lead1", "--target", "cortex-m7", "--checkpoint", str(ckpt), "--data", str(CINC), "--out", str(out),
-              "--calib-windows", "16", "--val-windows", "100", "--calibrator", "minmax", "--no-progress"])
+              "--calib-windows", "16", "--val-windows", "300", "--calibrator", "minmax", "--no-progress"])
     assert ex.value.code == 0
     rep = json.loads((out / "report.json").read_text())
     man = json.loads((out / "manifest.json").read_text())
