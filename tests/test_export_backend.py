@@ -143,3 +143,25 @@ def test_bad_input_exits_2_without_package(case, tmp_path, tiny_pocket_k_checkpo
     assert err.startswith("error:") or "\nerror:" in err
     assert expect in err
     assert _no_leftovers(tmp_path, "pkg")
+
+
+def test_pruned_and_quant_aware_export_is_byte_identical_twice(tiny_pocket_k_checkpoint, tiny_export_args, tmp_path):
+    """The whole road with pruning, distillation and the quantisation-aware epochs (forced by a latency
+    budget below the tiny model's MACs) gives the same .tflite twice: fixed seeds, no wall-clock stops."""
+    from ecgedge.models.zoo import count_macs, load_model
+    from ecgedge.targets import get_target
+    model, spec, _ = load_model("pocket_k", str(tiny_pocket_k_checkpoint))
+    target = get_target("cortex-m7")
+    latency_ms = 0.6 * count_macs(model, spec.input.window_samples) * target.cycles_per_mac / target.clock_hz * 1e3
+    outs = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        assert _cli(["pocket_k", "--target", "cortex-m7", "--checkpoint", str(tiny_pocket_k_checkpoint),
+                     "--out", str(out), "--latency-ms", f"{latency_ms:.6f}", "--finetune-epochs", "1",
+                     "--qat-epochs", "1", *tiny_export_args]) == 0
+        outs.append(out)
+    report = json.loads((outs[0] / "report.json").read_text())
+    assert report["pruning"]["pruned"] and report["macs_pruned"] <= 0.6 * report["macs_float"]
+    history = report["pruning"]["distillation"]["history"]
+    assert history["quant_aware"]["epochs"] == 1 and history["epochs"][-1]["phase"] == "qat"
+    assert (outs[0] / "model_int8.tflite").read_bytes() == (outs[1] / "model_int8.tflite").read_bytes()
