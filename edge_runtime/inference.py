@@ -23,20 +23,33 @@ def quantize_window(filtered_uv: np.ndarray, input_contract: dict) -> np.ndarray
     return np.clip(np.round(x / scale) + zp, -128, 127).astype(np.int8)
 
 
-def interpret_outputs(raw_int8, outputs, package_outputs=None) -> dict:
+def interpret_outputs(raw_int8, outputs, package_outputs=None, task: str | None = None) -> dict:
     """scores / decisions from raw INT8 outputs (device RESULT or LiteRT) using the manifest outputs."""
     raw = [int(v) for v in raw_int8]
     values = {}
     for o in outputs:
         q = raw[o.index]
         values[o.name] = (q - int(o.tflite_zero_point or 0)) * float(o.tflite_scale or 1.0)
-    return interpret_values(values, outputs, raw)
+    return interpret_values(values, outputs, raw, task)
 
 
-def interpret_values(values: dict, outputs, raw=None) -> dict:
+def interpret_values(values: dict, outputs, raw=None, task: str | None = None) -> dict:
+    """A multiclass model's logits (manifest "task": "multiclass") become softmax probabilities and one
+    decision, the most probable class; other logits each get a sigmoid and their own threshold."""
     scores, decisions = {}, {}
+    logits = [o for o in outputs if o.kind == "logit"]
+    if task == "multiclass" and logits:
+        z = np.array([float(values[o.name]) for o in logits])
+        p = np.exp(z - z.max())
+        p /= p.sum()
+        best = int(np.argmax(p))
+        for i, o in enumerate(logits):
+            scores[o.name] = float(p[i])
+            decisions[o.name] = i == best
     for o in outputs:
         v = float(values[o.name])
+        if o.kind == "logit" and o.name in scores:
+            continue
         if o.kind == "logit":
             p = 1.0 / (1.0 + math.exp(-v))
             scores[o.name] = p
@@ -123,7 +136,9 @@ class HostInference:
     def infer(self, filtered_uv: np.ndarray) -> dict:
         if isinstance(self.engine, LiteRtEngine):
             q = quantize_window(filtered_uv, self.package.input)
-            return interpret_outputs(self.engine.run_int8(q), self.package.outputs)
+            return interpret_outputs(self.engine.run_int8(q), self.package.outputs,
+                                     task=self.package.manifest.get("task"))
         x = np.asarray(filtered_uv, np.float64) / self.package.scale_uv
         y = self.engine.run_float(x)
-        return interpret_values({o.name: y[o.index] for o in self.package.outputs}, self.package.outputs)
+        return interpret_values({o.name: y[o.index] for o in self.package.outputs}, self.package.outputs,
+                                task=self.package.manifest.get("task"))

@@ -232,7 +232,7 @@ class Session:
         f = await self.link.request(P.MsgType.WINDOW_INFER, P.pack_window_infer(P.WindowInfer(first)),
                                     expect=P.MsgType.RESULT, timeout=self.opts.request_timeout_s)
         r = P.unpack_result(f.payload)
-        out = interpret_outputs(r.outputs, self.package.outputs)
+        out = interpret_outputs(r.outputs, self.package.outputs, task=self.package.manifest.get("task"))
         out["device_counter"] = {"kind": r.counter_kind, "value": r.counter, "infer_us": r.infer_us}
         return out
 
