@@ -62,11 +62,30 @@ def _build(kwargs: dict) -> Net1D:
 
 # ---------------------------------------------------------------------------------------------- checkpoints
 
+def _check_zip_integrity(path: Path) -> None:
+    """torch.load does not check the CRC-32 of a zip checkpoint's members: a flipped byte in a tensor
+    loads as a wrong weight. Check every member's CRC first (legacy non-zip files are left to torch)."""
+    import zipfile
+    try:
+        if not zipfile.is_zipfile(path):
+            return
+        with zipfile.ZipFile(path) as zf:
+            bad = zf.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError) as exc:
+        raise ModelError(f"checkpoint {str(path)!r} is a damaged zip archive: {exc}") from exc
+    except Exception as exc:   # zlib errors on corrupt compressed members
+        raise ModelError(f"checkpoint {str(path)!r} is a damaged zip archive: {type(exc).__name__}: {exc}") from exc
+    if bad is not None:
+        raise ModelError(f"checkpoint {str(path)!r} is corrupted: member {bad!r} fails its CRC-32 check "
+                         "(expected the bytes torch.save wrote)")
+
+
 def read_checkpoint(path: str | Path) -> dict:
     """torch.load a checkpoint safely (weights_only); ModelError when missing or unreadable."""
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"checkpoint {str(path)!r} not found")
+    _check_zip_integrity(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # corrupt zip, truncated pickle, non-tensor payloads ...
