@@ -166,7 +166,7 @@ def _score(val_out, val_teacher, y_val, logit_idx, reg_idx):
 def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epochs: int = 6,
                      batch_size: int = 32, lr: float = 2e-3, seed: int = 0, progress: bool = True,
                      time_budget_s: float | None = 90.0, weight_decay: float = 1e-4, threads: int = 2,
-                     qat_epochs: int = 0, qat_lr: float | None = None):
+                     qat_epochs: int = 0, qat_lr: float | None = None, freeze_prefix: bool = True):
     """Distil `teacher` into `student` (a deep copy is trained); returns (best student, history dict).
 
     train_windows / val_windows: arrays [N, 1, W] in model units, or dicts / objects with "x" and
@@ -174,13 +174,14 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
     (at the end of the batch that crosses it); the best validation epoch is returned.
     `qat_epochs` > 0 adds a quantisation-aware phase (ecgedge.quantize.qat) after the float epochs,
     starting from the best float epoch; its best epoch (validation loss with fake INT8) is returned, with
-    the weights left on their per-channel int8 grid.
+    the weights left on their per-channel int8 grid. `epochs` may be 0 when `qat_epochs` > 0 (a model
+    already inside its budget: the QAT phase alone, end to end with `freeze_prefix=False`).
     """
     import torch
 
-    if epochs < 1 or batch_size < 1 or lr <= 0 or qat_epochs < 0:
+    if epochs < 0 or epochs + qat_epochs < 1 or batch_size < 1 or lr <= 0 or qat_epochs < 0:
         raise ConfigError(f"epochs={epochs}, batch_size={batch_size}, lr={lr}, qat_epochs={qat_epochs}: "
-                          "expected positive values (qat_epochs >= 0)")
+                          "expected positive values (epochs or qat_epochs may be 0, not both)")
     x_tr, y_tr = _windows_and_labels(train_windows, spec, "training windows")
     x_val, y_val = _windows_and_labels(val_windows, spec, "validation windows")
     logit_idx = [i for i, o in enumerate(spec.outputs) if o.kind == "logit"]
@@ -193,7 +194,7 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
         torch.manual_seed(seed)
         student = copy.deepcopy(student)
         teacher = copy.deepcopy(teacher).eval()
-        frozen = frozen_prefix_stages(student, teacher)
+        frozen = frozen_prefix_stages(student, teacher) if freeze_prefix else None
         if frozen is None:  # the stem was pruned: train end to end
             h_tr, h_val = x_tr, x_val
             t_tr, t_val = _predict(teacher, x_tr, 64), _predict(teacher, x_val, 64)
@@ -224,6 +225,8 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
             best_state, best_epoch = copy.deepcopy(student.state_dict()), first_epoch - 1
             history["epochs"].append({"epoch": first_epoch - 1, "phase": name, **metrics,
                                       "seconds": round(time.monotonic() - start, 2)})
+            if n_epochs == 0:
+                return best_epoch
             params = [p for p in student.parameters() if id(p) in trained_ids]
             opt = torch.optim.AdamW(params, lr=peak_lr, weight_decay=weight_decay)
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak_lr, total_steps=n_epochs * steps_per_epoch,
@@ -268,8 +271,9 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
             history["best_epoch"] = run_phase("float", epochs, lr, 1, bar, task)
             if qat_epochs and not history["stopped_early"]:
                 from ecgedge.quantize.qat import QuantSim
+                # the INT8 tensor the trained part starts from: a frozen prefix's output, or the model input
                 sim = QuantSim(student, trained_modules,
-                               inputs_of=[student.stage_list[frozen]] if frozen is not None else [])
+                               inputs_of=[student.stage_list[frozen] if frozen is not None else student.first_conv])
                 with torch.no_grad():   # observers start from the float model's ranges
                     sim.calibrate(lambda: [forward(data["x"][i:i + 64]) for i in range(0, min(len(h_tr), 256), 64)])
                 history["quant_aware"] = {"epochs": qat_epochs, "points": sim.n_points,

@@ -540,12 +540,19 @@ def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out:
     window = int(spec.input.window_samples)
     x_cal = cal_data["x"]
     macs = count_macs(model, window)
+    qat = QAT_EPOCHS if opts.qat_epochs is None else opts.qat_epochs
     if macs <= budget["macs"] and estimate_int8_bytes(model, window) <= budget["flash_bytes"]:
-        return copy.deepcopy(model).eval(), {"pruned": False, "reason": "within budget"}
-    pruned, info = prune_to_budget(model, spec, mac_budget=budget["macs"], flash_budget_bytes=budget["flash_bytes"],
-                                   ram_budget_bytes=budget["ram_bytes"], example_windows=x_cal[:32, None, :],
-                                   seed=opts.seed, progress=opts.progress)
-    info = {"pruned": True, **info}
+        info = {"pruned": False, "reason": "within budget"}
+        if not qat:
+            return copy.deepcopy(model).eval(), info
+        # nothing to prune: the quantisation-aware epochs alone, end to end, the model its own teacher
+        student, float_epochs, freeze = copy.deepcopy(model), 0, False
+    else:
+        student, info = prune_to_budget(model, spec, mac_budget=budget["macs"], flash_budget_bytes=budget["flash_bytes"],
+                                        ram_budget_bytes=budget["ram_bytes"], example_windows=x_cal[:32, None, :],
+                                        seed=opts.seed, progress=opts.progress)
+        info = {"pruned": True, **info}
+        float_epochs, freeze = opts.finetune_epochs or DISTIL_EPOCHS, True
     from ecgedge.quantize.distill import finetune_distill
     train = {k: v for k, v in cal_data.items()}
     source = cal_source_note = "the representative (calibration) windows"
@@ -558,9 +565,9 @@ def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out:
     held = dict(held_out.get())
     held["x"] = held["x"][:, None, :]
     # No time budget: a wall-clock stop would make the model (and the .tflite) non-reproducible.
-    qat = QAT_EPOCHS if opts.qat_epochs is None else opts.qat_epochs
-    pruned, history = finetune_distill(pruned, model, train, held, spec, epochs=opts.finetune_epochs or DISTIL_EPOCHS,
-                                       seed=opts.seed, progress=opts.progress, time_budget_s=None, qat_epochs=qat)
+    pruned, history = finetune_distill(student, model, train, held, spec, epochs=float_epochs, seed=opts.seed,
+                                       progress=opts.progress, time_budget_s=None, qat_epochs=qat,
+                                       freeze_prefix=freeze)
     info["distillation"] = {"train_windows": len(train["x"]), "held_out_windows": len(held["x"]),
                             "train_source": source, "history": history}
     return pruned.eval(), info

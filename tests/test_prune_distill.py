@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecgedge.errors import DataError
+from ecgedge.errors import ConfigError, DataError
 from ecgedge.models.net1d import Net1D
 from ecgedge.models.specs import get_spec
 from ecgedge.models.zoo import count_macs
@@ -130,3 +130,16 @@ def test_fake_quantisation_matches_int8_arithmetic():
     wq = fake_quant_weight(w)
     for c in range(4):
         assert len(torch.unique(wq[c])) <= 255 and torch.isclose(wq[c].abs().max(), w[c].abs().max())
+
+
+def test_quant_aware_epochs_alone_for_a_model_inside_its_budget(setup, spec):
+    """No pruning, no float epochs: the model is its own teacher, trained end to end through fake INT8
+    (the model input included); epochs and qat_epochs may not both be 0."""
+    teacher, _, x_tr, x_val = setup
+    trained, history = finetune_distill(teacher, teacher, x_tr, x_val, spec, epochs=0, qat_epochs=1, batch_size=16,
+                                        seed=0, progress=False, time_budget_s=None, threads=1, freeze_prefix=False)
+    assert history["frozen_stages"] is None and [e["phase"] for e in history["epochs"]] == ["float", "qat", "qat"]
+    assert history["quant_aware"]["points"] > 20
+    assert not torch.equal(trained.first_conv.conv.weight, teacher.first_conv.conv.weight)   # stem trained too
+    with pytest.raises(ConfigError, match="not both"):
+        finetune_distill(teacher, teacher, x_tr, x_val, spec, epochs=0, qat_epochs=0, progress=False)
