@@ -127,11 +127,21 @@ def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     return float(auroc(labels, scores))
 
 
-def distillation_loss(student_out, teacher_out, labels, logit_idx, reg_idx, temperature=TEMPERATURE):
+def distillation_loss(student_out, teacher_out, labels, logit_idx, reg_idx, temperature=TEMPERATURE,
+                      multiclass: bool = False):
+    """Soft-target loss (+ labels where known). `multiclass`: the logits are one softmax (KL divergence of
+    the tempered softmaxes, cross-entropy to the labels' class distribution), not independent sigmoids."""
     import torch.nn.functional as F
 
     loss = 0.0
-    if logit_idx:
+    if logit_idx and multiclass:
+        s, t = student_out[:, logit_idx], teacher_out[:, logit_idx]
+        soft = F.kl_div(F.log_softmax(s / temperature, dim=1), F.softmax(t / temperature, dim=1), reduction="batchmean")
+        loss = loss + SOFT_WEIGHT * soft * temperature ** 2
+        if labels is not None:
+            y = labels[:, logit_idx]
+            loss = loss + HARD_WEIGHT * -(y * F.log_softmax(s, dim=1)).sum(dim=1).mean()
+    elif logit_idx:
         s, t = student_out[:, logit_idx], teacher_out[:, logit_idx]
         soft = F.binary_cross_entropy_with_logits(s / temperature, (t / temperature).sigmoid())
         loss = loss + SOFT_WEIGHT * soft * temperature ** 2
@@ -145,13 +155,14 @@ def distillation_loss(student_out, teacher_out, labels, logit_idx, reg_idx, temp
     return loss
 
 
-def _score(val_out, val_teacher, y_val, logit_idx, reg_idx):
+def _score(val_out, val_teacher, y_val, logit_idx, reg_idx, multiclass: bool = False):
     """(score to maximise, metrics dict) on validation outputs."""
     import torch
 
     metrics = {}
     vloss = float(distillation_loss(torch.from_numpy(val_out), torch.from_numpy(val_teacher),
-                                    None if y_val is None else torch.from_numpy(y_val), logit_idx, reg_idx))
+                                    None if y_val is None else torch.from_numpy(y_val), logit_idx, reg_idx,
+                                    multiclass=multiclass))
     metrics["val_loss"] = vloss
     if y_val is not None:
         for i in logit_idx:
@@ -207,7 +218,8 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
             forward = lambda h: _suffix(student, h, frozen)  # noqa: E731
             predict_student = lambda m, h: _predict_suffix(m, h, frozen, 64)  # noqa: E731
             trained_modules = [*student.stage_list[frozen:], student.dense]
-        teacher_metrics = _score(t_val, t_val, y_val, logit_idx, reg_idx)[1]
+        multiclass = getattr(spec, "task", None) == "multiclass"
+        teacher_metrics = _score(t_val, t_val, y_val, logit_idx, reg_idx, multiclass)[1]
         history = {"teacher": teacher_metrics, "epochs": [], "best_epoch": 0, "stopped_early": False,
                    "temperature": TEMPERATURE, "frozen_stages": frozen}
         rng = np.random.default_rng(seed)
@@ -217,7 +229,7 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
                 "y": None if y_tr is None else torch.from_numpy(y_tr)}
 
         def evaluate():
-            return _score(predict_student(student, h_val), t_val, y_val, logit_idx, reg_idx)
+            return _score(predict_student(student, h_val), t_val, y_val, logit_idx, reg_idx, multiclass)
 
         def run_phase(name: str, n_epochs: int, peak_lr: float, first_epoch: int, bar, task):
             """Train n_epochs; returns the best (score, state) of this phase, epoch 0 included."""
@@ -242,7 +254,7 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
                     idx = order[s * batch_size:(s + 1) * batch_size]
                     out = forward(data["x"][idx])
                     loss = distillation_loss(out, data["t"][idx], None if data["y"] is None else data["y"][idx],
-                                             logit_idx, reg_idx)
+                                             logit_idx, reg_idx, multiclass=multiclass)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()

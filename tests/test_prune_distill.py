@@ -143,3 +143,18 @@ def test_quant_aware_epochs_alone_for_a_model_inside_its_budget(setup, spec):
     assert not torch.equal(trained.first_conv.conv.weight, teacher.first_conv.conv.weight)   # stem trained too
     with pytest.raises(ConfigError, match="not both"):
         finetune_distill(teacher, teacher, x_tr, x_val, spec, epochs=0, qat_epochs=0, progress=False)
+
+
+def test_multiclass_distillation_loss_is_a_softmax_kl():
+    from ecgedge.quantize.distill import TEMPERATURE, distillation_loss
+    t = torch.tensor([[2.0, 0.5, -1.0, 0.0], [0.0, 3.0, 0.0, -2.0]])
+    same = distillation_loss(t, t, None, [0, 1, 2, 3], [], multiclass=True)
+    assert float(same) == pytest.approx(0.0, abs=1e-6)
+    s = t + torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]])
+    p = torch.softmax(t / TEMPERATURE, 1)
+    kl = (p * (torch.log_softmax(t / TEMPERATURE, 1) - torch.log_softmax(s / TEMPERATURE, 1))).sum(1).mean()
+    got = distillation_loss(s, t, None, [0, 1, 2, 3], [], multiclass=True)
+    assert float(got) == pytest.approx(float(kl) * TEMPERATURE ** 2, rel=1e-5) and float(got) > 0
+    # shifting every logit by a constant changes no softmax: no loss (a sigmoid loss would see one)
+    assert float(distillation_loss(t + 5.0, t, None, [0, 1, 2, 3], [], multiclass=True)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distillation_loss(t + 5.0, t, None, [0, 1, 2, 3], [])) > 0.1
