@@ -13,11 +13,9 @@ Faults act on device -> host bytes, as radio and UART errors do; the runtime par
 from __future__ import annotations
 
 import dataclasses
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
-
 import numpy as np
 
-from ecgedge.edge_runtime.transports.base import Transport
+from ecgedge.edge_runtime.transports.base import Transport, split_wrapper_url
 from ecgedge.errors import ConfigError, ProtocolError, TransportError
 from ecgedge.firmware_bridge.protocol import FrameDecoder, MsgType, unpack_samples
 
@@ -28,25 +26,19 @@ FAULT_PARAMS = {"byte_error_rate": float, "dup": float, "reorder": float, "drop_
 class FaultTransport(Transport):
     def __init__(self, url: str):
         super().__init__(url)
-        inner = url[len("fault://"):]
-        if "://" not in inner:
-            raise ConfigError(f"{url!r}: expected fault://<inner url>, e.g. fault://sim://pocket_k?dup=0.01")
-        u = urlsplit(inner)
-        q = parse_qsl(u.query, keep_blank_values=True)
+        inner, own = split_wrapper_url(url, "fault", FAULT_PARAMS, "fault://sim://pocket_k?dup=0.01")
         self.params = {}
-        for k, v in q:
-            if k in FAULT_PARAMS:
-                try:
-                    self.params[k] = FAULT_PARAMS[k](v)
-                except ValueError:
-                    raise ConfigError(f"fault parameter {k}={v!r} is not a {FAULT_PARAMS[k].__name__}") from None
+        for k, v in own:
+            try:
+                self.params[k] = FAULT_PARAMS[k](v)
+            except ValueError:
+                raise ConfigError(f"fault parameter {k}={v!r} is not a {FAULT_PARAMS[k].__name__}") from None
         for k in ("byte_error_rate", "dup", "reorder"):
             if not 0 <= self.params.get(k, 0.0) < 1:
                 raise ConfigError(f"fault parameter {k}={self.params[k]}: expected a probability in [0, 1)")
         for k in ("drop_link_every", "reboot_every"):
             if self.params.get(k, 1) < 1:
                 raise ConfigError(f"fault parameter {k}={self.params[k]}: expected >= 1 frames")
-        inner = urlunsplit(u._replace(query=urlencode([(k, v) for k, v in q if k not in FAULT_PARAMS])))
         from ecgedge.edge_runtime.transports import open_transport
 
         self.inner = open_transport(inner)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ecgedge.errors import ConfigError, TransportError
 
@@ -19,6 +19,18 @@ def query_number(q: dict, name: str, default, kind=float):
         return kind(q[name])
     except ValueError:
         raise ConfigError(f"URL parameter {name}={q[name]!r} is not a {kind.__name__}") from None
+
+
+def split_wrapper_url(url: str, scheme: str, own_keys, example: str) -> tuple[str, list[tuple[str, str]]]:
+    """A wrapper URL `<scheme>://<inner url>` -> (the inner URL without the wrapper's own query parameters,
+    those parameters in order). ConfigError when no inner URL follows."""
+    inner = url[len(f"{scheme}://"):]
+    if "://" not in inner:
+        raise ConfigError(f"{url!r}: expected {scheme}://<inner url>, e.g. {example}")
+    u = urlsplit(inner)
+    q = parse_qsl(u.query, keep_blank_values=True)
+    rest = urlunsplit(u._replace(query=urlencode([(k, v) for k, v in q if k not in own_keys])))
+    return rest, [(k, v) for k, v in q if k in own_keys]
 
 
 class Transport:

@@ -6,10 +6,8 @@ transport sees it), else to the `ecgedge.spy` logger at DEBUG level.
 
 import logging
 import time
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from ecgedge.edge_runtime.transports.base import Transport
-from ecgedge.errors import ConfigError
+from ecgedge.edge_runtime.transports.base import Transport, split_wrapper_url
 
 log = logging.getLogger("ecgedge.spy")
 
@@ -17,13 +15,8 @@ log = logging.getLogger("ecgedge.spy")
 class SpyTransport(Transport):
     def __init__(self, url):
         super().__init__(url)
-        inner = url[len("spy://"):]
-        if "://" not in inner:
-            raise ConfigError(f"{url!r}: expected spy://<inner url>, e.g. spy://socket://127.0.0.1:5000")
-        u = urlsplit(inner)
-        q = parse_qsl(u.query, keep_blank_values=True)
-        self.log_path = dict(q).get("spy_log")
-        inner = urlunsplit(u._replace(query=urlencode([(k, v) for k, v in q if k != "spy_log"])))
+        inner, own = split_wrapper_url(url, "spy", {"spy_log"}, "spy://socket://127.0.0.1:5000")
+        self.log_path = dict(own).get("spy_log")
         from ecgedge.edge_runtime.transports import open_transport
 
         self.inner = open_transport(inner)
