@@ -232,7 +232,8 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
             return _score(predict_student(student, h_val), t_val, y_val, logit_idx, reg_idx, multiclass)
 
         def run_phase(name: str, n_epochs: int, peak_lr: float, first_epoch: int, bar, task):
-            """Train n_epochs; returns the best (score, state) of this phase, epoch 0 included."""
+            """Train n_epochs, keep the best state of this phase (its starting point included) in the
+            student, and return that epoch's number."""
             best_score, metrics = evaluate()
             best_state, best_epoch = copy.deepcopy(student.state_dict()), first_epoch - 1
             history["epochs"].append({"epoch": first_epoch - 1, "phase": name, **metrics,
