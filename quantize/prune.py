@@ -1,11 +1,12 @@
 """Structured pruning of a Net1D to a target's budget (MACs per window, INT8 weight bytes, activations).
 
 What is pruned, physically (smaller tensors, not masks), with torch-pruning's layer functions:
-- the middle channels of each bottleneck block, in WHOLE GROUPS of the grouped convolution: the group's
+- the middle channels of each bottleneck block, in WHOLE GROUPS of a grouped convolution: the group's
   conv1 output rows, bn2, the group's conv2 rows (conv2 keeps its channels per group, `groups` drops),
   bn3 and conv3's input columns. torch-pruning's dependency graph would prune inside the groups (same
   index in every group), which changes the grouped layout; the coupling of one block is small and fixed,
-  so it is planned here and torch-pruning slices the layers;
+  so it is planned here and torch-pruning slices the layers. A model with no grouped conv2 (af_lead1)
+  loses single channels instead: conv1 rows, bn2, conv2 rows AND input columns, bn3, conv3 columns;
 - the hidden units of each squeeze-excitation (se_fc1 rows, se_fc2 columns);
 - whole non-first blocks of a stage, when its last group goes (the residual makes the block an identity).
 The residual stream widths (and so the zero-channel-pad shortcuts) are left as they are.
@@ -44,10 +45,11 @@ class _BlockPlan:
     out_channels: int
     stride: int
     kernel: int
-    group_width: int
-    groups: list[int]          # kept group indices (original numbering)
+    group_width: int           # channels per pruning unit: a group, or 1 for an ungrouped conv2
+    groups: list[int]          # kept unit indices (original numbering): groups, or channels if ungrouped
     se_hidden: list[int]       # kept SE hidden units
     first_of_stage: bool
+    ungrouped: bool = False
     group_importance: np.ndarray = field(repr=False, default=None)
     se_importance: np.ndarray = field(repr=False, default=None)
 
@@ -58,6 +60,11 @@ class _BlockPlan:
     @property
     def middle(self) -> int:
         return len(self.groups) * self.group_width
+
+    @property
+    def conv2_fan_in(self) -> int:
+        """Input channels per conv2 output channel: the group's width, or every middle channel."""
+        return self.middle if self.ungrouped else self.group_width
 
     @property
     def dropped(self) -> bool:
@@ -98,8 +105,9 @@ def _footprint(model, blocks: list[_BlockPlan], window: int) -> Footprint:
         lout = _length_after(lin, b.stride)
         mid, cin_b, cout = b.middle, b.in_channels, b.out_channels
         hidden = len(b.se_hidden)
-        macs += lin * mid * cin_b + lout * mid * b.group_width * b.kernel + lout * cout * mid + 2 * cout * hidden
-        w = cin_b * mid + mid * b.group_width * b.kernel + mid * cout + 2 * cout * hidden
+        fan_in = b.conv2_fan_in
+        macs += lin * mid * cin_b + lout * mid * fan_in * b.kernel + lout * cout * mid + 2 * cout * hidden
+        w = cin_b * mid + mid * fan_in * b.kernel + mid * cout + 2 * cout * hidden
         weights += w
         channels_out += mid + mid + cout + hidden + cout
         layers += 5 + (0 if b.first_of_stage and b.stage == 0 else 2)
@@ -133,6 +141,9 @@ def _bn_scale(bn) -> "torch.Tensor":
 def _block_plans(model, activation_scale: dict | None) -> list[_BlockPlan]:
     """One plan per block with group / SE-hidden importances from the current weights."""
     plans = []
+    # channels are the units only in a model with no grouped conv2 at all (af_lead1's reference); a grouped
+    # model's block that happens to hold one group keeps whole-group pruning
+    ungrouped = all(b.conv2.conv.groups == 1 for s in model.stage_list for b in s.block_list)
     for i, stage in enumerate(model.stage_list):
         for j, block in enumerate(stage.block_list):
             conv1, conv2, conv3 = block.conv1.conv, block.conv2.conv, block.conv3.conv
@@ -140,11 +151,16 @@ def _block_plans(model, activation_scale: dict | None) -> list[_BlockPlan]:
             if conv2.out_channels != conv2.in_channels or conv2.out_channels % gw:
                 raise ModelError(f"{i}.{j}: conv2 {conv2.in_channels}->{conv2.out_channels} with "
                                  f"groups={conv2.groups} is not a square grouped conv")
-            n_groups = conv2.groups
+            if ungrouped:  # units are single channels
+                gw, n_groups = 1, conv2.out_channels
+            else:
+                n_groups = conv2.groups
             w1 = conv1.weight.detach()[:, :, 0] * _bn_scale(block.bn2)[:, None]
-            w2 = conv2.weight.detach().flatten(1) * _bn_scale(block.bn3)[:, None]
+            w2 = conv2.weight.detach() * _bn_scale(block.bn3)[:, None, None]
             w3 = conv3.weight.detach()[:, :, 0]
-            per_channel = [w1.pow(2).sum(1), w2.pow(2).sum(1), w3.pow(2).sum(0)]
+            per_channel = [w1.pow(2).sum(1), w2.flatten(1).pow(2).sum(1), w3.pow(2).sum(0)]
+            if ungrouped:  # a middle channel is also one of conv2's input columns
+                per_channel.append(w2.pow(2).sum(dim=(0, 2)))
             scores = []
             for v in per_channel:
                 g = v.reshape(n_groups, gw).sum(1).sqrt().numpy().astype(np.float64)
@@ -160,6 +176,7 @@ def _block_plans(model, activation_scale: dict | None) -> list[_BlockPlan]:
                 stage=i, index=j, in_channels=conv1.in_channels, out_channels=conv3.out_channels,
                 stride=conv2.stride[0], kernel=conv2.kernel_size[0], group_width=gw,
                 groups=list(range(n_groups)), se_hidden=list(range(f1.shape[0])), first_of_stage=j == 0,
+                ungrouped=ungrouped,
                 group_importance=group_importance / max(group_importance.mean(), 1e-12),
                 se_importance=se / max(se.mean(), 1e-12)))
     return plans
@@ -273,9 +290,9 @@ def plan_pruning(model, window: int, budget: _Budget, cost_exponent: float = 0.5
                 limit = budget.stated.get(key, getattr(budget, key))
                 value = getattr(fp, key)
                 parts.append(f"{key} {value:,} > budget {int(limit):,} (over by {int(value - limit):,})")
-            raise BudgetError("cannot prune the model into the budget with whole-group pruning: at the "
-                              "smallest structure (one group per stage-first block, other blocks dropped, "
-                              "SE squeezed to one unit) " + "; ".join(parts))
+            raise BudgetError("cannot prune the model into the budget with structured pruning: at the "
+                              "smallest structure (one group or channel per stage-first block, other blocks "
+                              "dropped, SE squeezed to one unit) " + "; ".join(parts))
         _, b, kind, unit, fp = best
         _remove(b, kind, unit)
 
@@ -299,10 +316,21 @@ def _apply(model, blocks: list[_BlockPlan]) -> None:
             if plan.dropped:
                 continue
             gw = plan.group_width
-            n_groups = block.conv2.conv.groups
+            n_units = block.conv2.conv.out_channels // gw
             channels = [g * gw + c for g in sorted(plan.groups) for c in range(gw)]
-            removed = _keep_to_remove(n_groups * gw, channels)
-            if removed:
+            removed = _keep_to_remove(n_units * gw, channels)
+            if removed and plan.ungrouped:
+                tp.prune_conv_out_channels(block.conv1.conv, removed)
+                tp.prune_batchnorm_out_channels(block.bn2, removed)
+                tp.prune_conv_out_channels(block.conv2.conv, removed)
+                tp.prune_conv_in_channels(block.conv2.conv, removed)
+                tp.prune_batchnorm_out_channels(block.bn3, removed)
+                tp.prune_conv_in_channels(block.conv3.conv, removed)
+                for wrapper in (block.conv1, block.conv2, block.conv3):
+                    wrapper.in_channels = wrapper.conv.in_channels
+                    wrapper.out_channels = wrapper.conv.out_channels
+                block.middle_channels = len(channels)
+            elif removed:
                 tp.prune_conv_out_channels(block.conv1.conv, removed)
                 tp.prune_batchnorm_out_channels(block.bn2, removed)
                 # grouped conv2: drop whole groups (rows); each kept group keeps its gw input channels

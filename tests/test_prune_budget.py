@@ -120,3 +120,53 @@ def test_reference_preset_fits_cortex_m7():
     assert info["macs_after"] <= target.mac_budget < info["macs_before"]
     assert info["int8_bytes_after"] <= target.model_flash_budget
     assert count_macs(pruned, spec.input.window_samples) == info["macs_after"]
+
+
+def _kept_rows(pruned_weight, source_weight):
+    """Indices of the source's rows (dim 0) that the pruned tensor kept, found by exact equality."""
+    kept = []
+    for row in pruned_weight:
+        hits = [i for i in range(len(source_weight)) if torch.equal(source_weight[i], row)]
+        assert len(hits) == 1
+        kept.append(hits[0])
+    return kept
+
+
+def test_ungrouped_convolutions_lose_single_channels_and_the_rest_is_the_masked_model():
+    """af_lead1's reference preset has ungrouped conv2s: whole-group pruning could not shrink it. Channel
+    pruning must give exactly the source model with the removed middle channels cut off (their columns
+    of conv2 and conv3 zeroed), and the planner's MAC count must be the model's."""
+    from ecgedge.quantize.prune import _block_plans, _footprint
+
+    af = get_spec("af_lead1")
+    window = af.input.window_samples
+    torch.manual_seed(1)
+    source = build_model("af_lead1", "reference").eval()
+    with torch.no_grad():
+        for mod in source.modules():
+            if isinstance(mod, torch.nn.BatchNorm1d):
+                mod.running_var.uniform_(0.5, 2.0)
+                mod.running_mean.uniform_(-0.2, 0.2)
+    before = count_macs(source, window)
+    pruned, info = prune_to_budget(source, af, mac_budget=before * 0.5, flash_budget_bytes=1e12, progress=False)
+    assert count_macs(pruned, window) == info["macs_after"] <= before * 0.5
+    assert _footprint(pruned, _block_plans(pruned, None), window).macs == info["macs_after"]
+    assert not info["blocks_dropped"]
+    masked = copy.deepcopy(source)
+    shrunk = 0
+    for sb, pb, mb in zip((b for s in source.stage_list for b in s.block_list),
+                          (b for s in pruned.stage_list for b in s.block_list),
+                          (b for s in masked.stage_list for b in s.block_list)):
+        conv2 = pb.conv2.conv
+        assert conv2.groups == 1 and conv2.in_channels == conv2.out_channels == pb.conv1.conv.out_channels
+        kept = _kept_rows(pb.conv1.conv.weight, sb.conv1.conv.weight)
+        removed = [c for c in range(sb.conv1.conv.out_channels) if c not in kept]
+        shrunk += bool(removed)
+        with torch.no_grad():
+            mb.conv2.conv.weight[:, removed] = 0
+            mb.conv3.conv.weight[:, removed] = 0
+    assert shrunk >= 3
+    x = torch.randn(3, 1, window)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), masked(x), rtol=1e-4, atol=1e-4)
+        assert not torch.allclose(pruned(x), source(x), atol=1e-3)
