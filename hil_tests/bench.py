@@ -407,6 +407,9 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
         m["metrics_device"] = task_metrics(task, outputs, dev_raw, es_done)
         m["metrics_float"] = task_metrics(task, outputs, fl, es_done) if fl is not None else None
         m["metrics_int8_reference"] = task_metrics(task, outputs, ref_raw, es_done)
+    # flat copies for the gates (a multi-class task's record-level score, e.g. af_lead1's Challenge F1)
+    m["f1_challenge_device"] = (m.get("metrics_device") or {}).get("f1_challenge")
+    m["f1_challenge_float"] = (m.get("metrics_float") or {}).get("f1_challenge")
 
     # latency
     clock = target.clock_hz if target is not None else None

@@ -107,3 +107,13 @@ def test_latency_conversion_per_counter_kind():
     assert latency_ms(2, 240_000, 0, 480e6, 1.0) == pytest.approx(0.5)   # cycles
     assert latency_ms(3, 2500, 0, None, 1.0) == pytest.approx(2.5)       # microseconds
     assert latency_ms(0, 0, 0, 480e6, 1.0) is None
+
+
+def test_shipped_f1_challenge_gate_holds_a_multiclass_device_to_its_float_score():
+    gate = [g for g in load_gates() if g.name == "f1_challenge"]
+    assert len(gate) == 1
+    verdict = lambda dev, fl: evaluate_gates(gate, {"f1_challenge_device": dev, "f1_challenge_float": fl})[0]  # noqa: E731
+    assert verdict(0.834, 0.838).passed is True
+    bad = verdict(0.830, 0.838)
+    assert bad.passed is False and "f1_challenge_device = 0.83" in bad.message
+    assert verdict(None, None).passed is None          # a model without classes (pocket_k): skipped
