@@ -80,11 +80,30 @@ def output_metrics(spec, raw: np.ndarray, truth: dict) -> dict[str, dict]:
     return res
 
 
+def _multiclass(spec) -> bool:
+    return getattr(spec, "task", None) == "multiclass"
+
+
+def probabilities(spec, raw: np.ndarray) -> np.ndarray:
+    """Probabilities of the logit outputs: one softmax over them for a multi-class spec, else a sigmoid each."""
+    z = np.asarray(raw, np.float64)[:, [i for i, o in enumerate(spec.outputs) if o.kind == "logit"]]
+    if _multiclass(spec) and z.shape[1]:
+        e = np.exp(z - z.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+    return sigmoid(z)
+
+
 def decisions(spec, raw: np.ndarray) -> np.ndarray:
-    """Boolean decisions [N, n_logit_outputs] at each logit output's probability threshold."""
-    cols = [sigmoid(raw[:, i]) >= (o.threshold if o.threshold is not None else 0.5)
-            for i, o in enumerate(spec.outputs) if o.kind == "logit"]
-    return np.stack(cols, axis=1) if cols else np.zeros((len(raw), 0), bool)
+    """Boolean decisions [N, n_logit_outputs]: each logit output at its probability threshold, or for a
+    multi-class spec the one class the argmax names (one-hot)."""
+    logit = [o for o in spec.outputs if o.kind == "logit"]
+    if not logit:
+        return np.zeros((len(raw), 0), bool)
+    p = probabilities(spec, raw)
+    if _multiclass(spec):
+        return np.eye(len(logit), dtype=bool)[p.argmax(axis=1)]
+    thresholds = np.array([o.threshold if o.threshold is not None else 0.5 for o in logit])
+    return p >= thresholds[None, :]
 
 
 def compare(spec, reference: np.ndarray, test: np.ndarray) -> dict:
@@ -94,7 +113,7 @@ def compare(spec, reference: np.ndarray, test: np.ndarray) -> dict:
     reg = [i for i, o in enumerate(spec.outputs) if o.kind != "logit"]
     out = {
         "agreement": float(np.mean(np.all(d_ref == d_test, axis=1))) if logit else None,
-        "max_abs_delta_probability": float(np.max(np.abs(sigmoid(reference[:, logit]) - sigmoid(test[:, logit]))))
+        "max_abs_delta_probability": float(np.max(np.abs(probabilities(spec, reference) - probabilities(spec, test))))
         if logit else None,
         "max_abs_delta_regression": float(np.max(np.abs(reference[:, reg] - test[:, reg]))) if reg else None,
     }
