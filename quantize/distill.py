@@ -177,7 +177,8 @@ def _score(val_out, val_teacher, y_val, logit_idx, reg_idx, multiclass: bool = F
 def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epochs: int = 6,
                      batch_size: int = 32, lr: float = 2e-3, seed: int = 0, progress: bool = True,
                      time_budget_s: float | None = 90.0, weight_decay: float = 1e-4, threads: int = 2,
-                     qat_epochs: int = 0, qat_lr: float | None = None, freeze_prefix: bool = True):
+                     qat_epochs: int = 0, qat_lr: float | None = None, freeze_prefix: bool = True,
+                     input_range: tuple[float, float] | None = None):
     """Distil `teacher` into `student` (a deep copy is trained); returns (best student, history dict).
 
     train_windows / val_windows: arrays [N, 1, W] in model units, or dicts / objects with "x" and
@@ -187,6 +188,8 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
     starting from the best float epoch; its best epoch (validation loss with fake INT8) is returned, with
     the weights left on their per-channel int8 grid. `epochs` may be 0 when `qat_epochs` > 0 (a model
     already inside its budget: the QAT phase alone, end to end with `freeze_prefix=False`).
+    `input_range`: the model input's int8 (min, max) chosen by the export; the QAT phase quantises the
+    input with it when the whole model trains (else the input is a frozen prefix's output, observed).
     """
     import torch
 
@@ -285,8 +288,9 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
             if qat_epochs and not history["stopped_early"]:
                 from ecgedge.quantize.qat import QuantSim
                 # the INT8 tensor the trained part starts from: a frozen prefix's output, or the model input
-                sim = QuantSim(student, trained_modules,
-                               inputs_of=[student.stage_list[frozen] if frozen is not None else student.first_conv])
+                first = student.stage_list[frozen] if frozen is not None else student.first_conv
+                sim = QuantSim(student, trained_modules, inputs_of=[first],
+                               input_ranges={first: input_range} if input_range and frozen is None else None)
                 with torch.no_grad():   # observers start from the float model's ranges
                     sim.calibrate(lambda: [forward(data["x"][i:i + 64]) for i in range(0, min(len(h_tr), 256), 64)])
                 history["quant_aware"] = {"epochs": qat_epochs, "points": sim.n_points,

@@ -30,10 +30,14 @@ TRAIN_SEED_OFFSET = 6001
 WINDOWS_PER_SUBJECT = 5
 DISTIL_EPOCHS = 4
 QAT_EPOCHS = 3              # quantisation-aware epochs after the float distillation (0: off)
+REAL_FINETUNE_WINDOWS = 8000   # labelled real records (af_lead1 --data): fine-tuning windows drawn from them
+SELF_QAT_LR = 1e-4          # QAT of a model that is its own teacher: small steps, it is trained already
 KERAS_TOLERANCE = 1e-3      # max |torch - keras| on raw outputs before quantising (seen ~1e-7)
 SQNR_WINDOWS = 16
 COLLECT_BATCH = 25
 SELECT_WINDOWS = 300
+INPUT_RANGE_PERCENTILES = (99.5, 99.9, 99.99, 100.0)   # per side; 100: min/max
+INPUT_RANGE_WINDOWS = 128
 PACKAGE_FORMAT = "ecgedge-package/1"
 
 
@@ -51,6 +55,7 @@ class ExportOptions:
     finetune_windows: int | None = None    # passed to distillation when it is available
     finetune_epochs: int | None = None
     qat_epochs: int | None = None          # None: QAT_EPOCHS
+    qat_lr: float | None = None            # None: SELF_QAT_LR for a model inside its budget, else distill's
     latency_ms: float | None = None
     flash_budget: int | None = None
     ram_budget: int | None = None
@@ -165,6 +170,38 @@ def collect_tflite_ranges(calibrated: bytes, x: np.ndarray, calibrators: dict, p
     return {name: cal.compute_ranges() for name, cal in calibrators.items()}
 
 
+def int8_round_trip(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """x quantised to int8 and back with TFLite's asymmetric per-tensor rule for the range (lo, hi)."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max((hi - lo) / 255.0, 1e-12)
+    zero_point = int(np.clip(np.round(-128 - lo / scale), -128, 127))
+    q = np.clip(np.round(x / scale) + zero_point, -128, 127)
+    return ((q - zero_point) * scale).astype(np.float32)
+
+
+def choose_input_range(model, x: np.ndarray) -> dict:
+    """The model input's int8 range: among the calibration windows' per-side percentiles, the one whose
+    rounding and clipping change the float model's outputs least (mean squared error per output, over the
+    output's variance). The input is where an ECG's small waves live: af_lead1's percentile-99.99 range
+    (+-3.8 mV, 30 uV steps) cost 0.005 of record F1 on the float model alone; +-1.9 mV (15 uV steps)
+    clips a few R peaks and costs 0.001. The activation calibrators judge ranges by the tensor's own
+    error, which keeps the R peaks and loses the P waves."""
+    from ecgedge.quantize.validate import run_torch
+    x = np.asarray(x[:INPUT_RANGE_WINDOWS], np.float32)
+    reference = run_torch(model, x)
+    spread = np.maximum(reference.var(axis=0), 1e-12)
+    rows = []
+    for p in INPUT_RANGE_PERCENTILES:
+        lo, hi = float(np.percentile(x, 100.0 - p)), float(np.percentile(x, p))
+        out = run_torch(model, int8_round_trip(x, lo, hi))
+        rows.append({"percentile": p, "min": lo, "max": hi,
+                     "output_error": float(np.mean(np.mean((out - reference) ** 2, axis=0) / spread))})
+    best = min(rows, key=lambda r: (r["output_error"], -r["percentile"]))
+    return {"min": best["min"], "max": best["max"], "percentile": best["percentile"], "windows": len(x),
+            "rule": "least float-model output error over per-side percentiles of the calibration windows",
+            "candidates": rows}
+
+
 def _score(spec, raw: np.ndarray, truth: dict, reference: np.ndarray) -> tuple:
     """Selection key for --calibrator auto: decision agreement with the pruned float model first (the
     INT8 model's job is to be that model: the HIL bench gates on it), then mean AUROC over the labelled
@@ -192,6 +229,8 @@ def _resolve(opts: ExportOptions):
             raise ConfigError(f"--{name.replace('_', '-')} {getattr(opts, name)}: expected >= 1")
     if opts.qat_epochs is not None and opts.qat_epochs < 0:
         raise ConfigError(f"--qat-epochs {opts.qat_epochs}: expected >= 0")
+    if opts.qat_lr is not None and not opts.qat_lr > 0:
+        raise ConfigError(f"--qat-lr {opts.qat_lr}: expected a learning rate > 0")
     if opts.sign_key is not None and not Path(opts.sign_key).is_file():
         raise ConfigError(f"--sign-key {opts.sign_key!r}: no such key file")
     return spec, target
@@ -298,11 +337,17 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     budget = footprint.budgets(target, opts.latency_ms, opts.flash_budget, opts.ram_budget, spec.target_caps)
     t = lap("load_and_data", t)
 
-    # 2. prune + distil to the target's budget
-    pruned, prune_info = _prune_and_distil(opts, spec, model, budget, cal_data, held_out)
+    # 2. the model input's int8 range (used by the QAT epochs and by every calibrator's candidate)
+    input_range = choose_input_range(model, x_cal)
+    t = lap("input_range", t)
+
+    # 3. prune + distil to the target's budget
+    finetune = (real["finetune"], real["finetune_source"]) if real is not None and "finetune" in real else None
+    pruned, prune_info = _prune_and_distil(opts, spec, model, budget, cal_data, held_out, finetune,
+                                           (input_range["min"], input_range["max"]))
     t = lap("prune_distil", t)
 
-    # 3. Keras rebuild, checked against torch
+    # 4. Keras rebuild, checked against torch
     keras_model = build_keras_model(pruned, window)
     diff = max_abs_difference(pruned, keras_model, x_val[:4, None, :])
     if not diff <= KERAS_TOLERANCE:
@@ -310,7 +355,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     t = lap("keras_rebuild", t)
 
     with _progress(opts) as progress:
-        # 4. calibration (per-tensor activation ranges; weights per-channel in the quantiser)
+        # 5. calibration (per-tensor activation ranges; weights per-channel in the quantiser)
         from ecgedge.calibration import calibrator_names, get_calibrator
         calibrated = te.calibrate_only(keras_model, x_cal)
         names = calibrator_names() if opts.calibrator == "auto" else [opts.calibrator]
@@ -318,6 +363,9 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
             ranges = {"minmax": te.calibrated_ranges(calibrated)}
         else:
             ranges = collect_tflite_ranges(calibrated, x_cal, {n: get_calibrator(n) for n in names}, progress)
+        input_name = te.input_tensor_name(calibrated)
+        for r in ranges.values():
+            r[input_name] = (input_range["min"], input_range["max"])
         candidates = {n: te.quantize_calibrated(te.override_ranges(calibrated, r)) for n, r in ranges.items()}
         selection = None
         if len(candidates) > 1:
@@ -353,7 +401,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         footprint.require_fit(target.name, flash, arena, macs_pruned, budget)
         t = lap("calibrate_quantize", t)
 
-        # 5. validation
+        # 7. validation
         raw_float = val.run_torch(model, x_val)
         raw_pruned = val.run_torch(pruned, x_val)
         q_lite, raw_int8 = val.run_litert(tflite, x_val, progress, "validate INT8 (LiteRT)")
@@ -375,7 +423,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     cmp_tflm = val.compare(spec, raw_pruned[:n_tflm], raw_tflm)
     lsb = np.abs(q_lite[:n_tflm].astype(int) - q_tflm.astype(int))
 
-    # 7. artefacts
+    # 8. artefacts
     (tmp / "model_int8.tflite").write_bytes(tflite)
     model_sha = sha256(tmp / "model_int8.tflite")
     (tmp / "model_data.cc").write_text(cgen.model_data_cc(tflite, model_sha))
@@ -422,6 +470,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         "headline_output": _headline_name(spec),
         "metrics": metrics,
         "calibrator": chosen, "calibrator_requested": opts.calibrator, "calibrator_selection": selection,
+        "input_range": input_range,
         "calibration": {"windows": len(x_cal), "source": cal_source,
                         "method": "TFLite calibrate-only; activation (min, max) replaced by the calibrator's "
                                   "ranges, then the converter's MLIR quantiser; weights per-channel"},
@@ -527,12 +576,24 @@ def _real_data(spec, opts: ExportOptions, meta: dict) -> dict | None:
     if not opts.data or spec.name not in REAL_DATA_MODELS:
         return None
     return export_datasets(spec, opts.data, opts.calib_windows, opts.val_windows, opts.seed,
-                           card=meta.get("card"), select_windows=min(SELECT_WINDOWS, opts.val_windows))
+                           card=meta.get("card"), select_windows=min(SELECT_WINDOWS, opts.val_windows),
+                           finetune_windows=_real_finetune_windows(opts), progress=opts.progress)
 
 
-def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out: _HeldOut):
+def _real_finetune_windows(opts: ExportOptions) -> int:
+    """Fine-tuning windows from real training records: the option, else REAL_FINETUNE_WINDOWS when there
+    are quantisation-aware epochs to run (with none, a model inside its budget is not fine-tuned)."""
+    if opts.finetune_windows is not None:
+        return opts.finetune_windows
+    qat = QAT_EPOCHS if opts.qat_epochs is None else opts.qat_epochs
+    return REAL_FINETUNE_WINDOWS if qat else 0
+
+
+def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out: _HeldOut,
+                      finetune: tuple[dict, str] | None = None, input_range: tuple[float, float] | None = None):
     """Prune to the MAC / flash / RAM budget and fine-tune by distillation (ecgedge.quantize.prune /
-    .distill) on the representative windows. A model already inside the budget is kept as it is."""
+    .distill) on the representative windows, or on `finetune` = (windows, source) when given (real
+    training records). A model already inside the budget only gets the quantisation-aware epochs."""
     import copy
 
     from ecgedge.models.zoo import count_macs
@@ -547,15 +608,17 @@ def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out:
             return copy.deepcopy(model).eval(), info
         # nothing to prune: the quantisation-aware epochs alone, end to end, the model its own teacher
         student, float_epochs, freeze = copy.deepcopy(model), 0, False
+        qat_lr = opts.qat_lr or SELF_QAT_LR
     else:
         student, info = prune_to_budget(model, spec, mac_budget=budget["macs"], flash_budget_bytes=budget["flash_bytes"],
                                         ram_budget_bytes=budget["ram_bytes"], example_windows=x_cal[:32, None, :],
                                         seed=opts.seed, progress=opts.progress)
         info = {"pruned": True, **info}
         float_epochs, freeze = opts.finetune_epochs or DISTIL_EPOCHS, True
+        qat_lr = opts.qat_lr
     from ecgedge.quantize.distill import finetune_distill
-    train = {k: v for k, v in cal_data.items()}
-    source = cal_source_note = "the representative (calibration) windows"
+    train = dict(finetune[0] if finetune is not None else cal_data)
+    source = cal_source_note = finetune[1] if finetune is not None else "the representative (calibration) windows"
     extra = (opts.finetune_windows or 0) - len(x_cal)
     if extra > 0 and not opts.data:
         more = labelled_windows(spec, extra, opts.seed + TRAIN_SEED_OFFSET)
@@ -564,10 +627,15 @@ def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out:
     train["x"] = train["x"][:, None, :]
     held = dict(held_out.get())
     held["x"] = held["x"][:, None, :]
+    if not info["pruned"]:
+        # its own teacher: the epochs are to carry the float model's function through INT8, so the
+        # teacher's outputs are the only target and judge (labels would pull it off its own decisions)
+        train = {"x": train["x"]}
+        held = {"x": held["x"]}
     # No time budget: a wall-clock stop would make the model (and the .tflite) non-reproducible.
     pruned, history = finetune_distill(student, model, train, held, spec, epochs=float_epochs, seed=opts.seed,
                                        progress=opts.progress, time_budget_s=None, qat_epochs=qat,
-                                       freeze_prefix=freeze)
+                                       freeze_prefix=freeze, input_range=input_range, qat_lr=qat_lr)
     info["distillation"] = {"train_windows": len(train["x"]), "held_out_windows": len(held["x"]),
                             "train_source": source, "history": history}
     return pruned.eval(), info

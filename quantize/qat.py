@@ -41,12 +41,15 @@ class _WeightQuant(nn.Module):
 class ActivationQuant:
     """Per-tensor asymmetric int8 fake quantisation with an EMA min/max observer."""
 
-    def __init__(self):
-        self.lo: float | None = None
-        self.hi: float | None = None
+    def __init__(self, fixed: tuple[float, float] | None = None):
+        self.lo: float | None = None if fixed is None else float(fixed[0])
+        self.hi: float | None = None if fixed is None else float(fixed[1])
+        self.fixed = fixed is not None      # a range chosen beforehand (the model input's): never observed
         self.calibrating = False
 
     def observe(self, x: torch.Tensor) -> None:
+        if self.fixed:
+            return
         lo, hi = float(x.detach().min()), float(x.detach().max())
         if self.lo is None:
             self.lo, self.hi = lo, hi
@@ -85,10 +88,11 @@ def _quant_points(model: nn.Module, modules: list[nn.Module]) -> tuple[list[nn.M
 class QuantSim:
     """Fake INT8 quantisation on `modules` (default: the whole model) of a Net1D. `inputs_of`: modules
     whose input is an INT8 tensor in TFLite that the model's own points do not cover (the first trained
-    stage when earlier stages run outside the model); the dense head's input (a MEAN) is added itself."""
+    stage when earlier stages run outside the model); the dense head's input (a MEAN) is added itself.
+    `input_ranges`: {module in inputs_of: (min, max)} fixed ranges (the export's chosen model-input range)."""
 
     def __init__(self, model: nn.Module, modules: list[nn.Module] | None = None,
-                 inputs_of: list[nn.Module] = ()):
+                 inputs_of: list[nn.Module] = (), input_ranges: dict | None = None):
         self.model = model
         outputs, weights = _quant_points(model, [model] if modules is None else list(modules))
         self.observers: list[ActivationQuant] = []
@@ -97,16 +101,17 @@ class QuantSim:
             obs = self._observer()
             self.handles.append(m.register_forward_hook(lambda mod, args, out, obs=obs: obs(out, mod.training)))
         dense = getattr(model, "dense", None)
+        fixed = {id(m): r for m, r in (input_ranges or {}).items()}
         for m in [*inputs_of, *([dense] if any(dense is w for w in weights) else [])]:
-            obs = self._observer()
+            obs = self._observer(fixed.get(id(m)))
             self.handles.append(m.register_forward_pre_hook(
                 lambda mod, args, obs=obs: (obs(args[0], mod.training), *args[1:])))
         self.weight_modules = weights
         for m in weights:
             parametrize.register_parametrization(m, "weight", _WeightQuant())
 
-    def _observer(self) -> ActivationQuant:
-        self.observers.append(ActivationQuant())
+    def _observer(self, fixed: tuple[float, float] | None = None) -> ActivationQuant:
+        self.observers.append(ActivationQuant(fixed))
         return self.observers[-1]
 
     def calibrate(self, run) -> None:
@@ -114,7 +119,8 @@ class QuantSim:
         was_training = self.model.training
         self.model.eval()
         for obs in self.observers:
-            obs.calibrating, obs.lo, obs.hi = True, None, None
+            if not obs.fixed:
+                obs.calibrating, obs.lo, obs.hi = True, None, None
         try:
             run()
         finally:

@@ -80,6 +80,14 @@ def calibrated_ranges(calibrated: bytes) -> dict[str, tuple[float, float]]:
     return out
 
 
+def input_tensor_name(model: bytes) -> str:
+    """Name of the (first) input tensor of a TFLite model."""
+    from tensorflow.lite.tools import flatbuffer_utils as fbu
+    m = fbu.convert_bytearray_to_object(bytearray(model))
+    g = m.subgraphs[0]
+    return g.tensors[g.inputs[0]].name.decode()
+
+
 def override_ranges(calibrated: bytes, ranges: dict[str, tuple[float, float]]) -> bytes:
     """Replace recorded (min, max) of the named tensors; unknown names are an error."""
     from tensorflow.lite.tools import flatbuffer_utils as fbu

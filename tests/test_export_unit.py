@@ -92,6 +92,49 @@ def test_calibrator_ranges_reach_the_tflite_scales(small_models):
         te.override_ranges(cal, {"no such tensor": (0.0, 1.0)})
 
 
+def test_input_range_round_trip_is_the_tflite_input_quantisation(small_models):
+    """int8_round_trip (the input range search's model of the input) equals what the INT8 model's input
+    quantisation does, via the name input_tensor_name finds."""
+    from ecgedge.quantize import tflite_export as te
+    from ecgedge.quantize.pipeline import int8_round_trip
+    _, k = small_models
+    cal = te.calibrate_only(k, _windows(8))
+    lo, hi = -1.7, 2.9
+    tfl = te.quantize_calibrated(te.override_ranges(cal, {te.input_tensor_name(cal): (lo, hi)}))
+    q = te.io_quant(tfl)["input"]
+    x = _windows(2) * 2.0                                           # some samples beyond the range: clipped
+    assert np.abs(x).max() > hi
+    assert q["scale"] == pytest.approx((hi - lo) / 255, rel=1e-6) and q["zero_point"] == round(-128 - lo * 255 / (hi - lo))
+    codes = np.clip(np.round(x / q["scale"]) + q["zero_point"], -128, 127)
+    step = np.abs(int8_round_trip(x, lo, hi) - (codes - q["zero_point"]) * q["scale"]) / q["scale"]
+    # the converter's float32 scale differs in the last bit: a sample exactly half-way may round apart
+    assert step.max() < 1.001 and np.mean(step < 1e-3) > 0.999
+
+
+def test_input_range_search_keeps_small_waves_rather_than_rare_spikes():
+    """Small waves (0.05) under rare large spikes (8.0): min/max steps (0.06) erase the waves; the search
+    picks a percentile range whose steps keep them, because the model's output depends on them."""
+    import torch
+
+    from ecgedge.quantize.pipeline import choose_input_range
+    rng = np.random.default_rng(0)
+    t = np.arange(2000)
+    template = np.sin(2 * np.pi * t / 37.0).astype(np.float32)
+    x = (0.05 * template[None, :] * rng.uniform(0.5, 1.5, (64, 1))).astype(np.float32)
+    spikes = rng.random(x.shape) < 2e-4
+    x[spikes] = rng.choice([-8.0, 8.0], int(spikes.sum()))
+
+    class Correlator(torch.nn.Module):
+        def forward(self, w):
+            return (w[:, 0, :] * torch.from_numpy(template)).mean(dim=1, keepdim=True)
+
+    chosen = choose_input_range(Correlator(), x[:, None, :])
+    errors = {r["percentile"]: r["output_error"] for r in chosen["candidates"]}
+    assert chosen["percentile"] < 100.0 and errors[chosen["percentile"]] == min(errors.values())
+    assert errors[100.0] > 10 * errors[chosen["percentile"]]
+    assert chosen["max"] < 1.0 < 8.0 == float(x.max())
+
+
 def _keras_tiny(layers_fn):
     import keras
     inp = keras.Input(shape=(1, 64, 4), batch_size=1)

@@ -145,6 +145,23 @@ def test_quant_aware_epochs_alone_for_a_model_inside_its_budget(setup, spec):
         finetune_distill(teacher, teacher, x_tr, x_val, spec, epochs=0, qat_epochs=0, progress=False)
 
 
+def test_quant_aware_epochs_quantise_the_model_input_with_the_chosen_range(setup, spec):
+    """The export's input range (narrower than the windows' min/max) is the one the QAT phase rounds the
+    model input with: fixed, not observed, through calibration and training."""
+    teacher, _, x_tr, x_val = setup
+    chosen = (-0.75, 0.5)
+    assert x_tr.min() < chosen[0] and x_tr.max() > chosen[1]
+    _, history = finetune_distill(teacher, teacher, x_tr, x_val, spec, epochs=0, qat_epochs=1, batch_size=16,
+                                  seed=0, progress=False, time_budget_s=None, threads=1, freeze_prefix=False,
+                                  input_range=chosen)
+    ranges = history["quant_aware"]["ranges"]
+    assert ranges.count(chosen) == 1 and ranges[-2] == chosen      # inputs_of come after the output points
+    _, free = finetune_distill(teacher, teacher, x_tr, x_val, spec, epochs=0, qat_epochs=1, batch_size=16,
+                               seed=0, progress=False, time_budget_s=None, threads=1, freeze_prefix=False)
+    lo, hi = free["quant_aware"]["ranges"][-2]
+    assert lo < chosen[0] and hi > chosen[1]                          # observed: about the windows' min/max
+
+
 def test_multiclass_distillation_loss_is_a_softmax_kl():
     from ecgedge.quantize.distill import TEMPERATURE, distillation_loss
     t = torch.tensor([[2.0, 0.5, -1.0, 0.0], [0.0, 3.0, 0.0, -2.0]])
