@@ -660,7 +660,8 @@ def validation_records(card: dict | None = None) -> list[str]:
 
 
 def export_datasets(spec, data_dir, calib_windows: int, val_windows: int, seed: int = 0,
-                    card: dict | None = None, select_windows: int = 300, progress: bool = False) -> dict:
+                    card: dict | None = None, select_windows: int = 300, progress: bool = False,
+                    finetune_windows: int = 0) -> dict:
     """Real labelled windows for edge-export (model units, [N, W]):
 
     - "calibration": one window (seeded position) from each of `calib_windows` seeded training records —
@@ -670,6 +671,9 @@ def export_datasets(spec, data_dir, calib_windows: int, val_windows: int, seed: 
     - "validation": whole validation records of the card, in its order, until >= `val_windows` windows
       (windows every record_hop_samples of the contract), with "groups" (record of each window) and
       "class" (class index);
+    - "finetune" (when `finetune_windows` exceeds the calibration windows): the calibration windows plus
+      windows at seeded positions of the other training records (selection records excluded: they judge
+      the fine-tuning epochs), cycling over the records in seeded order, with labels;
     and "truth": {output name: bool per validation window} (one vs rest), "record_metrics": raw logits ->
     record-level Challenge metrics. Sources are described for the report."""
     from ecgedge.models.af_lead1 import CLASSES
@@ -698,6 +702,21 @@ def export_datasets(spec, data_dir, calib_windows: int, val_windows: int, seed: 
 
     x_cal, y_cal = one_window_each(cal_names)
     x_sel, y_sel = one_window_each(sel_names) if sel_names else (x_cal[:0], y_cal[:0])
+    finetune = None
+    extra = finetune_windows - len(x_cal)
+    if extra > 0:
+        sel_set = set(sel_names)
+        pool = [n for n in order if n not in sel_set]
+        ft_rng = np.random.default_rng(seed + 4343)
+        picks = np.resize(ft_rng.permutation(len(pool)), extra)      # every record before any twice
+        needed = sorted({pool[i] for i in picks})                    # read only the records drawn
+        ft_rs = load_records(data_dir, spec, names=needed, progress=progress)
+        row = {n: i for i, n in enumerate(ft_rs.names)}
+        idx = np.array([row[pool[i]] for i in picks])
+        x_ft = random_crops(ft_rs, idx, window, ft_rng) / scale
+        finetune_records = needed
+        finetune = {"x": np.concatenate([x_cal, x_ft]).astype(np.float32),
+                    "y": np.eye(len(CLASSES), dtype=np.float32)[np.concatenate([y_cal, ft_rs.labels[idx]])]}
     xs, groups, cls, used = [], [], [], []
     # read in chunks: stop as soon as enough whole records are in
     for start in range(0, len(val_names), 200):
@@ -724,7 +743,7 @@ def export_datasets(spec, data_dir, calib_windows: int, val_windows: int, seed: 
         raw = np.asarray(raw, np.float64)
         return record_metrics(aggregate_windows(raw, owner[:len(raw)], len(used)), rec_labels)
 
-    return {
+    out = {
         "calibration": {"x": x_cal, "y": eye[y_cal]},
         "calibration_records": list(cal_names), "selection_records": list(sel_names),
         "calibration_source": f"{len(x_cal)} real training records of {data_dir} (one window each, seed {seed}; "
@@ -739,6 +758,13 @@ def export_datasets(spec, data_dir, calib_windows: int, val_windows: int, seed: 
         "truth": {f"logit_{c}": cls_a == i for i, c in enumerate(CLASSES)},
         "record_metrics": metrics,
     }
+    if finetune is not None:
+        out["finetune"] = finetune
+        out["finetune_records"] = list(cal_names) + [n for n in finetune_records if n not in set(cal_names)]
+        out["finetune_source"] = (f"the {len(x_cal)} calibration windows + {extra} windows at seeded positions of "
+                                  f"{len(np.unique(idx))} training records (seed {seed}; no validation or "
+                                  "selection record)")
+    return out
 
 
 # ----------------------------------------------------------------------------------------------- CLI

@@ -17,7 +17,9 @@ def test_model_cap_lowers_the_target_budget_only_where_set():
     b = budgets(m7, model_caps=spec.target_caps)
     assert b["flash_bytes"] == 256 * 1024 < m7.model_flash_budget and b["ram_bytes"] == 128 * 1024
     assert budgets(m7, flash_budget=100_000, model_caps=spec.target_caps)["flash_bytes"] == 100_000
-    assert budgets(m4, model_caps=spec.target_caps) == budgets(m4)          # no cap named for cortex-m4
+    b4 = budgets(m4, model_caps=spec.target_caps)                          # the smaller variant's caps
+    assert b4["macs"] == 4_350_000 < budgets(m4)["macs"] and b4["flash_bytes"] == 160 * 1024 < b["flash_bytes"]
+    assert budgets(get_target("rpi4"), model_caps=spec.target_caps) == budgets(get_target("rpi4"))  # none named
     assert budgets(m7, model_caps=get_spec("pocket_k").target_caps) == budgets(m7)
 
 
@@ -59,3 +61,17 @@ def test_export_roc_plot_with_a_class_absent_from_validation():
     assert not truth["logit_~"].any()
     png = _roc_plot(spec, truth, raw, raw + 0.01)
     assert isinstance(png, str) and len(png) > 1000
+
+
+def test_export_agreement_of_a_multiclass_model_is_its_argmax():
+    """The export report's agreement (and the calibrator choice it keys) is one decision per window for
+    a softmax model: the same argmax, not four independent sigmoid thresholds."""
+    from ecgedge.quantize.validate import compare, decisions, probabilities
+
+    spec = get_spec("af_lead1")
+    ref = np.array([[2.0, 1.0, -1.0, -3.0], [-2.0, -1.0, -1.5, -3.0], [0.0, 0.1, 0.0, 0.0]])
+    test = np.array([[2.2, 0.8, -1.0, -3.0], [-2.0, -1.3, -1.2, -3.0], [0.0, 0.2, 0.0, 0.0]])
+    np.testing.assert_array_equal(decisions(spec, ref), np.eye(4, dtype=bool)[[0, 1, 1]])
+    # window 1: sigmoid decisions (all logits < 0) would agree; its argmax moved from A to O
+    assert compare(spec, ref, test)["agreement"] == pytest.approx(2 / 3)
+    np.testing.assert_allclose(probabilities(spec, ref).sum(axis=1), 1.0)

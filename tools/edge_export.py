@@ -22,6 +22,9 @@ def parse(args=None) -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=int, default=None, help="distillation epochs (default: distiller's)")
     p.add_argument("--qat-epochs", type=int, default=None,
                    help="quantisation-aware fine-tuning epochs after distillation (default 3; 0: off)")
+    p.add_argument("--qat-lr", type=float, default=None,
+                   help="peak learning rate of the quantisation-aware epochs (default: 1e-4 when the model is its "
+                        "own teacher, else a fifth of the distillation's)")
     p.add_argument("--latency-ms", type=float, default=None, help="latency budget -> MAC budget")
     p.add_argument("--flash-budget", type=int, default=None, help="model flash budget in bytes")
     p.add_argument("--ram-budget", type=int, default=None, help="model RAM (arena) budget in bytes")
@@ -75,7 +78,7 @@ def run(ns: argparse.Namespace) -> int:
     opts = ExportOptions(model=ns.model, target=ns.target, checkpoint=ns.checkpoint, data=ns.data, out=ns.out,
                          calibrator=ns.calibrator, calib_windows=ns.calib_windows, val_windows=ns.val_windows,
                          tflm_windows=ns.tflm_windows, finetune_windows=ns.finetune_windows,
-                         finetune_epochs=ns.finetune_epochs, qat_epochs=ns.qat_epochs, latency_ms=ns.latency_ms,
+                         finetune_epochs=ns.finetune_epochs, qat_epochs=ns.qat_epochs, qat_lr=ns.qat_lr, latency_ms=ns.latency_ms,
                          flash_budget=ns.flash_budget, ram_budget=ns.ram_budget, targets_file=ns.targets_file,
                          seed=ns.seed, sign_key=ns.sign_key, firmware=ns.firmware,
                          progress=not ns.no_progress, log=console)
