@@ -178,7 +178,7 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
                      batch_size: int = 32, lr: float = 2e-3, seed: int = 0, progress: bool = True,
                      time_budget_s: float | None = 90.0, weight_decay: float = 1e-4, threads: int = 2,
                      qat_epochs: int = 0, qat_lr: float | None = None, freeze_prefix: bool = True,
-                     input_range: tuple[float, float] | None = None):
+                     input_range: tuple[float, float] | None = None, qat_freeze_bn: bool = False):
     """Distil `teacher` into `student` (a deep copy is trained); returns (best student, history dict).
 
     train_windows / val_windows: arrays [N, 1, W] in model units, or dicts / objects with "x" and
@@ -190,6 +190,9 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
     already inside its budget: the QAT phase alone, end to end with `freeze_prefix=False`).
     `input_range`: the model input's int8 (min, max) chosen by the export; the QAT phase quantises the
     input with it when the whole model trains (else the input is a frozen prefix's output, observed).
+    `qat_freeze_bn`: BatchNorm layers keep their running statistics during the QAT phase (a trained model
+    that is its own teacher: batch statistics of 32 windows pulled it away from itself, the held-out
+    fake-INT8 loss rose every epoch on af_lead1; a just-pruned student still adapts them).
     """
     import torch
 
@@ -252,6 +255,10 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
                 if frozen is not None:  # frozen stages keep their BN statistics
                     for module in (student.first_conv, student.first_bn, *student.stage_list[:frozen]):
                         module.eval()
+                if name == "qat" and qat_freeze_bn:
+                    for module in student.modules():
+                        if isinstance(module, torch.nn.BatchNorm1d):
+                            module.eval()
                 order = torch.from_numpy(rng.permutation(len(h_tr)))
                 total, seen = 0.0, 0
                 for s in range(steps_per_epoch):

@@ -36,8 +36,8 @@ KERAS_TOLERANCE = 1e-3      # max |torch - keras| on raw outputs before quantisi
 SQNR_WINDOWS = 16
 COLLECT_BATCH = 25
 SELECT_WINDOWS = 300
-INPUT_RANGE_PERCENTILES = (99.5, 99.9, 99.99, 100.0)   # per side; 100: min/max
-INPUT_RANGE_WINDOWS = 128
+INPUT_RANGE_PERCENTILES = (99.5, 99.8, 99.9, 99.95, 99.99, 100.0)   # per side; 100: min/max
+INPUT_RANGE_WINDOWS = 500   # 128 windows moved the optimum between neighbours of this grid (af_lead1)
 PACKAGE_FORMAT = "ecgedge-package/1"
 
 
@@ -608,14 +608,14 @@ def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out:
             return copy.deepcopy(model).eval(), info
         # nothing to prune: the quantisation-aware epochs alone, end to end, the model its own teacher
         student, float_epochs, freeze = copy.deepcopy(model), 0, False
-        qat_lr = opts.qat_lr or SELF_QAT_LR
+        qat_lr, freeze_bn = opts.qat_lr or SELF_QAT_LR, True
     else:
         student, info = prune_to_budget(model, spec, mac_budget=budget["macs"], flash_budget_bytes=budget["flash_bytes"],
                                         ram_budget_bytes=budget["ram_bytes"], example_windows=x_cal[:32, None, :],
                                         seed=opts.seed, progress=opts.progress)
         info = {"pruned": True, **info}
         float_epochs, freeze = opts.finetune_epochs or DISTIL_EPOCHS, True
-        qat_lr = opts.qat_lr
+        qat_lr, freeze_bn = opts.qat_lr, False
     from ecgedge.quantize.distill import finetune_distill
     train = dict(finetune[0] if finetune is not None else cal_data)
     source = cal_source_note = finetune[1] if finetune is not None else "the representative (calibration) windows"
@@ -635,7 +635,8 @@ def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out:
     # No time budget: a wall-clock stop would make the model (and the .tflite) non-reproducible.
     pruned, history = finetune_distill(student, model, train, held, spec, epochs=float_epochs, seed=opts.seed,
                                        progress=opts.progress, time_budget_s=None, qat_epochs=qat,
-                                       freeze_prefix=freeze, input_range=input_range, qat_lr=qat_lr)
+                                       freeze_prefix=freeze, input_range=input_range, qat_lr=qat_lr,
+                                       qat_freeze_bn=freeze_bn)
     info["distillation"] = {"train_windows": len(train["x"]), "held_out_windows": len(held["x"]),
                             "train_source": source, "history": history}
     return pruned.eval(), info
