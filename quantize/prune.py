@@ -319,28 +319,21 @@ def _apply(model, blocks: list[_BlockPlan]) -> None:
             n_units = block.conv2.conv.out_channels // gw
             channels = [g * gw + c for g in sorted(plan.groups) for c in range(gw)]
             removed = _keep_to_remove(n_units * gw, channels)
-            if removed and plan.ungrouped:
+            if removed:
                 tp.prune_conv_out_channels(block.conv1.conv, removed)
                 tp.prune_batchnorm_out_channels(block.bn2, removed)
-                tp.prune_conv_out_channels(block.conv2.conv, removed)
-                tp.prune_conv_in_channels(block.conv2.conv, removed)
-                tp.prune_batchnorm_out_channels(block.bn3, removed)
-                tp.prune_conv_in_channels(block.conv3.conv, removed)
-                for wrapper in (block.conv1, block.conv2, block.conv3):
-                    wrapper.in_channels = wrapper.conv.in_channels
-                    wrapper.out_channels = wrapper.conv.out_channels
-                block.middle_channels = len(channels)
-            elif removed:
-                tp.prune_conv_out_channels(block.conv1.conv, removed)
-                tp.prune_batchnorm_out_channels(block.bn2, removed)
-                # grouped conv2: drop whole groups (rows); each kept group keeps its gw input channels
                 conv2 = block.conv2.conv
-                idx = torch.tensor(channels, dtype=torch.long)
-                conv2.weight = nn.Parameter(conv2.weight.detach()[idx].clone())
-                if conv2.bias is not None:
-                    conv2.bias = nn.Parameter(conv2.bias.detach()[idx].clone())
-                conv2.in_channels = conv2.out_channels = len(channels)
-                conv2.groups = len(plan.groups)
+                if plan.ungrouped:  # a middle channel is one of conv2's rows and one of its input columns
+                    tp.prune_conv_out_channels(conv2, removed)
+                    tp.prune_conv_in_channels(conv2, removed)
+                else:  # grouped conv2: drop whole groups (rows); each kept group keeps its gw input channels
+                    idx = torch.tensor(channels, dtype=torch.long)
+                    conv2.weight = nn.Parameter(conv2.weight.detach()[idx].clone())
+                    if conv2.bias is not None:
+                        conv2.bias = nn.Parameter(conv2.bias.detach()[idx].clone())
+                    conv2.in_channels = conv2.out_channels = len(channels)
+                    conv2.groups = len(plan.groups)
+                    block.groups = len(plan.groups)
                 tp.prune_batchnorm_out_channels(block.bn3, removed)
                 tp.prune_conv_in_channels(block.conv3.conv, removed)
                 for wrapper in (block.conv1, block.conv2, block.conv3):
@@ -348,7 +341,6 @@ def _apply(model, blocks: list[_BlockPlan]) -> None:
                     wrapper.out_channels = wrapper.conv.out_channels
                     wrapper.groups = wrapper.conv.groups
                 block.middle_channels = len(channels)
-                block.groups = len(plan.groups)
             se_removed = _keep_to_remove(block.se_fc1.out_features, plan.se_hidden)
             if se_removed:
                 tp.prune_linear_out_channels(block.se_fc1, se_removed)
