@@ -171,12 +171,10 @@ def collect_tflite_ranges(calibrated: bytes, x: np.ndarray, calibrators: dict, p
 
 
 def int8_round_trip(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
-    """x quantised to int8 and back with TFLite's asymmetric per-tensor rule for the range (lo, hi)."""
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    scale = max((hi - lo) / 255.0, 1e-12)
-    zero_point = int(np.clip(np.round(-128 - lo / scale), -128, 127))
-    q = np.clip(np.round(x / scale) + zero_point, -128, 127)
-    return ((q - zero_point) * scale).astype(np.float32)
+    """x quantised to int8 (the package's input contract) and back, for the range (lo, hi)."""
+    from ecgedge.quantize.validate import int8_qparams, quantize_input
+    scale, zero_point = int8_qparams(lo, hi)
+    return ((quantize_input(x, scale, zero_point).astype(np.float64) - zero_point) * scale).astype(np.float32)
 
 
 def choose_input_range(model, x: np.ndarray) -> dict:
@@ -585,8 +583,11 @@ def _real_finetune_windows(opts: ExportOptions) -> int:
     are quantisation-aware epochs to run (with none, a model inside its budget is not fine-tuned)."""
     if opts.finetune_windows is not None:
         return opts.finetune_windows
-    qat = QAT_EPOCHS if opts.qat_epochs is None else opts.qat_epochs
-    return REAL_FINETUNE_WINDOWS if qat else 0
+    return REAL_FINETUNE_WINDOWS if _qat_epochs(opts) else 0
+
+
+def _qat_epochs(opts: ExportOptions) -> int:
+    return QAT_EPOCHS if opts.qat_epochs is None else opts.qat_epochs
 
 
 def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out: _HeldOut,
@@ -601,7 +602,7 @@ def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out:
     window = int(spec.input.window_samples)
     x_cal = cal_data["x"]
     macs = count_macs(model, window)
-    qat = QAT_EPOCHS if opts.qat_epochs is None else opts.qat_epochs
+    qat = _qat_epochs(opts)
     if macs <= budget["macs"] and estimate_int8_bytes(model, window) <= budget["flash_bytes"]:
         info = {"pruned": False, "reason": "within budget"}
         if not qat:

@@ -22,6 +22,8 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
+from ecgedge.quantize.validate import int8_qparams
+
 QMIN, QMAX = -128, 127
 EMA_MOMENTUM = 0.9
 
@@ -60,10 +62,7 @@ class ActivationQuant:
     def __call__(self, x: torch.Tensor, training: bool) -> torch.Tensor:
         if training or self.calibrating or self.lo is None:
             self.observe(x)
-        lo, hi = min(self.lo, 0.0), max(self.hi, 0.0)   # TFLite ranges always hold 0
-        scale = max((hi - lo) / (QMAX - QMIN), 1e-12)
-        zero_point = int(round(QMIN - lo / scale))
-        zero_point = max(QMIN, min(QMAX, zero_point))
+        scale, zero_point = int8_qparams(self.lo, self.hi)
         return torch.fake_quantize_per_tensor_affine(x, scale, zero_point, QMIN, QMAX)
 
 

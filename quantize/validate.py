@@ -11,6 +11,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from ecgedge.errors import DataError, ExportError
+from ecgedge.hil_tests.metrics import sigmoid, softmax
 
 
 # ------------------------------------------------------------------------------------------- metrics
@@ -29,8 +30,6 @@ def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.nd
     return fpr, tpr
 
 
-def sigmoid(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-np.asarray(x, np.float64)))
 
 
 def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
@@ -88,8 +87,7 @@ def probabilities(spec, raw: np.ndarray) -> np.ndarray:
     """Probabilities of the logit outputs: one softmax over them for a multi-class spec, else a sigmoid each."""
     z = np.asarray(raw, np.float64)[:, [i for i, o in enumerate(spec.outputs) if o.kind == "logit"]]
     if _multiclass(spec) and z.shape[1]:
-        e = np.exp(z - z.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(z, axis=1)
     return sigmoid(z)
 
 
@@ -132,6 +130,13 @@ def run_torch(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
             xb = torch.from_numpy(np.asarray(x[i:i + batch], np.float32)[:, None, :])
             outs.append(model(xb).numpy().astype(np.float64))
     return np.concatenate(outs)
+
+
+def int8_qparams(lo: float, hi: float) -> tuple[float, int]:
+    """TFLite's asymmetric per-tensor int8 (scale, zero point) for the range (lo, hi), widened to hold 0."""
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    scale = max((hi - lo) / 255.0, 1e-12)
+    return scale, int(min(127, max(-128, round(-128 - lo / scale))))
 
 
 def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
