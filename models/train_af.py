@@ -714,7 +714,6 @@ def export_datasets(spec, data_dir, calib_windows: int, val_windows: int, seed: 
         row = {n: i for i, n in enumerate(ft_rs.names)}
         idx = np.array([row[pool[i]] for i in picks])
         x_ft = random_crops(ft_rs, idx, window, ft_rng) / scale
-        finetune_records = needed
         finetune = {"x": np.concatenate([x_cal, x_ft]).astype(np.float32),
                     "y": np.eye(len(CLASSES), dtype=np.float32)[np.concatenate([y_cal, ft_rs.labels[idx]])]}
     xs, groups, cls, used = [], [], [], []
@@ -760,7 +759,8 @@ def export_datasets(spec, data_dir, calib_windows: int, val_windows: int, seed: 
     }
     if finetune is not None:
         out["finetune"] = finetune
-        out["finetune_records"] = list(cal_names) + [n for n in finetune_records if n not in set(cal_names)]
+        cal_set = set(cal_names)
+        out["finetune_records"] = list(cal_names) + [n for n in needed if n not in cal_set]
         out["finetune_source"] = (f"the {len(x_cal)} calibration windows + {extra} windows at seeded positions of "
                                   f"{len(np.unique(idx))} training records (seed {seed}; no validation or "
                                   "selection record)")

@@ -122,6 +122,21 @@ def _predict_suffix(model, h: np.ndarray, n_stages: int, batch_size: int) -> np.
                                for i in range(0, len(h), batch_size)], axis=0)
 
 
+def training_mode(student, frozen: int | None, freeze_bn: bool = False) -> None:
+    """The student in training mode, except what keeps its BatchNorm statistics: the frozen prefix
+    stages, and every BatchNorm when `freeze_bn`."""
+    import torch
+
+    student.train()
+    if frozen is not None:
+        for module in (student.first_conv, student.first_bn, *student.stage_list[:frozen]):
+            module.eval()
+    if freeze_bn:
+        for module in student.modules():
+            if isinstance(module, torch.nn.BatchNorm1d):
+                module.eval()
+
+
 def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
     from ecgedge.models.metrics import auroc
     return float(auroc(labels, scores))
@@ -251,14 +266,7 @@ def finetune_distill(student, teacher, train_windows, val_windows, spec, *, epoc
             sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=peak_lr, total_steps=n_epochs * steps_per_epoch,
                                                         pct_start=0.15)
             for epoch in range(first_epoch, first_epoch + n_epochs):
-                student.train()
-                if frozen is not None:  # frozen stages keep their BN statistics
-                    for module in (student.first_conv, student.first_bn, *student.stage_list[:frozen]):
-                        module.eval()
-                if name == "qat" and qat_freeze_bn:
-                    for module in student.modules():
-                        if isinstance(module, torch.nn.BatchNorm1d):
-                            module.eval()
+                training_mode(student, frozen, freeze_bn=name == "qat" and qat_freeze_bn)
                 order = torch.from_numpy(rng.permutation(len(h_tr)))
                 total, seen = 0.0, 0
                 for s in range(steps_per_epoch):

@@ -162,6 +162,26 @@ def test_quant_aware_epochs_quantise_the_model_input_with_the_chosen_range(setup
     assert lo < chosen[0] and hi > chosen[1]                          # observed: about the windows' min/max
 
 
+def test_training_mode_keeps_batchnorm_statistics_where_asked(setup):
+    """QAT of a model that is its own teacher keeps every BatchNorm's running statistics (eval mode while
+    the rest trains); a frozen prefix keeps its own; otherwise everything trains."""
+    from ecgedge.quantize.distill import training_mode
+    teacher = setup[0]
+    bns = lambda m: [b for b in m.modules() if isinstance(b, torch.nn.BatchNorm1d)]  # noqa: E731
+    training_mode(teacher, None)
+    assert all(b.training for b in bns(teacher)) and teacher.dense.training
+    training_mode(teacher, 1)
+    assert not teacher.first_bn.training and not any(b.training for b in bns(teacher.stage_list[0]))
+    assert all(b.training for b in bns(teacher.stage_list[1]))
+    training_mode(teacher, None, freeze_bn=True)
+    assert not any(b.training for b in bns(teacher)) and teacher.dense.training
+    x = torch.randn(4, 1, WINDOW)
+    before = [b.running_mean.clone() for b in bns(teacher)]
+    teacher(x)                                          # a training-mode forward: statistics stay
+    assert all(torch.equal(a, b.running_mean) for a, b in zip(before, bns(teacher)))
+    teacher.eval()
+
+
 def test_multiclass_distillation_loss_is_a_softmax_kl():
     from ecgedge.quantize.distill import TEMPERATURE, distillation_loss
     t = torch.tensor([[2.0, 0.5, -1.0, 0.0], [0.0, 3.0, 0.0, -2.0]])
