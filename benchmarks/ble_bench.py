@@ -29,8 +29,8 @@ async def notify_throughput(count: int) -> dict:
     from bleak import BleakClient, BleakScanner
 
     from ecgedge.device_sim.ble_peripheral import sim_peripheral
-    from ecgedge.edge_runtime import ble_gatt as g
-    from ecgedge.edge_runtime.bleak_bumble import BumbleClient, BumbleScanner
+    from ecgedge.firmware_bridge import ble_gatt as g
+    from ecgedge.device_sim.bleak_bumble import BumbleClient, BumbleScanner
 
     per = await sim_peripheral("sim://pocket_k?speed=1", services=("ecgedge",), name="Bench").start()
     try:

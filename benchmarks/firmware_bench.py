@@ -137,7 +137,7 @@ def main(argv=None) -> int:
         work = Path(tmp)
         pkg = a.package
         if pkg is None:
-            from ecgedge.firmware_bridge.testmodels import write_test_package
+            from ecgedge.device_sim.testmodels import write_test_package
 
             pkg = write_test_package(work / "pkg", (ROOT / "tests/golden/firmware_opmix_int8.tflite").read_bytes())
         run(pkg, a.windows, a.out, work)

@@ -125,7 +125,7 @@ def main(args=None) -> int:
             result["fuzz"]["python_frame_decoder_atheris"] = ath or {"executions": 0, "crashes": 0,
                                                                       "engine": "atheris not installed"}
             prog.advance(ftask)
-            from ecgedge.firmware_bridge.testmodels import write_test_package
+            from ecgedge.device_sim.testmodels import write_test_package
 
             fw_pkg = write_test_package(work / "fwpkg", (ROOT / "tests" / "golden" / "firmware_opmix_int8.tflite")
                                         .read_bytes())

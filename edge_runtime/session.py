@@ -15,7 +15,7 @@ import numpy as np
 
 from ecgedge.errors import ConfigError, DeviceTimeout, EdgeError, PackageError, ProtocolError, TransportError
 from ecgedge.firmware_bridge import protocol as P
-from ecgedge.edge_runtime.link import DeviceErrorReply, DeviceLink
+from ecgedge.firmware_bridge.link import DeviceErrorReply, DeviceLink
 from ecgedge.edge_runtime.processing import Processor, QualityThresholds, window_result
 from ecgedge.edge_runtime.recorder import Recorder
 from ecgedge.edge_runtime.transports import open_transport

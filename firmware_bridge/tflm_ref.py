@@ -44,7 +44,7 @@ def tflm_min_arena(model_path: str | Path, lo: int = 1024, hi: int = 8_000_000, 
 
 def quantized_windows(model_path: str | Path, n: int, seed: int = 0, noise_rows: int = 3) -> np.ndarray:
     """ECG-like windows quantised with the model's input parameters; the last rows are random bytes."""
-    from ecgedge.firmware_bridge.testmodels import representative_windows
+    from ecgedge.device_sim.testmodels import representative_windows
 
     m = load_model(model_path)
     t = m.tensors[m.inputs[0]]

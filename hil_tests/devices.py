@@ -232,7 +232,7 @@ class LinkDevice(BenchDevice):
         return frame
 
     def open(self) -> DeviceInfo:
-        from ecgedge.edge_runtime.link import DeviceLink
+        from ecgedge.firmware_bridge.link import DeviceLink
         from ecgedge.edge_runtime.transports import open_transport
 
         async def go():

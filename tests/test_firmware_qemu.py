@@ -11,7 +11,7 @@ from ecgedge.firmware_bridge import protocol as P
 from ecgedge.firmware_bridge.build import build_firmware
 from ecgedge.firmware_bridge.client import FirmwareClient
 from ecgedge.firmware_bridge.qemu import QemuDevice
-from ecgedge.firmware_bridge.testmodels import write_test_package
+from ecgedge.device_sim.testmodels import write_test_package
 
 from ecgedge.firmware_bridge.tflm_ref import quantized_windows as windows
 from ecgedge.firmware_bridge.tflm_ref import tflm_outputs

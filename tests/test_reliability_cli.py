@@ -60,7 +60,7 @@ def work(tmp_path_factory):
     for name, key in (("signed", "a"), ("other_key", "b")):
         shutil.copytree(unsigned, d / name)
         sign_package(d / name, d / f"key_{key}")
-    from ecgedge.firmware_bridge.testmodels import write_test_package
+    from ecgedge.device_sim.testmodels import write_test_package
 
     write_test_package(d / "other_model", (Path(__file__).parent / "golden" / "firmware_opmix_int8.tflite")
                        .read_bytes())

@@ -86,7 +86,7 @@ def test_fault_transport_corrupts_real_bytes_and_validates_parameters():
 def test_link_puts_swapped_frames_back_in_order():
     import asyncio
 
-    from ecgedge.edge_runtime.link import DeviceLink
+    from ecgedge.firmware_bridge.link import DeviceLink
     from ecgedge.firmware_bridge import protocol as P
 
     class Canned:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from ecgedge.edge_runtime.inference import LiteRtEngine
-from ecgedge.edge_runtime.link import DeviceLink
+from ecgedge.firmware_bridge.link import DeviceLink
 from ecgedge.edge_runtime.package import load_package
 from ecgedge.edge_runtime.transports import open_transport
 from ecgedge.firmware_bridge import protocol as P

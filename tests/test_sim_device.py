@@ -12,7 +12,7 @@ import pytest
 from ecgedge.device_sim.device import SimConfig, VirtualDevice
 from ecgedge.device_sim.transport import SimTransport
 from ecgedge.edge_runtime.inference import LiteRtEngine
-from ecgedge.edge_runtime.link import DeviceLink
+from ecgedge.firmware_bridge.link import DeviceLink
 from ecgedge.edge_runtime.package import load_package
 from ecgedge.edge_runtime.session import Session, SessionOptions
 from ecgedge.errors import ConfigError, ProtocolError
