@@ -20,7 +20,7 @@ import ecgedge
 from ecgedge.edge_runtime.package import Package, load_package
 from ecgedge.errors import EdgeError
 from ecgedge.firmware_bridge.protocol import CounterKind
-from ecgedge.hil_tests import metrics as M
+from ecgedge.contract import metrics as M
 from ecgedge.hil_tests.devices import (DEVICE_ERRORS, BenchDevice, DeviceInfo, open_device, quantize_uv)
 from ecgedge.hil_tests.evalset import EvalSet, data_eval_set, synthetic_eval_set
 from ecgedge.hil_tests.gates import GateResult, evaluate_gates, failed, load_gates

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 import ecgedge
-from ecgedge.hil_tests import metrics as M
+from ecgedge.contract import metrics as M
 from ecgedge.hil_tests.gates import GateResult
 from ecgedge.hil_tests.junit import write_junit
 
@@ -77,10 +77,10 @@ def _figures(report: dict, pw: dict, outputs: list[dict]) -> list[tuple[str, str
         j = [o["name"] for o in outputs].index(primary)
         y = np.asarray(labels[primary], bool)
         fig, ax = plt.subplots(figsize=(4.6, 4.2))
-        fpr, tpr = M.roc_curve(y, deq[:, j])
+        fpr, tpr, _ = M.roc_curve(y, deq[:, j])
         ax.plot(fpr, tpr, label=f"device (AUROC {_f(report.get('auroc_device'))})", lw=2)
         if fl is not None:
-            fpr, tpr = M.roc_curve(y, fl[:, j])
+            fpr, tpr, _ = M.roc_curve(y, fl[:, j])
             ax.plot(fpr, tpr, "--", label=f"float reference (AUROC {_f(report.get('auroc_float'))})")
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC: {primary}")

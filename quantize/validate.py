@@ -10,40 +10,11 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from ecgedge.contract.metrics import auroc, sigmoid, softmax, sqnr_db
 from ecgedge.errors import DataError, ExportError
-from ecgedge.hil_tests.metrics import sigmoid, softmax
 
 
 # ------------------------------------------------------------------------------------------- metrics
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """AUROC (the zoo's implementation); None when only one class is present."""
-    from ecgedge.models.metrics import auroc as _auroc
-    value = _auroc(labels, scores)
-    return None if np.isnan(value) else value
-
-
-def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(false positive rate, true positive rate)."""
-    from ecgedge.models.metrics import roc_curve as _roc
-    fpr, tpr, _ = _roc(labels, scores)
-    return fpr, tpr
-
-
-
-
-def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    """10 log10(signal power / error power); inf when identical."""
-    ref = np.asarray(reference, np.float64).ravel()
-    err = ref - np.asarray(test, np.float64).ravel()
-    noise = float(np.mean(err ** 2))
-    signal = float(np.mean(ref ** 2))
-    if noise == 0.0:
-        return float("inf")
-    if signal == 0.0:
-        return float("-inf")
-    return float(10.0 * np.log10(signal / noise))
-
 
 def labels_for(spec, data: dict) -> dict[str, np.ndarray | None]:
     """Ground truth per output from generated windows (which carry serum K+ as `k`), None if unknown.
@@ -73,7 +44,7 @@ def output_metrics(spec, raw: np.ndarray, truth: dict) -> dict[str, dict]:
     for i, o in enumerate(spec.outputs):
         y = truth.get(o.name)
         if o.kind == "logit":
-            res[o.name] = {"auroc": None if y is None else auroc(raw[:, i], y)}
+            res[o.name] = {"auroc": None if y is None else auroc(y, raw[:, i])}
         else:
             res[o.name] = {"mae": None if y is None else float(np.mean(np.abs(raw[:, i] - y)))}
     return res

@@ -24,7 +24,7 @@ def test_model_cap_lowers_the_target_budget_only_where_set():
 
 
 def test_bench_aggregates_records_as_training_does():
-    from ecgedge.hil_tests.metrics import classification_metrics, softmax
+    from ecgedge.contract.metrics import classification_metrics, softmax
     from ecgedge.models.train_af import aggregate_windows, record_metrics
 
     rng = np.random.default_rng(3)

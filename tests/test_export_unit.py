@@ -201,10 +201,3 @@ def test_cgen_files():
     assert bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", body)) == blob
     assert f"g_model_len = {len(blob)};" in cc
     assert "extern const unsigned int g_model_len;" in cgen.model_data_h("ab" * 32)
-
-
-def test_metrics():
-    from ecgedge.quantize import validate as v
-    assert v.auroc(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1])) == pytest.approx(0.75)
-    assert v.auroc(np.array([0.1, 0.2]), np.array([1, 1])) is None
-    assert v.sqnr_db(np.ones(10), np.ones(10) * 1.1) == pytest.approx(20.0)
