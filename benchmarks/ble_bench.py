@@ -108,7 +108,7 @@ def main(argv=None):
     p.add_argument("--minutes", type=float, default=10.0, help="signal minutes of the BLE session")
     p.add_argument("--speed", type=float, default=40.0, help="simulated seconds per wall second")
     a = p.parse_args(argv)
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.package import load_package
 
     pkg = load_package(a.model)
     res = {"model": pkg.model, "machine": platform.machine(), "python": platform.python_version(),

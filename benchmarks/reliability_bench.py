@@ -98,7 +98,7 @@ def main(args=None) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.package import load_package
     from ecgedge.hil_tests import fuzzing as F
     from ecgedge.hil_tests.reliability import FAULT_KINDS, run_fault
 

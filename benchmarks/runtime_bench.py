@@ -92,7 +92,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.package import load_package
 
     pkg = load_package(a.model)
     res = {"model": pkg.model, "model_sha256": pkg.model_sha256, "machine": platform.machine(),

@@ -226,13 +226,13 @@ class Session:
             self._t_ref = (idx, t_us)
 
     async def _infer_device(self, win) -> dict:
-        from ecgedge.edge_runtime.inference import interpret_outputs
+        from ecgedge.contract.quantization import interpret_int8
 
         first = (win.device_start - self.index_offset) & 0xFFFFFFFF
         f = await self.link.request(P.MsgType.WINDOW_INFER, P.pack_window_infer(P.WindowInfer(first)),
                                     expect=P.MsgType.RESULT, timeout=self.opts.request_timeout_s)
         r = P.unpack_result(f.payload)
-        out = interpret_outputs(r.outputs, self.package.outputs, task=self.package.manifest.get("task"))
+        out = interpret_int8(r.outputs, self.package.outputs, self.package.task)
         out["device_counter"] = {"kind": r.counter_kind, "value": r.counter, "infer_us": r.infer_us}
         return out
 

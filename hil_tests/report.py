@@ -12,6 +12,7 @@ import numpy as np
 
 import ecgedge
 from ecgedge.contract import metrics as M
+from ecgedge.contract.package import json_default
 from ecgedge.hil_tests.gates import GateResult
 from ecgedge.hil_tests.junit import write_junit
 
@@ -21,24 +22,14 @@ REPORT_HTML = "report.html"
 WINDOWS_JSON = "windows.json"
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-
 def write_reports(report_dir: Path, report: dict, results: list[GateResult], per_window: dict,
                   outputs: list[dict], error: str | None) -> dict[str, Path]:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": report_dir / REPORT_JSON, "junit": report_dir / JUNIT_XML,
              "html": report_dir / REPORT_HTML, "windows": report_dir / WINDOWS_JSON}
-    paths["json"].write_text(json.dumps(report, indent=1, default=_json_default))
-    paths["windows"].write_text(json.dumps(per_window, default=_json_default))
+    paths["json"].write_text(json.dumps(report, indent=1, default=json_default))
+    paths["windows"].write_text(json.dumps(per_window, default=json_default))
     suite = f"{report.get('model')}@{report.get('device')}"
     write_junit(paths["junit"], results, suite, float(report.get("seconds", 0.0)), error=error,
                 properties={k: report.get(k) for k in ("device", "model_sha256", "windows", "bit_exact_fraction",

@@ -13,7 +13,7 @@ import pytest
 
 from ecgedge.device_sim.ble_peripheral import PMD_T0_NS, sim_peripheral
 from ecgedge.firmware_bridge.link import DeviceLink
-from ecgedge.edge_runtime.package import load_package
+from ecgedge.contract.package import load_package
 from ecgedge.edge_runtime.recorder import GAP_VALUE, read_partial
 from ecgedge.edge_runtime.session import Session, SessionOptions
 from ecgedge.edge_runtime.transports import open_transport

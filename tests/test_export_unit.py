@@ -170,11 +170,11 @@ def test_op_check_rejects_transpose():
 
 
 def test_smallest_arena_is_tight(small_models):
-    from ecgedge.quantize import footprint, tflite_export as te
-    from ecgedge.quantize.validate import tflm_allocates
+    from ecgedge.contract.runners import smallest_arena, tflm_allocates
+    from ecgedge.quantize import tflite_export as te
     _, k = small_models
     tfl = te.convert_int8(k, _windows(4))
-    arena = footprint.smallest_arena(tfl)
+    arena = smallest_arena(tfl)
     assert arena % 16 == 0
     assert tflm_allocates(tfl, arena) and not tflm_allocates(tfl, arena - 16)
 

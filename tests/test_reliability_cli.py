@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ecgedge.edge_runtime.package import sign_package
+from ecgedge.contract.package import sign_package
 
 _spec = importlib.util.spec_from_file_location("runtime_support", Path(__file__).with_name("runtime_support.py"))
 support = importlib.util.module_from_spec(_spec)

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgedge.edge_runtime.package import load_package
+from ecgedge.contract.package import load_package
 from ecgedge.edge_runtime.transports import open_transport
 from ecgedge.errors import ConfigError
 from ecgedge.hil_tests.reliability import FAULT_KINDS, run_fault
