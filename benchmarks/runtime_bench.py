@@ -25,7 +25,8 @@ import numpy as np
 
 def realtime_factor(pkg, minutes: float) -> dict:
     from ecgedge.edge_runtime.inference import HostInference
-    from ecgedge.edge_runtime.processing import Processor, QualityThresholds, window_result
+    from ecgedge.edge_runtime.processing import Processor, window_result
+    from ecgedge.signals import QualityThresholds
     from ecgedge.signals import EcgStream
 
     fs = int(pkg.sampling_rate)

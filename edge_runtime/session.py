@@ -16,7 +16,8 @@ import numpy as np
 from ecgedge.errors import ConfigError, DeviceTimeout, EdgeError, PackageError, ProtocolError, TransportError
 from ecgedge.firmware_bridge import protocol as P
 from ecgedge.firmware_bridge.link import DeviceErrorReply, DeviceLink
-from ecgedge.edge_runtime.processing import Processor, QualityThresholds, window_result
+from ecgedge.edge_runtime.processing import Processor, window_result
+from ecgedge.signals import QualityThresholds
 from ecgedge.edge_runtime.recorder import Recorder
 from ecgedge.edge_runtime.transports import open_transport
 
@@ -386,6 +387,11 @@ class Session:
             if self._backlog and self.opts.infer != "device":
                 windows, self._backlog = self._backlog, []
                 await self._handle_windows(windows, time.perf_counter())
+            if self.processor is not None and self.opts.infer != "device":
+                # the stream ended: the resampler's last samples complete the last windows
+                windows = self.processor.finish()
+                if windows:
+                    await self._handle_windows(windows, time.perf_counter())
             try:
                 await self.link.request(P.MsgType.STOP, b"", expect=P.MsgType.ACK, timeout=2.0)
             except (TransportError, ProtocolError):
