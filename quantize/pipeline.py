@@ -113,9 +113,9 @@ def _data_files(folder: str) -> list[Path]:
 def calibration_windows(spec, opts: ExportOptions) -> tuple[dict, str]:
     """Representative windows {"x": [N, W] model units, ("k": [N] for generated ones)} for calibration and
     fine-tuning, and a description of their source."""
-    from ecgedge.calibration import record_windows
+    from ecgedge.calibration import windows_from_recordings
     if opts.data:
-        x = record_windows(_data_files(opts.data), spec.input)[:, 0, :]
+        x = windows_from_recordings(_data_files(opts.data), spec.input)[:, 0, :]
         if len(x) == 0:
             raise DataError(f"--data {opts.data!r}: no complete {spec.input.window_samples}-sample window")
         return {"x": x[:opts.calib_windows]}, f"records in {opts.data} ({len(x)} windows)"
@@ -286,7 +286,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
 
     from ecgedge import DEMO_NOTICE
     from ecgedge.models.zoo import count_macs, count_params, is_demo, load_model
-    from ecgedge.quantize import cgen, footprint, onnx_export, report as report_mod, tflite_export as te
+    from ecgedge.quantize import footprint, tflm_array, onnx_export, report as report_mod, tflite_export as te
     from ecgedge.quantize import validate as val
     from ecgedge.quantize.keras_rebuild import build_keras_model, max_abs_difference
 
@@ -410,9 +410,9 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     # 8. artefacts
     (tmp / "model_int8.tflite").write_bytes(tflite)
     model_sha = sha256_file(tmp / "model_int8.tflite")
-    (tmp / "model_data.cc").write_text(cgen.model_data_cc(tflite, model_sha))
-    (tmp / "model_data.h").write_text(cgen.model_data_h(model_sha))
-    (tmp / "ops.txt").write_text(cgen.ops_txt(ops))
+    (tmp / "model_data.cc").write_text(tflm_array.model_data_cc(tflite, model_sha))
+    (tmp / "model_data.h").write_text(tflm_array.model_data_h(model_sha))
+    (tmp / "ops.txt").write_text(tflm_array.ops_txt(ops))
     onnx_export.export_float(pruned, window, tmp / "model.onnx")
     onnx_info = {}
     if not target.is_mcu:
