@@ -79,15 +79,15 @@ def write_manifest(package_dir: str | Path, manifest: dict) -> Path:
     return path
 
 
-def read_manifest(package_dir: str | Path) -> tuple[bytes, dict]:
-    """(manifest.json's bytes, its object) after the format checks; no artefact is read."""
-    root = Path(package_dir)
-    mpath = root / MANIFEST
+def _manifest_bytes(root: Path) -> bytes:
     if not root.is_dir():
         raise PackageError(f"package folder {root} does not exist")
-    if not mpath.is_file():
+    if not (root / MANIFEST).is_file():
         raise PackageError(f"{root} has no {MANIFEST}: not a model package")
-    raw = mpath.read_bytes()
+    return (root / MANIFEST).read_bytes()
+
+
+def _parse_manifest(mpath: Path, raw: bytes) -> dict:
     try:
         manifest = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
@@ -100,7 +100,14 @@ def read_manifest(package_dir: str | Path) -> tuple[bytes, dict]:
     for key in REQUIRED_KEYS:
         if key not in manifest:
             raise PackageError(f"{mpath} lacks {key!r}")
-    return raw, manifest
+    return manifest
+
+
+def read_manifest(package_dir: str | Path) -> tuple[bytes, dict]:
+    """(manifest.json's bytes, its object) after the format checks; no artefact is read."""
+    root = Path(package_dir)
+    raw = _manifest_bytes(root)
+    return raw, _parse_manifest(root / MANIFEST, raw)
 
 
 def read_model(path: str | Path) -> tuple[bytes, dict]:
@@ -304,17 +311,18 @@ def load_package(package_dir: str | Path, trust: str | Path | None = None, allow
     carries no signature at all. Without `trust`, a package is accepted unsigned only if `allow_unsigned`.
     """
     root = Path(package_dir)
-    raw, manifest = read_manifest(root)
+    raw = _manifest_bytes(root)
     mpath = root / MANIFEST
     signed, signer = False, None
     if (root / SIGNATURE).exists():
         if trust is None and not allow_unsigned:
             raise PackageError(f"{root} is signed but no --trust public key was given to verify it")
-        if trust is not None:
+        if trust is not None:  # the signature covers the bytes: checked before they are parsed
             signer = verify_signature(root, trust, raw)
             signed = True
     elif not allow_unsigned:
         raise PackageError(f"{root} is unsigned (no {SIGNATURE}); pass --allow-unsigned to run it anyway")
+    manifest = _parse_manifest(mpath, raw)
 
     listed = manifest["artifacts"]
     if not isinstance(listed, dict) or not listed:
