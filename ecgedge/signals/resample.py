@@ -3,13 +3,15 @@
 `StreamingResampler(rate_in, rate_out).process(block)` takes blocks of any size and returns the output
 samples they complete; the output is aligned with the input in time (the FIR filter's delay is taken
 out: output m is the signal at m / rate_out), so it lags the input by `delay` output samples.
-`flush()` ends the signal (holding its last value) and returns the rest. `resample(x, from, to)` is
-process + flush over a whole signal: offline and live give the same samples, bit for bit, whatever
-the block sizes.
+`flush()` ends the signal and returns the rest. `resample(x, from, to)` is process + flush over a whole
+signal: offline and live give the same samples, bit for bit, whatever the block sizes.
 
-The filter is scipy's resample_poly design (Kaiser-windowed sinc, beta 5, 10 x max(up, down) taps
-each side, cut-off at the lower Nyquist rate) with the same centring; the signal is extended by its
-first and last values (resample_poly's padtype="edge"), not zeros.
+It is scipy's `resample_poly` (default settings), computed incrementally: the same filter (Kaiser-
+windowed sinc, beta 5, 10 x max(up, down) taps each side, cut-off at the lower Nyquist rate), the same
+centring, zeros before and after the signal, and each output summed in upfirdn's order — so offline
+results equal `resample_poly`'s bit for bit, and recordings read before and after this module existed
+give the same numbers. (The zero extension makes the first and last few output samples ramp; a live
+stream's first window sees the same ramp its training records did.)
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class StreamingResampler:
         h = np.concatenate([np.zeros(pre), h])
         self.taps_per_phase = math.ceil(h.size / self.up)
         h = np.concatenate([h, np.zeros(self.taps_per_phase * self.up - h.size)])
-        # H[phase, i] = h[phase + i*up]
+        # H[phase, i] = h[phase + i*up]: the tap that meets input sample base - i
         self.H = h.reshape(self.taps_per_phase, self.up).T.copy()
         self.reset()
 
@@ -59,9 +61,10 @@ class StreamingResampler:
         """Forget the signal (a new one starts with the next block)."""
         if self.identity:
             return
-        self._hist = np.zeros(0)
-        self._hist_start = 0      # input index of _hist[0]
-        self._n_in = 0            # input samples received
+        # the signal is zero before its first sample (resample_poly's constant extension)
+        self._hist = np.zeros(self.taps_per_phase)
+        self._hist_start = -self.taps_per_phase  # input index of _hist[0]
+        self._n_in = 0                           # input samples received
         self._m_raw = self.delay  # next filter output to compute (the first `delay` precede the signal)
 
     def n_out(self, n_in: int) -> int:
@@ -78,12 +81,13 @@ class StreamingResampler:
             return np.zeros(0)
         self._m_raw = m_end
         pos = m * self.down
-        base = pos // self.up
-        idx = base[:, None] - np.arange(self.taps_per_phase)[None, :] - self._hist_start
-        return np.einsum("ij,ij->i", self.H[pos % self.up], self._hist[idx])
-
-    def _append(self, x: np.ndarray) -> None:
-        self._hist = np.concatenate([self._hist, x])
+        base = pos // self.up - self._hist_start
+        taps = self.H[pos % self.up]
+        y = np.zeros(m.size)
+        # oldest input first, one tap at a time: upfirdn's summation order, hence its exact result
+        for i in range(self.taps_per_phase - 1, -1, -1):
+            y += self._hist[base - i] * taps[:, i]
+        return y
 
     def _trim(self) -> None:
         keep = self.taps_per_phase + 1
@@ -98,11 +102,7 @@ class StreamingResampler:
             raise DataError(f"resampler expects a 1-D block of samples, got shape {x.shape}")
         if self.identity:
             return x.copy()
-        if self._n_in == 0 and x.size:
-            # the signal before its first sample holds that sample's value
-            self._hist = np.full(self.taps_per_phase, x[0])
-            self._hist_start = -self.taps_per_phase
-        self._append(x)
+        self._hist = np.concatenate([self._hist, x])
         self._n_in += x.size
         # a filter output needs every input up to base = (m * down) // up
         y = self._outputs(-(-self._n_in * self.up // self.down))
@@ -110,7 +110,7 @@ class StreamingResampler:
         return y
 
     def flush(self) -> np.ndarray:
-        """The outputs still owed for the signal so far, as if it held its last value; then reset."""
+        """The outputs still owed for the signal so far (zero after its end, as offline); then reset."""
         if self.identity or self._n_in == 0:
             self.reset()
             return np.zeros(0)
@@ -118,7 +118,7 @@ class StreamingResampler:
         need = (last * self.down) // self.up            # the input it reaches
         have = self._hist_start + self._hist.size - 1
         if need > have:
-            self._append(np.full(need - have, self._hist[-1]))
+            self._hist = np.concatenate([self._hist, np.zeros(need - have)])
         y = self._outputs(last + 1)
         self.reset()
         return y
