@@ -13,6 +13,7 @@ import numpy as np
 import ecgedge
 from ecgedge.contract import metrics as M
 from ecgedge.contract.package import json_default
+from ecgedge.contract.quantization import dequantize_outputs
 from ecgedge.hil_tests.gates import GateResult
 from ecgedge.hil_tests.junit import write_junit
 
@@ -56,10 +57,7 @@ def _figures(report: dict, pw: dict, outputs: list[dict]) -> list[tuple[str, str
     dq = np.asarray(pw.get("device_q") or [], np.float64)
     fl = np.asarray(pw["float_raw"], np.float64) if pw.get("float_raw") is not None else None
     n_done = len(dq)
-    deq = np.empty_like(dq)
-    for j, o in enumerate(outputs):
-        if n_done:
-            deq[:, j] = (dq[:, j] - o["tflite_zero_point"]) * o["tflite_scale"]
+    deq = dequantize_outputs(dq, outputs) if n_done else np.empty_like(dq)
 
     # ROC float vs device
     primary = report.get("primary_output")
