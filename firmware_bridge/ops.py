@@ -272,6 +272,11 @@ def _binary_inputs(model, op, layer_consts):
     return ptrs, acts
 
 
+# a flat ADD's 64 KiB pair table (optimised path) only where it pays: on tiny tensors (an unrolled recurrent
+# cell's gates) it would cost 64 KiB of flash per op to save a few instructions
+PAIR_TABLE_MIN_ELEMENTS = 1024
+
+
 @_register("ADD")
 def _add(model, op):
     a, b = (model.tensors[i] for i in op.inputs[:2])
@@ -295,7 +300,7 @@ def _add(model, op):
         consts.append(CArray(f"L{op.index}_add{k}", "int32_t", np.asarray(tab, np.int64)))
         p[f"lut{k}"] = f"L{op.index}_add{k}"
     p["pair"] = "NULL"
-    if p["flat"] and len(acts) == 2:
+    if p["flat"] and len(acts) == 2 and p["size"] >= PAIR_TABLE_MIN_ELEMENTS:
         # optimised path: the int8 result of each (a, b) pair, one 64 KiB table indexed by (b << 8) | a
         t1 = np.asarray(consts[-2].values, np.int64)
         t2 = np.asarray(consts[-1].values, np.int64)
@@ -371,7 +376,8 @@ def _mean(model, op):
     # contiguous reduced axes (after dropping size-1 axes) -> [outer][reduce][inner]
     red_axes = [a for a in axes if x.shape[a] > 1]
     if red_axes and red_axes != list(range(red_axes[0], red_axes[-1] + 1)):
-        _fail(op, f"reduction over non-adjacent axes {axes}; supported: adjacent axes")
+        from ecgedge.firmware_bridge.ops_general import lower_reduce   # any axes: the general reduction
+        return lower_reduce(model, op, is_sum=False)
     if not red_axes:
         outer, reduce_n, inner = 1, 1, int(np.prod(x.shape))
     else:
@@ -429,8 +435,8 @@ def _logistic(model, op):
     return _lut_layer(model, op, quant.logistic_lut(float(x.scale[0]), int(x.zero_point[0])), "logistic (LUT)")
 
 
-@_register("QUANTIZE")
 def _requantize(model, op):
+    """int8 -> int8 QUANTIZE (registered with the float cases in ops_general)."""
     x = _int8_act(model, op, op.inputs[0], "input")
     y = _int8_act(model, op, op.outputs[0], "output")
     return _lut_layer(model, op, quant.requantize_lut(float(x.scale[0]), int(x.zero_point[0]),
@@ -439,13 +445,17 @@ def _requantize(model, op):
 
 def lower(model: TfliteModel, fuse: bool = True) -> list[Layer]:
     """Lower every operator; the first unsupported one raises FirmwareError."""
+    from ecgedge.firmware_bridge.ops_general import prepare_model
+
     for i in model.inputs + model.outputs:
         t = model.tensors[i]
-        if t.type_name != "int8":
+        if t.type_name not in ("int8", "float32"):
             raise FirmwareError(f"model {'input' if i in model.inputs else 'output'} tensor {i} ({t.name!r}) is "
-                                f"{t.type_name}; supported: int8 in/out (full-INT8 export)")
+                                f"{t.type_name}; supported: int8 in/out (full-INT8 export), or float32 quantised "
+                                "by the first op / dequantised by the last op")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise FirmwareError(f"model has {len(model.inputs)} inputs / {len(model.outputs)} outputs; supported: 1 / 1")
+    model = prepare_model(model)
     layers = []
     for op in model.operators:
         fn = SUPPORTED.get(op.name)
@@ -560,3 +570,6 @@ def fuse_swish(model: TfliteModel, layers: list[Layer]) -> list[Layer]:
                     break
         out.append(layer)
     return [l for l in out if l.index not in drop]
+
+
+from ecgedge.firmware_bridge import ops_general  # noqa: E402,F401  (registers the general ops)
