@@ -270,10 +270,12 @@ def _kernel_objects(cc: str, flags: list[str], optimized: bool) -> list[Path]:
 
 
 def build_engine(tflite_or_package, core: str, out_dir, optimized: bool = True, program: str = "verify",
-                 defines: dict | None = None) -> EngineBuild:
+                 defines: dict | None = None, gen=None) -> EngineBuild:
     """The generated engine for `core` (cores.toml) with a harness program: `core="host"` gives a host
     executable (input tensors on stdin -> output tensors on stdout), an MCU core a firmware ELF for the core's
-    QEMU machine (input/output files over semihosting, c/verify_main.c)."""
+    QEMU machine (input/output files over semihosting, c/verify_main.c). `gen`: sources already generated
+    for this model (codegen.Generated), reused instead of generating again."""
+    from ecgedge.firmware_bridge.codegen import write_sources
     from ecgedge.firmware_bridge.cores import get_core
 
     c = get_core(core)
@@ -281,7 +283,10 @@ def build_engine(tflite_or_package, core: str, out_dir, optimized: bool = True, 
         raise FirmwareError(f"unknown engine program {program!r}; supported: {', '.join(ENGINE_PROGRAMS)}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    gen, _ = generate_into(tflite_or_package, out / "gen")
+    if gen is None:
+        gen, _ = generate_into(tflite_or_package, out / "gen")
+    else:
+        write_sources(gen, out / "gen")
     exe = out / (f"engine_{program}" + ("" if optimized else "_ref"))
     if c.is_host:
         cc = _need("gcc")

@@ -4,7 +4,9 @@ op, its index and what is supported."""
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -42,6 +44,24 @@ SUPPORTED: dict[str, Callable] = {}
 
 def supported_ops() -> list[str]:
     return sorted(SUPPORTED)
+
+
+KERNELS_TOML = Path(__file__).resolve().parent / "kernels.toml"
+
+
+def kernel_table() -> dict[str, dict]:
+    """op -> {"paths": [kernel paths with an optimised kernel], "what": ...} (kernels.toml); ops not listed run
+    their reference kernel on every core. Checked: every op registered, every path one of cores.KERNEL_PATHS."""
+    from ecgedge.firmware_bridge.cores import KERNEL_PATHS
+
+    table = tomllib.loads(KERNELS_TOML.read_text())
+    for op, row in table.items():
+        if op not in SUPPORTED:
+            raise FirmwareError(f"{KERNELS_TOML.name}: {op} is not an op of the registry")
+        bad = [k for k in row.get("paths", []) if k not in KERNEL_PATHS]
+        if bad:
+            raise FirmwareError(f"{KERNELS_TOML.name}: {op} paths {bad}; expected some of {', '.join(KERNEL_PATHS)}")
+    return table
 
 
 def _register(*names):

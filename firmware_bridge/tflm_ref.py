@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -26,23 +27,70 @@ def tflm_outputs(model_path: str | Path, q: np.ndarray) -> np.ndarray:
     return np.array(out)
 
 
+@contextmanager
+def _c_streams_to(fd: int):
+    """Point the C streams (fds 1 and 2; tflite-micro prints there) at fd for a while."""
+    import ctypes
+    import os
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        os.dup2(fd, 1)
+        os.dup2(fd, 2)
+        yield
+    finally:
+        try:
+            ctypes.CDLL(None).fflush(None)
+        except (OSError, AttributeError):
+            pass
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in saved:
+            os.close(f)
+
+
+def _tflm_recorded_total(model_path: str, arena: int) -> int | None:
+    """tflite-micro's own account of its arena use ('Arena allocation total N bytes'), or None."""
+    import re
+    import tempfile
+
+    from tflite_micro import runtime
+
+    with tempfile.TemporaryFile() as f:
+        with _c_streams_to(f.fileno()):
+            try:
+                runtime.Interpreter.from_file(model_path, arena_size=arena).print_allocations()
+            except Exception:
+                return None
+        f.seek(0)
+        m = re.search(rb"Arena allocation total (\d+) bytes", f.read())
+    return int(m.group(1)) if m else None
+
+
 def _allocates(model_path: str, n: int) -> bool:
-    """Whether tflite-micro allocates the model in n bytes. The probe runs in a forked child: tflite-micro prints
-    its allocation failures on the C streams and, for some ops (the LSTM), crashes on a too-small arena."""
+    """Whether tflite-micro allocates the model in n bytes. The probe runs in a forked child where fork exists:
+    tflite-micro can crash the process on an arena that is too small (seen with LSTM, softmax models)."""
     import os
 
     from tflite_micro import runtime
 
     if not hasattr(os, "fork"):
-        try:
-            runtime.Interpreter.from_file(model_path, arena_size=n)
-            return True
-        except Exception:  # tflite-micro raises RuntimeError on a failed allocation
-            return False
+        with open(os.devnull, "wb") as null, _c_streams_to(null.fileno()):
+            try:
+                runtime.Interpreter.from_file(model_path, arena_size=n)
+                return True
+            except Exception:  # tflite-micro raises RuntimeError on a failed allocation
+                return False
     pid = os.fork()
     if pid == 0:   # child: silence, try, report by exit status
         code = 1
         try:
+            import faulthandler
+
+            faulthandler.disable()     # a crash here is the answer "does not allocate", not an error to print
             null = os.open(os.devnull, os.O_WRONLY)
             os.dup2(null, 1)
             os.dup2(null, 2)
@@ -57,13 +105,35 @@ def _allocates(model_path: str, n: int) -> bool:
 
 
 def tflm_min_arena(model_path: str | Path, lo: int = 1024, hi: int = 8_000_000, step: int = 16) -> int:
-    """Smallest arena_size (to `step` bytes) with which tflite-micro allocates the model (bisection)."""
-
+    """Smallest arena_size (to `step` bytes) with which tflite-micro allocates the model. Probes start at
+    tflite-micro's recorded total (a few probes around it; probes far below the need can crash it), else
+    doubling from 4 KiB, then bisection."""
     def ok(n):
         return _allocates(str(model_path), n)
 
-    if not ok(hi):
-        raise RuntimeError(f"tflite-micro cannot allocate {model_path} even with {hi} bytes")
+    total = _tflm_recorded_total(str(model_path), hi)
+    if total is not None:
+        probe = (total + step - 1) // step * step
+        for _ in range(64):
+            if ok(probe):
+                break
+            probe += step
+        else:
+            total = None
+        if total is not None:
+            hi, below = probe, max(lo, probe - 16 * step)
+            while below > lo and ok(below):
+                hi, below = below, max(lo, below - 16 * step)
+            lo = below
+    if total is None:
+        probe = max(4096, lo)
+        while probe < hi and not ok(probe):
+            lo, probe = probe, probe * 2
+        if probe >= hi:
+            probe = hi
+            if not ok(hi):
+                raise RuntimeError(f"tflite-micro cannot allocate {model_path} even with {hi} bytes")
+        hi = probe
     while hi - lo > step:
         mid = (lo + hi) // 2
         lo, hi = (lo, mid) if ok(mid) else (mid, hi)

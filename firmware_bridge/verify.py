@@ -113,8 +113,10 @@ def _equal_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: int = 0, optimized: bool = True,
-           out_dir=None, arena_tflm: bool = True) -> dict:
-    """Build, run and compare; the report dict of `edge-engine verify --json` (see docs/firmware.md)."""
+           out_dir=None, arena_tflm: bool = True, also_reference: bool = False) -> dict:
+    """Build, run and compare; the report dict of `edge-engine verify --json` (see docs/firmware.md).
+    `also_reference`: build and compare the reference kernels too (same sources, same inputs):
+    `reference_bit_exact_fraction` in the report."""
     from ecgedge.firmware_bridge.build import build_engine
     from ecgedge.firmware_bridge.cores import get_core
     from ecgedge.firmware_bridge.tflm_ref import tflm_min_arena, tflm_outputs
@@ -142,6 +144,12 @@ def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: 
             got = run_host(eb.path, inputs, out_dtype, out_size)
         else:
             got, records = run_qemu(eb.path, eb.machine, inputs, out_dtype, out_size)
+        ref_same = None
+        if also_reference:
+            rb = build_engine(path, core, work / core, optimized=not optimized, gen=gen)
+            ref_got = (run_host(rb.path, inputs, out_dtype, out_size) if rb.machine is None
+                       else run_qemu(rb.path, rb.machine, inputs, out_dtype, out_size)[0])
+            ref_same = _equal_rows(ref_got, expected.astype(out_dtype))
     finally:
         if out_dir is None:
             shutil.rmtree(work, ignore_errors=True)
@@ -161,6 +169,10 @@ def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: 
         "optimized": optimized, "inputs": int(len(inputs)), "input_type": t_in.type_name,
         "input_shape": list(t_in.shape), "output_type": t_out.type_name, "output_shape": list(t_out.shape),
         "bit_exact_fraction": float(np.mean(same)), "mismatched_inputs": [int(i) for i in np.nonzero(~same)[0]],
+        "reference_bit_exact_fraction" if optimized else "optimised_bit_exact_fraction":
+            float(np.mean(ref_same)) if ref_same is not None else None,
+        "distinct_outputs": int(len(np.unique(np.ascontiguousarray(expected).view(np.uint8).reshape(len(expected), -1),
+                                              axis=0))),
         "instructions_per_inference": ipi,
         "instructions_per_inference_range": [min(r["total"] for r in records), max(r["total"] for r in records)]
         if records else None,

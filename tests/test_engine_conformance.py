@@ -1,0 +1,126 @@
+"""Conformance by random models: 200 random small Keras models (device_sim/random_models.py: 1-D and 2-D
+convolutions with random shapes, strides, dilations, padding, groups and channel counts, activations, branches,
+concatenations, pooling, data movement, reductions over random axes, batch matmuls, unrolled GRUs/LSTMs and the
+fused int8 LSTM, float edges), converted by TensorFlow's TFLiteConverter to full INT8, run by our engine on the
+host build (optimised and reference kernels) and 20 of them in QEMU on cortex-m7, every output byte compared
+with tflite-micro; our arena never larger than tflite-micro's smallest working arena.
+
+Seeds are in every failure message. Replay one: `pytest tests/test_engine_conformance.py --engine-seed N`
+(or ECGEDGE_ENGINE_SEED=N). A seed that ever failed goes into REGRESSION_SEEDS and is checked on every run.
+Converted models are cached under $ECGEDGE_CACHE/random-models/ (keyed by the generator and TF versions)."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
+
+import numpy as np
+import pytest
+
+from ecgedge.device_sim.random_models import description, ensure_models
+
+pytestmark = pytest.mark.backend
+
+HOST_SEEDS = list(range(1000, 1200))     # 200 models on the host build
+QEMU_SEEDS = HOST_SEEDS[:20]             # 20 of them in QEMU on cortex-m7
+# Seeds that failed during development, kept as regressions (checked on host and cortex-m7 on every run)
+REGRESSION_SEEDS: list[int] = []
+WORKERS = 2
+
+
+def _check(args) -> dict:
+    """One model through verify(); runs in a worker process. Never raises: errors come back as strings."""
+    seed, path, core = args
+    from ecgedge.firmware_bridge.tflite_model import load_model
+    from ecgedge.firmware_bridge.verify import verify
+
+    out = {"seed": seed, "core": core, "ops": [], "error": None}
+    try:
+        out["ops"] = load_model(path).op_names()
+        rep = verify(path, core=core, n_inputs=6, seed=seed, also_reference=core == "host",
+                     arena_tflm=core == "host")
+        out.update({k: rep[k] for k in ("bit_exact_fraction", "reference_bit_exact_fraction", "arena_bytes",
+                                        "arena_bytes_tflm", "instructions_per_inference", "macs", "flash_bytes",
+                                        "distinct_outputs")})
+    except Exception as e:   # noqa: BLE001  (reported with the seed)
+        out["error"] = f"{type(e).__name__}: {str(e)[:600]}"
+    return out
+
+
+def _run(jobs: list[tuple]) -> list[dict]:
+    ctx = multiprocessing.get_context("spawn")          # no fork of a threaded test process
+    with ProcessPoolExecutor(WORKERS, mp_context=ctx) as ex:
+        return list(ex.map(_check, jobs))
+
+
+def _problems(results: list[dict], paths: dict) -> list[str]:
+    bad = []
+    for r in results:
+        why = r["error"]
+        if why is None and r["bit_exact_fraction"] != 1.0:
+            why = f"not bit-exact ({r['bit_exact_fraction']:.3f} of inputs)"
+        if why is None and r["reference_bit_exact_fraction"] not in (None, 1.0):
+            why = f"reference kernels not bit-exact ({r['reference_bit_exact_fraction']:.3f})"
+        if why is None and r["arena_bytes_tflm"] is not None and r["arena_bytes"] > r["arena_bytes_tflm"]:
+            why = f"arena {r['arena_bytes']} B > tflite-micro's {r['arena_bytes_tflm']} B"
+        if why:
+            bad.append(f"seed {r['seed']} on {r['core']}: {why}; ops {r['ops']}; model: "
+                       f"{description(paths[r['seed']])} -- replay: pytest tests/test_engine_conformance.py "
+                       f"--engine-seed {r['seed']}")
+    return bad
+
+
+@pytest.fixture(scope="module")
+def models():
+    return ensure_models(HOST_SEEDS + REGRESSION_SEEDS, workers=WORKERS)
+
+
+def test_random_models_bit_exact_on_host(models, tmp_path_factory):
+    results = _run([(s, models[s], "host") for s in HOST_SEEDS])
+    problems = _problems(results, models)
+    assert not problems, "\n".join(problems)
+    ok = [r for r in results if r["error"] is None]
+    ratios = np.array([r["arena_bytes"] / r["arena_bytes_tflm"] for r in ok])
+    ops = sorted({o for r in ok for o in r["ops"]})
+    summary = {"models": len(ok), "arena_ratio_max": float(ratios.max()), "arena_ratio_median": float(np.median(ratios)),
+               "ops": ops, "with_distinct_outputs": int(sum(r["distinct_outputs"] > 1 for r in ok))}
+    (tmp_path_factory.mktemp("conformance") / "host.json").write_text(json.dumps({"summary": summary,
+                                                                                  "results": results}, indent=1))
+    print(f"\nrandom models on host: {summary}")
+    # the suite covers the engine's op set (ops it cannot produce are covered by tests/test_engine_ops.py)
+    assert len(ops) >= 28, ops
+    assert summary["with_distinct_outputs"] >= 0.9 * len(ok)
+
+
+def test_random_models_bit_exact_on_cortex_m7_in_qemu(models):
+    results = _run([(s, models[s], "cortex-m7") for s in QEMU_SEEDS])
+    problems = _problems(results, models)
+    assert not problems, "\n".join(problems)
+    assert all(r["instructions_per_inference"] and r["flash_bytes"] for r in results)
+
+
+@pytest.mark.parametrize("seed", REGRESSION_SEEDS)
+def test_regression_seed(models, seed):
+    results = _run([(seed, models[seed], "host"), (seed, models[seed], "cortex-m7")])
+    problems = _problems(results, models)
+    assert not problems, "\n".join(problems)
+
+
+def _replay_seeds(config) -> list[int]:
+    seeds = list(config.getoption("--engine-seed") or [])
+    env = os.environ.get("ECGEDGE_ENGINE_SEED", "")
+    seeds += [int(s) for s in env.split(",") if s.strip()]
+    return seeds
+
+
+def test_replay_seed(request):
+    """`--engine-seed N` / ECGEDGE_ENGINE_SEED=N: that seed on the host and on cortex-m7."""
+    seeds = _replay_seeds(request.config)
+    if not seeds:
+        pytest.skip("no --engine-seed given")
+    paths = ensure_models(seeds, workers=1)
+    results = _run([(s, paths[s], core) for s in seeds for core in ("host", "cortex-m7")])
+    problems = _problems(results, paths)
+    assert not problems, "\n".join(problems)
