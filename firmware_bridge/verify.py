@@ -113,10 +113,11 @@ def _equal_rows(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: int = 0, optimized: bool = True,
-           out_dir=None, arena_tflm: bool = True, also_reference: bool = False) -> dict:
+           out_dir=None, arena_tflm: bool = True, also_reference: bool = False, defines: dict | None = None) -> dict:
     """Build, run and compare; the report dict of `edge-engine verify --json` (see docs/firmware.md).
     `also_reference`: build and compare the reference kernels too (same sources, same inputs):
-    `reference_bit_exact_fraction` in the report."""
+    `reference_bit_exact_fraction` in the report. `defines`: C defines of the build (fault injection,
+    build.FAULTS, for negative tests)."""
     from ecgedge.firmware_bridge.build import build_engine
     from ecgedge.firmware_bridge.cores import get_core
     from ecgedge.firmware_bridge.tflm_ref import tflm_min_arena, tflm_outputs
@@ -136,7 +137,7 @@ def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: 
     out_dtype, out_size = np.dtype(t_out.type_name), int(np.prod(t_out.shape))
     work = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix="ecg-engine-"))
     try:
-        eb = build_engine(path, core, work / core, optimized=optimized)
+        eb = build_engine(path, core, work / core, optimized=optimized, defines=defines)
         gen = eb.gen
         expected = tflm_outputs(path, inputs.reshape(len(inputs), -1)).reshape(len(inputs), out_size)
         records: list[dict] = []
@@ -146,7 +147,7 @@ def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: 
             got, records = run_qemu(eb.path, eb.machine, inputs, out_dtype, out_size)
         ref_same = None
         if also_reference:
-            rb = build_engine(path, core, work / core, optimized=not optimized, gen=gen)
+            rb = build_engine(path, core, work / core, optimized=not optimized, gen=gen, defines=defines)
             ref_got = (run_host(rb.path, inputs, out_dtype, out_size) if rb.machine is None
                        else run_qemu(rb.path, rb.machine, inputs, out_dtype, out_size)[0])
             ref_same = _equal_rows(ref_got, expected.astype(out_dtype))
@@ -165,7 +166,7 @@ def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: 
     arena_tflm_bytes = tflm_min_arena(path) if arena_tflm else None
     arena = eb.arena_bytes
     return {
-        "model": str(path), "model_sha256": model.sha256, "core": core, "kernels": get_core(core).kernels,
+        "model": str(path), "model_sha256": model.sha256, "core": core, "defines": dict(defines or {}), "kernels": get_core(core).kernels,
         "optimized": optimized, "inputs": int(len(inputs)), "input_type": t_in.type_name,
         "input_shape": list(t_in.shape), "output_type": t_out.type_name, "output_shape": list(t_out.shape),
         "bit_exact_fraction": float(np.mean(same)), "mismatched_inputs": [int(i) for i in np.nonzero(~same)[0]],

@@ -124,3 +124,15 @@ def test_replay_seed(request):
     results = _run([(s, paths[s], core) for s in seeds for core in ("host", "cortex-m7")])
     problems = _problems(results, paths)
     assert not problems, "\n".join(problems)
+
+
+@pytest.mark.parametrize("name", ["image", "audio", "gru", "lstm", "float_io"])
+def test_acceptance_model_bit_exact_on_cortex_m7_in_qemu(name):
+    """2-D image and audio models with softmax heads, an unrolled GRU, the fused int8 LSTM, float edges: the
+    optimised (DSP) kernels in QEMU, every output byte vs tflite-micro, exact instruction counts."""
+    from ecgedge.firmware_bridge.verify import verify
+
+    path = ensure_models([name])[name]
+    rep = verify(path, core="cortex-m7", n_inputs=8, seed=11, arena_tflm=False)
+    assert rep["bit_exact_fraction"] == 1.0, rep["mismatched_inputs"]
+    assert rep["instructions_per_inference"] > 0 and all("instructions" in row for row in rep["layers"])

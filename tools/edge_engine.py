@@ -44,6 +44,8 @@ def parse(args=None) -> argparse.Namespace:
     v.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
     v.add_argument("--reference", action="store_true", help="verify the reference kernels instead of the optimised")
     v.add_argument("--keep", type=Path, default=None, help="keep the build in this folder")
+    v.add_argument("--fault", action="append", default=[], metavar="ECG_FAULT_...",
+                   help="build with an injected fault (negative tests; e.g. ECG_FAULT_REQUANT_SHIFT)")
     return p.parse_args(args)
 
 
@@ -151,8 +153,13 @@ def cmd_verify(args) -> int:
 
     if args.data is None and args.inputs < 1:
         raise ConfigError(f"--inputs {args.inputs}: expected a positive number")
+    from ecgedge.firmware_bridge.build import FAULTS
+
+    bad = [f for f in args.fault if f not in FAULTS]
+    if bad:
+        raise ConfigError(f"--fault {bad[0]}: expected one of {', '.join(FAULTS)}")
     rep = verify(args.model, core=args.core, n_inputs=args.inputs, data=args.data, seed=args.seed,
-                 optimized=not args.reference, out_dir=args.keep)
+                 optimized=not args.reference, out_dir=args.keep, defines={f: True for f in args.fault})
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.json.with_name(args.json.name + ".partial")
