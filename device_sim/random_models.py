@@ -33,10 +33,10 @@ GENERATOR_VERSION = 1      # bump when the generator changes: cached models are 
 class _Gen:
     """Random architecture for one seed."""
 
-    def __init__(self, seed: int):
+    def __init__(self, seed: int, attempt: int = 0):
         self.seed = seed
-        self.rng = np.random.default_rng(seed)
-        self.desc: list[str] = []
+        self.rng = np.random.default_rng([seed, attempt])
+        self.desc: list[str] = [f"attempt {attempt}"] if attempt else []
 
     def r(self, lo, hi):
         return int(self.rng.integers(lo, hi + 1))
@@ -138,9 +138,8 @@ def _branch_merge(g: _Gen, x, rank: int):
     keras, layers, ops, Fn = _keras_layers()
     a = _conv(g, x, rank) if g.chance(0.7) else x
     b = _conv(g, x, rank)
-    same_spatial = list(a.shape[1:-1]) == list(b.shape[1:-1])
-    if not same_spatial:
-        b = a
+    if list(a.shape[1:-1]) != list(b.shape[1:-1]):     # another view of a: never a merge of a tensor with itself
+        b = (layers.Conv1D if rank == 1 else layers.Conv2D)(g.channels(), 1)(a)
     kind = g.pick(["add", "sub", "mul", "max", "min", "concat", "concat"])
     if kind == "concat":
         g.desc.append("concat")
@@ -252,11 +251,12 @@ def _build_fused_lstm(g: _Gen):
     return tf_keras.Model(x, y), (t, c)
 
 
-def build_keras(seed: int):
-    """(model, input shape without batch, description, float_io) for a seed."""
-    g = _Gen(seed)
+def build_keras(seed: int, attempt: int = 0):
+    """(model, input shape without batch, description, float_io) for a seed (attempt > 0: the seed's next
+    architecture, used when TensorFlow's converter rejects the previous one)."""
+    g = _Gen(seed, attempt)
     keras, layers, ops, Fn = _keras_layers()
-    keras.utils.set_random_seed(seed % (2**31))
+    keras.utils.set_random_seed((seed * 7 + attempt) % (2**31))
     kind = g.pick(["1d", "1d", "2d", "2d", "seq", "dense"])
     if kind == "seq" and g.chance(0.4):
         try:
@@ -452,9 +452,24 @@ def convert(item) -> tuple[bytes, str]:
 
     if item == "tanh_int16":
         return _tanh_int16(tf), "int16 TANH (16x8), all 65536 inputs probe tflite-micro's table"
-    model, shape, desc, float_io = build_named(item) if isinstance(item, str) else build_keras(item)
-    rep = representative(item if isinstance(item, int) else int(hashlib.sha256(item.encode()).hexdigest()[:6], 16),
-                         shape, n=8 if isinstance(item, int) else 32)
+    if isinstance(item, str):
+        model, shape, desc, float_io = build_named(item)
+        return _convert(tf, model, int(hashlib.sha256(item.encode()).hexdigest()[:6], 16), shape, float_io, 32), desc
+    errors = []
+    for attempt in range(CONVERTER_ATTEMPTS):
+        model, shape, desc, float_io = build_keras(item, attempt)
+        try:
+            return _convert(tf, model, item, shape, float_io, 8), desc
+        except Exception as e:   # noqa: BLE001  (the converter's own errors: ConverterError, ValueError, ...)
+            errors.append(f"attempt {attempt}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+    raise RuntimeError(f"seed {item}: TensorFlow's converter rejected {CONVERTER_ATTEMPTS} architectures: {errors}")
+
+
+CONVERTER_ATTEMPTS = 4
+
+
+def _convert(tf, model, rep_seed: int, shape, float_io: bool, n: int) -> bytes:
+    rep = representative(rep_seed, shape, n=n)
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
     conv.optimizations = [tf.lite.Optimize.DEFAULT]
     conv.representative_dataset = lambda: ([r] for r in rep)
@@ -462,7 +477,7 @@ def convert(item) -> tuple[bytes, str]:
     if not float_io:
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
-    return conv.convert(), desc
+    return conv.convert()
 
 
 def cache_root() -> Path:
@@ -502,7 +517,12 @@ def _worker(seeds: list, out: Path) -> None:
         if target.exists():
             continue
         (out / f"{_name(s)}.started").write_text("")
-        raw, desc = convert(s)
+        try:
+            raw, desc = convert(s)
+        except Exception as e:   # noqa: BLE001  (reported by ensure_models, naming the seed)
+            (out / f"{_name(s)}.error").write_text(f"{type(e).__name__}: {e}"[:2000])
+            (out / f"{_name(s)}.started").unlink()
+            continue
         tmp = target.with_suffix(".partial")
         tmp.write_bytes(raw)
         (out / f"{_name(s)}.json").write_text(json.dumps({"item": s, "description": desc}))
@@ -531,6 +551,10 @@ def ensure_models(items, workers: int = 2, timeout: float = 1800) -> dict:
                 crashed = [s for s in sh if (out / f"{_name(s)}.started").exists()]
                 errors.append(f"converter process for {sh[0]}.. exited {p.returncode} at {crashed}: "
                               f"{err.decode(errors='replace')[-800:]}")
+        failed = [s for s in missing if (out / f"{_name(s)}.error").exists()]
+        errors += [f"{_name(s)}: {(out / f'{_name(s)}.error').read_text()[:600]}" for s in failed]
+        for s in failed:
+            (out / f"{_name(s)}.error").unlink()
         if errors:
             raise RuntimeError("; ".join(errors))
     return {s: out / f"{_name(s)}.tflite" for s in items}

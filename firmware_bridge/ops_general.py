@@ -240,7 +240,8 @@ def _sub(model, op):
 
 
 def _minmax(model, op, call):
-    a, b = (_int8_act(model, op, i, f"input {k}") for k, i in enumerate(op.inputs[:2]))
+    for k, i in enumerate(op.inputs[:2]):
+        _int8_act(model, op, i, f"input {k}")
     return _binary(model, op, call, lambda p, a, b, y: f"{op.name.lower()} {list(a.shape)},{list(b.shape)}")
 
 
@@ -623,7 +624,8 @@ def _batch_matmul(model, op):
 
 # ---------------------------------------------------------------- int8 LSTM
 
-LSTM_GATES = ((2, 6, 13), (1, 5, 12), (3, 7, 14), (4, 8, 15))   # (input w, recurrent w, bias): forget, input, cell, output
+# (input weights, recurrent weights, bias) positions of the gates in TFLite's order: forget, input, cell, output
+LSTM_GATES = ((2, 6, 13), (1, 5, 12), (3, 7, 14), (4, 8, 15))
 
 
 @_register("UNIDIRECTIONAL_SEQUENCE_LSTM")
@@ -662,8 +664,8 @@ def _lstm(model, op):
             name = f"{pre}_w{'xh'[k]}{g}"
             consts.append(CArray(name, "int8_t", w.data.reshape(-1)))
             arr.append(name)
-            m, s = quant.quantize_multiplier(float(np.float64(np.float32((sx if k == 0 else sh) * np.float32(w.scale[0])))
-                                                   / np.float64(gate_in)))
+            product = np.float32((sx if k == 0 else sh) * np.float32(w.scale[0]))     # float32, as tflite-micro
+            m, s = quant.quantize_multiplier(float(np.float64(product) / np.float64(gate_in)))
             (xm if k == 0 else hm).append(m)
             (xs if k == 0 else hs).append(s)
         b = model.tensors[ins[ib]]

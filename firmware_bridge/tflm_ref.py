@@ -7,15 +7,55 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgedge.errors import FirmwareError
 from ecgedge.firmware_bridge.tflite_model import load_model
 
 
-def tflm_outputs(model_path: str | Path, q: np.ndarray) -> np.ndarray:
-    """Outputs [n, n_out] of tflite-micro for inputs q [n, input_size] (int8, or float32 for a float-input model).
-    Variable tensors (an LSTM's state) are reset before every input: each input is an independent window."""
+def in_child(fn, *args):
+    """fn(*args) in a forked child (where fork exists), its result pickled back: tflite-micro aborts or
+    crashes the whole process on some models (a failed CHECK in a kernel's prepare, a too-small arena).
+    Raises FirmwareError when the child dies."""
+    import os
+    import pickle
+
+    if not hasattr(os, "fork"):
+        return fn(*args)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            import faulthandler
+
+            faulthandler.disable()
+            os.close(r)
+            try:
+                payload = pickle.dumps((True, fn(*args)))
+            except Exception as e:   # noqa: BLE001  (sent back to the parent, raised there)
+                payload = pickle.dumps((False, f"{type(e).__name__}: {e}"))
+            with os.fdopen(w, "wb") as f:
+                f.write(payload)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
+        raise FirmwareError(f"tflite-micro's interpreter died ({how}) on this model: the oracle cannot run it")
+    ok, value = pickle.loads(data)
+    if not ok:
+        raise FirmwareError(f"tflite-micro's interpreter failed on this model: {value}")
+    return value
+
+
+def _tflm_outputs(model_path: str, q: np.ndarray) -> np.ndarray:
     from tflite_micro import runtime
 
-    it = runtime.Interpreter.from_file(str(model_path), arena_size=8_000_000)
+    it = runtime.Interpreter.from_file(model_path, arena_size=8_000_000)
     det = it.get_input_details(0)
     shape, dtype = tuple(det["shape"]), det["dtype"]
     out = []
@@ -25,6 +65,13 @@ def tflm_outputs(model_path: str | Path, q: np.ndarray) -> np.ndarray:
         it.invoke()
         out.append(it.get_output(0).reshape(-1).copy())
     return np.array(out)
+
+
+def tflm_outputs(model_path: str | Path, q: np.ndarray) -> np.ndarray:
+    """Outputs [n, n_out] of tflite-micro for inputs q [n, input_size] (int8, or float32 for a float-input model).
+    Variable tensors (an LSTM's state) are reset before every input: each input is an independent window.
+    Runs in a forked child (in_child): a model tflite-micro aborts on gives a FirmwareError, not a dead process."""
+    return in_child(_tflm_outputs, str(model_path), np.asarray(q))
 
 
 @contextmanager
@@ -59,15 +106,21 @@ def _tflm_recorded_total(model_path: str, arena: int) -> int | None:
 
     from tflite_micro import runtime
 
-    with tempfile.TemporaryFile() as f:
-        with _c_streams_to(f.fileno()):
-            try:
-                runtime.Interpreter.from_file(model_path, arena_size=arena).print_allocations()
-            except Exception:
-                return None
-        f.seek(0)
-        m = re.search(rb"Arena allocation total (\d+) bytes", f.read())
-    return int(m.group(1)) if m else None
+    def probe():
+        with tempfile.TemporaryFile() as f:
+            with _c_streams_to(f.fileno()):
+                try:
+                    runtime.Interpreter.from_file(model_path, arena_size=arena).print_allocations()
+                except Exception:   # tflite-micro raises RuntimeError when it cannot allocate
+                    return None
+            f.seek(0)
+            m = re.search(rb"Arena allocation total (\d+) bytes", f.read())
+        return int(m.group(1)) if m else None
+
+    try:
+        return in_child(probe)
+    except FirmwareError:
+        return None
 
 
 def _allocates(model_path: str, n: int) -> bool:

@@ -93,7 +93,8 @@ def run_qemu(elf: Path, machine: str, inputs: np.ndarray, out_dtype, out_size: i
         try:
             r = subprocess.run(cmd, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired:
-            raise FirmwareError(f"QEMU ({machine}) did not finish {len(inputs)} inferences within {timeout:.0f} s") from None
+            raise FirmwareError(f"QEMU ({machine}) did not finish {len(inputs)} inferences within "
+                                f"{timeout:.0f} s") from None
         if r.returncode != 0:
             raise FirmwareError(f"verify firmware in QEMU ({machine}) exited with {r.returncode}: "
                                 f"{r.stderr.decode(errors='replace')[-500:]}")
@@ -166,7 +167,8 @@ def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: 
     arena_tflm_bytes = tflm_min_arena(path) if arena_tflm else None
     arena = eb.arena_bytes
     return {
-        "model": str(path), "model_sha256": model.sha256, "core": core, "defines": dict(defines or {}), "kernels": get_core(core).kernels,
+        "model": str(path), "model_sha256": model.sha256, "core": core, "defines": dict(defines or {}),
+        "kernels": get_core(core).kernels,
         "optimized": optimized, "inputs": int(len(inputs)), "input_type": t_in.type_name,
         "input_shape": list(t_in.shape), "output_type": t_out.type_name, "output_shape": list(t_out.shape),
         "bit_exact_fraction": float(np.mean(same)), "mismatched_inputs": [int(i) for i in np.nonzero(~same)[0]],
@@ -184,3 +186,49 @@ def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: 
         "flash_bytes": eb.flash_bytes, "text_bytes": eb.text, "data_bytes": eb.data, "bss_bytes": eb.bss,
         "const_bytes": int(gen.const_bytes), "ops": model.op_names(), "layers": layers,
     }
+
+
+SUMMARY_KEYS = ("bit_exact_fraction", "reference_bit_exact_fraction", "arena_bytes", "arena_bytes_tflm",
+                "instructions_per_inference", "instructions_per_mac", "macs", "flash_bytes", "distinct_outputs")
+
+
+def _verify_job(job) -> dict:
+    """One (key, model path, core, seed) job for verify_many; never raises (errors come back as strings)."""
+    key, path, core, seed = job
+    out = {"key": key, "core": core, "ops": [], "error": None}
+    try:
+        out["ops"] = load_model(path).op_names()
+        rep = verify(path, core=core, n_inputs=6, seed=seed, also_reference=core == "host",
+                     arena_tflm=core == "host")
+        out.update({k: rep[k] for k in SUMMARY_KEYS})
+    except Exception as e:   # noqa: BLE001  (reported with its key)
+        out["error"] = f"{type(e).__name__}: {str(e)[:600]}"
+    return out
+
+
+def verify_many(jobs: list[tuple], workers: int = 2) -> list[dict]:
+    """verify() summaries of many (key, path, core, seed) jobs in `workers` spawned processes (host builds and
+    QEMU runs in parallel; no fork of the calling, possibly threaded, process)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(workers, mp_context=ctx) as ex:
+        return list(ex.map(_verify_job, jobs))
+
+
+def problems(results: list[dict]) -> list[str]:
+    """What is wrong in verify_many results: errors, any output byte off (optimised or reference kernels),
+    an arena larger than tflite-micro's smallest."""
+    bad = []
+    for r in results:
+        why = r["error"]
+        if why is None and r["bit_exact_fraction"] != 1.0:
+            why = f"not bit-exact ({r['bit_exact_fraction']:.3f} of inputs)"
+        if why is None and r["reference_bit_exact_fraction"] not in (None, 1.0):
+            why = f"reference kernels not bit-exact ({r['reference_bit_exact_fraction']:.3f})"
+        if why is None and r["arena_bytes_tflm"] is not None and r["arena_bytes"] > r["arena_bytes_tflm"]:
+            why = f"arena {r['arena_bytes']} B > tflite-micro's {r['arena_bytes_tflm']} B"
+        if why:
+            bad.append(f"{r['key']} on {r['core']}: {why}; ops {r['ops']}")
+    return bad

@@ -12,14 +12,13 @@ Converted models are cached under $ECGEDGE_CACHE/random-models/ (keyed by the ge
 from __future__ import annotations
 
 import json
-import multiprocessing
 import os
-from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 import pytest
 
 from ecgedge.device_sim.random_models import description, ensure_models
+from ecgedge.firmware_bridge.verify import problems, verify_many
 
 pytestmark = pytest.mark.backend
 
@@ -30,46 +29,13 @@ REGRESSION_SEEDS: list[int] = []
 WORKERS = 2
 
 
-def _check(args) -> dict:
-    """One model through verify(); runs in a worker process. Never raises: errors come back as strings."""
-    seed, path, core = args
-    from ecgedge.firmware_bridge.tflite_model import load_model
-    from ecgedge.firmware_bridge.verify import verify
-
-    out = {"seed": seed, "core": core, "ops": [], "error": None}
-    try:
-        out["ops"] = load_model(path).op_names()
-        rep = verify(path, core=core, n_inputs=6, seed=seed, also_reference=core == "host",
-                     arena_tflm=core == "host")
-        out.update({k: rep[k] for k in ("bit_exact_fraction", "reference_bit_exact_fraction", "arena_bytes",
-                                        "arena_bytes_tflm", "instructions_per_inference", "macs", "flash_bytes",
-                                        "distinct_outputs")})
-    except Exception as e:   # noqa: BLE001  (reported with the seed)
-        out["error"] = f"{type(e).__name__}: {str(e)[:600]}"
-    return out
-
-
 def _run(jobs: list[tuple]) -> list[dict]:
-    ctx = multiprocessing.get_context("spawn")          # no fork of a threaded test process
-    with ProcessPoolExecutor(WORKERS, mp_context=ctx) as ex:
-        return list(ex.map(_check, jobs))
+    return verify_many([(seed, path, core, seed) for seed, path, core in jobs], workers=WORKERS)
 
 
 def _problems(results: list[dict], paths: dict) -> list[str]:
-    bad = []
-    for r in results:
-        why = r["error"]
-        if why is None and r["bit_exact_fraction"] != 1.0:
-            why = f"not bit-exact ({r['bit_exact_fraction']:.3f} of inputs)"
-        if why is None and r["reference_bit_exact_fraction"] not in (None, 1.0):
-            why = f"reference kernels not bit-exact ({r['reference_bit_exact_fraction']:.3f})"
-        if why is None and r["arena_bytes_tflm"] is not None and r["arena_bytes"] > r["arena_bytes_tflm"]:
-            why = f"arena {r['arena_bytes']} B > tflite-micro's {r['arena_bytes_tflm']} B"
-        if why:
-            bad.append(f"seed {r['seed']} on {r['core']}: {why}; ops {r['ops']}; model: "
-                       f"{description(paths[r['seed']])} -- replay: pytest tests/test_engine_conformance.py "
-                       f"--engine-seed {r['seed']}")
-    return bad
+    return [f"seed {line} -- model: {description(paths[r['key']])} -- replay: pytest tests/test_engine_conformance.py "
+            f"--engine-seed {r['key']}" for r, line in ((r, p) for r in results for p in problems([r]))]
 
 
 @pytest.fixture(scope="module")

@@ -67,7 +67,8 @@ def _print_ops(rows: list[dict], core: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"edge-engine ops{' on ' + core if core else ''} ({len(rows)} ops; every op has a reference kernel)")
+    where = f" on {core}" if core else ""
+    t = Table(title=f"edge-engine ops{where} ({len(rows)} ops; every op has a reference kernel)")
     t.add_column("op")
     names = list(rows[0]["cores"]) if rows else []
     for n in names:
