@@ -112,3 +112,35 @@ def test_softmax_needs_the_int8_output_quantisation(named):
     m.tensors[sm.outputs[0]].zero_point = np.asarray([0])
     with pytest.raises(FirmwareError, match=rf"op {sm.index} \(SOFTMAX\).*1/256, -128"):
         lower(m)
+
+
+def _with_output_quant_of_input(src, op_name, dst):
+    """A copy of the model whose first `op_name` op's output has its input's scale and zero point."""
+    import importlib
+
+    import flatbuffers
+
+    s = importlib.import_module("ai_edge_litert.schema_py_generated")
+    m = s.ModelT.InitFromPackedBuf(src.read_bytes(), 0)
+    sg = m.subgraphs[0]
+    code = getattr(s.BuiltinOperator, op_name)
+    op = next(o for o in sg.operators
+              if max(m.operatorCodes[o.opcodeIndex].builtinCode, m.operatorCodes[o.opcodeIndex].deprecatedBuiltinCode)
+              == code)
+    qi, qo = sg.tensors[op.inputs[0]].quantization, sg.tensors[op.outputs[0]].quantization
+    qo.scale, qo.zeroPoint = list(qi.scale), list(qi.zeroPoint)
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    dst.write_bytes(b.Output())
+    return dst
+
+
+def test_mean_with_equal_input_and_output_quantisation_is_bit_exact(named, tmp_path):
+    """tflite-micro folds 1/n into the multiplier also when MEAN keeps its input's quantisation (an older
+    lowering divided plainly there and was off by one step on most outputs)."""
+    path = _with_output_quant_of_input(named["image"], "MEAN", tmp_path / "mean_same.tflite")
+    m = load_model(path)
+    mean = next(op for op in m.operators if op.name == "MEAN")
+    assert m.tensors[mean.inputs[0]].scale[0] == m.tensors[mean.outputs[0]].scale[0]
+    rep = verify(path, core="host", n_inputs=24, seed=2, also_reference=True, arena_tflm=False)
+    assert rep["bit_exact_fraction"] == 1.0 and rep["reference_bit_exact_fraction"] == 1.0

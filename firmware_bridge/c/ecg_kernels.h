@@ -54,8 +54,9 @@ typedef struct {
 
 typedef struct {
     int32_t outer, reduce, inner;     /* input viewed as [outer][reduce][inner], reduce axis removed */
-    int32_t variant;                  /* 0: 4-D axes 1,2 keep_dims; 1: same quant, plain division;
-                                         2: generic quantised mean (multiplier scaled by 1/n) */
+    int32_t variant;                  /* 0: 4-D axes 1,2 keep_dims; 2: generic quantised mean (multiplier
+                                         scaled by 1/n), both as tflite-micro; 1 (plain division, an older
+                                         tflite-micro's same-quantisation case) is no longer generated */
     int32_t in_zp, out_zp, mult, shift;
 } ecg_mean_params;
 
