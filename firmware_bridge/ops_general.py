@@ -296,9 +296,9 @@ def copy_params(op: Operator, in_idx: np.ndarray, out_idx: np.ndarray) -> dict:
     except ValueError:
         _fail(op, "index map is not a strided copy")
     dims = [int(n) for n in in_idx.shape]
-    keep = [k for k, n in enumerate(dims) if n > 1] or [0]
+    keep = [k for k, n in enumerate(dims) if n > 1]
     d, s_in, s_out = [dims[k] for k in keep], [ist[k] for k in keep], [ost[k] for k in keep]
-    if not dims:
+    if not d:                                    # a single element (scalar or all dims 1)
         d, s_in, s_out = [1], [0], [0]
     # merge a dim into the next (inner) one where both sides are contiguous across them
     k = len(d) - 2

@@ -128,15 +128,20 @@ def _exp_on_negative_values(a: int, integer_bits: int) -> int:
     return result
 
 
-def _one_over_one_plus_x(a: int) -> int:
-    """1/(1+x) for x in (0,1): Q0.31 in and out (Newton-Raphson in Q2.29)."""
+def _reciprocal_of_one_plus_half_sum(a: int) -> int:
+    """gemmlowp's Newton-Raphson division: x ~ 1 / ((1 + a) / 2) in Q2.29, for a in (0, 1) in Q0.31."""
     half_den = _rounding_half_sum(a, INT32_MAX)
     x = _wrap32(1515870810 + srdhm(half_den, -1010580540))
     one_f2 = 1 << 29
     for _ in range(3):
         hdx = srdhm(half_den, x)
         x = _wrap32(x + _sat_mul_pot(srdhm(x, _wrap32(one_f2 - hdx)), 2))
-    return _sat_mul_pot(x, 1)
+    return x
+
+
+def _one_over_one_plus_x(a: int) -> int:
+    """1/(1+x) for x in (0,1): Q0.31 in and out (Newton-Raphson in Q2.29)."""
+    return _sat_mul_pot(_reciprocal_of_one_plus_half_sum(a), 1)
 
 
 def gemmlowp_logistic(a: int, integer_bits: int) -> int:
@@ -208,14 +213,8 @@ def calculate_input_radius(input_integer_bits: int, input_left_shift: int, total
 
 
 def _one_minus_x_over_one_plus_x(a: int) -> int:
-    """(1 - x) / (1 + x) for x in (0, 1): Q0.31 in and out (gemmlowp)."""
-    half_den = _rounding_half_sum(a, INT32_MAX)
-    x = _wrap32(1515870810 + srdhm(half_den, -1010580540))
-    one_f2 = 1 << 29
-    for _ in range(3):
-        hdx = srdhm(half_den, x)
-        x = _wrap32(x + _sat_mul_pot(srdhm(x, _wrap32(one_f2 - hdx)), 2))
-    return _sat_mul_pot(_wrap32(x - one_f2), 2)
+    """(1 - x) / (1 + x) = 2 / (1 + x) - 1 for x in (0, 1): Q0.31 in and out (gemmlowp)."""
+    return _sat_mul_pot(_wrap32(_reciprocal_of_one_plus_half_sum(a) - (1 << 29)), 2)
 
 
 def gemmlowp_tanh(a: int, integer_bits: int) -> int:

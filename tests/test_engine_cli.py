@@ -22,6 +22,9 @@ def cli(*args, timeout=600):
                           text=True, timeout=timeout)
 
 
+# TensorFlow conversions (cached under $ECGEDGE_CACHE) and tflite-micro: the backend tier
+pytestmark = pytest.mark.backend
+
 @pytest.fixture(scope="module")
 def models():
     return ensure_models(["prelu", "float_io"])

@@ -20,6 +20,9 @@ ISSUE_OPS = {"SOFTMAX", "CONCATENATION", "TANH", "HARD_SWISH", "RELU", "RELU6", 
              "DEQUANTIZE", "QUANTIZE", "UNIDIRECTIONAL_SEQUENCE_LSTM", "PACK", "UNPACK"}
 
 
+# TensorFlow conversions (cached under $ECGEDGE_CACHE) and tflite-micro: the backend tier
+pytestmark = pytest.mark.backend
+
 @pytest.fixture(scope="module")
 def named():
     return ensure_models(NAMED + ["tanh_int16"])
