@@ -373,8 +373,8 @@ def _named_specs():
         "prelu": ((8, 6, 5), lambda x: layers.PReLU(alpha_initializer=keras.initializers.RandomUniform(0.05, 0.4))(
             layers.Conv2D(5, 3, padding="same")(x))),
         "sub": two_dense(layers.Subtract()),
-        "maximum_minimum": ((16,), lambda x: layers.Minimum()([layers.Maximum()([layers.Dense(9)(x), layers.Dense(9)(x)]),
-                                                              layers.Dense(9)(x)])),
+        "maximum_minimum": ((16,), lambda x: layers.Minimum()([
+            layers.Maximum()([layers.Dense(9)(x), layers.Dense(9)(x)]), layers.Dense(9)(x)])),
         "transpose": ((4, 5, 6), lambda x: layers.Flatten()(layers.Permute((3, 1, 2))(layers.Dense(6)(x)))),
         "strided_slice": ((6, 8), lambda x: layers.Flatten()(Fn(lambda t: t[:, 1:5:2, ::-1])(layers.Dense(8)(x)))),
         "split": ((12,), lambda x: layers.Concatenate()([a * 2.0 for a in Fn(lambda t: ops.split(t, 3, axis=-1))(
@@ -436,8 +436,8 @@ def build_named(name: str):
 
 
 NAMED = ["softmax", "tanh", "hard_swish", "relu", "relu6", "leaky_relu", "prelu", "sub", "maximum_minimum",
-         "transpose", "strided_slice", "slice", "split", "split_v", "pack", "sum_axes", "mean_axes", "batch_matmul", "image",
-         "audio", "gru", "lstm", "float_io"]
+         "transpose", "strided_slice", "slice", "split", "split_v", "pack", "sum_axes", "mean_axes", "batch_matmul",
+         "image", "audio", "gru", "lstm", "float_io"]
 
 
 def representative(seed: int, shape, n: int = 8) -> np.ndarray:
@@ -459,13 +459,33 @@ def convert(item) -> tuple[bytes, str]:
     for attempt in range(CONVERTER_ATTEMPTS):
         model, shape, desc, float_io = build_keras(item, attempt)
         try:
-            return _convert(tf, model, item, shape, float_io, 8), desc
+            raw = _convert(tf, model, item, shape, float_io, 8)
         except Exception as e:   # noqa: BLE001  (the converter's own errors: ConverterError, ValueError, ...)
             errors.append(f"attempt {attempt}: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
-    raise RuntimeError(f"seed {item}: TensorFlow's converter rejected {CONVERTER_ATTEMPTS} architectures: {errors}")
+            continue
+        dead = _dead_tensor(raw)
+        if dead is None:
+            return raw, desc
+        errors.append(f"attempt {attempt}: {dead}")
+    raise RuntimeError(f"seed {item}: no usable architecture in {CONVERTER_ATTEMPTS} attempts: {errors}")
 
 
 CONVERTER_ATTEMPTS = 4
+DEAD_SCALE = 1e-6
+
+
+def _dead_tensor(raw: bytes) -> str | None:
+    """A tensor whose calibrated range collapsed to a point (a ReLU dead on the representative data gets a
+    scale ~1e-8): tflite-micro aborts on such graphs, so the seed's next architecture is taken instead."""
+    from ecgedge.firmware_bridge.tflite_model import load_model
+
+    m = load_model(raw)
+    for op in m.operators:
+        for t in op.outputs:
+            tt = m.tensors[t]
+            if tt.scale.size and float(tt.scale.min()) < DEAD_SCALE:
+                return f"tensor {t} ({op.name} output) has a collapsed range (scale {float(tt.scale.min()):.2g})"
+    return None
 
 
 def _convert(tf, model, rep_seed: int, shape, float_io: bool, n: int) -> bytes:

@@ -124,8 +124,10 @@ def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: 
     from ecgedge.firmware_bridge.tflm_ref import tflm_min_arena, tflm_outputs
 
     path = Path(model_path)
+    if path.is_dir() and (path / "model_int8.tflite").is_file():      # a model package folder
+        path = path / "model_int8.tflite"
     if not path.is_file():
-        raise ConfigError(f"model {str(path)!r}: no such file (expected a .tflite)")
+        raise ConfigError(f"model {str(path)!r}: no such file (expected a .tflite or a package folder)")
     get_core(core)
     model = load_model(path)
     if data is None:

@@ -35,7 +35,7 @@ def parse(args=None) -> argparse.Namespace:
     g.add_argument("--core", required=True, help=f"core to build for ({names})")
     g.add_argument("--out", required=True, type=Path, help="output folder (created; must be empty if it exists)")
     v = sub.add_parser("verify", help="build, run and compare with tflite-micro, bit for bit")
-    v.add_argument("model", type=Path, help="full-INT8 .tflite")
+    v.add_argument("model", type=Path, help="full-INT8 .tflite (or a package folder with model_int8.tflite)")
     v.add_argument("--core", required=True, help=f"core ({names})")
     src = v.add_mutually_exclusive_group()
     src.add_argument("--inputs", type=int, default=10, help="number of random inputs (default 10)")
