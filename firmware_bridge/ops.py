@@ -295,6 +295,9 @@ def _binary_inputs(model, op, layer_consts):
 # a flat ADD's 64 KiB pair table (optimised path) only where it pays: on tiny tensors (an unrolled recurrent
 # cell's gates) it would cost 64 KiB of flash per op to save a few instructions
 PAIR_TABLE_MIN_ELEMENTS = 1024
+# below this many elements an ADD runs the reference kernel on every path and carries no tables at all (the two
+# 1 KiB per-input tables would be most of a tiny recurrent cell's flash)
+ADD_TABLES_MIN_ELEMENTS = 64
 
 
 @_register("ADD")
@@ -314,6 +317,11 @@ def _add(model, op):
     p.update(in1_offset=-int(a.zero_point[0]), in2_offset=-int(b.zero_point[0]), out_offset=int(y.zero_point[0]),
              act_min=lo, act_max=hi, left_shift=left_shift, in1_mult=m1, in1_shift=s1, in2_mult=m2,
              in2_shift=s2, out_mult=mo, out_shift=s_o, mult=0, shift=0)
+    if p["size"] < ADD_TABLES_MIN_ELEMENTS:
+        p.update(lut1="NULL", lut2="NULL", pair="NULL")
+        return Layer(op.index, op.name, acts, [y.index], "ecg_binary_params", p,
+                     "ecg_add_ref({p}, %s, %s, {t%d});" % (ptrs[0], ptrs[1], y.index), consts,
+                     summary=f"add {list(a.shape)}+{list(b.shape)}")
     # optimised path: each input's rescaled value is a function of its int8 value alone -> tables
     for k, (t, m, sh) in enumerate(((a, m1, s1), (b, m2, s2)), start=1):
         tab = [quant.mbqm((raw - int(t.zero_point[0])) << left_shift, m, sh) for raw in range(-128, 128)]
