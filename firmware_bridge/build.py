@@ -16,6 +16,7 @@ import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ecgedge.contract.package import read_model
 from ecgedge.errors import FirmwareError
 
 C_DIR = Path(__file__).resolve().parent / "c"
@@ -76,23 +77,6 @@ def _run(cmd: list[str], what: str) -> None:
         raise FirmwareError(f"{what} failed (exit {r.returncode}): {' '.join(cmd[:3])} ...\n{r.stderr[-3000:]}")
 
 
-def _load_package(package_dir) -> tuple[bytes, dict]:
-    p = Path(package_dir)
-    if p.is_file() and p.suffix == ".tflite":
-        return p.read_bytes(), {}
-    tfl = p / "model_int8.tflite"
-    if not tfl.exists():
-        raise FirmwareError(f"{p}: no model_int8.tflite (expected a model package folder, see INTERFACES 5)")
-    manifest = {}
-    if (p / "manifest.json").exists():
-        manifest = json.loads((p / "manifest.json").read_text())
-    raw = tfl.read_bytes()
-    sha = hashlib.sha256(raw).hexdigest()
-    if manifest.get("model_sha256") and manifest["model_sha256"] != sha:
-        raise FirmwareError(f"{tfl}: sha256 {sha} differs from manifest model_sha256 {manifest['model_sha256']}")
-    return raw, manifest
-
-
 def _define_flags(defines: dict | None) -> list[str]:
     out = []
     for k, v in sorted((defines or {}).items()):
@@ -126,7 +110,7 @@ def elf_symbols(elf: Path, nm: str = "arm-none-eabi-nm") -> dict[str, tuple[int,
 def generate_into(package_dir, out_dir: Path):
     from ecgedge.firmware_bridge.codegen import generate, write_sources
 
-    raw, manifest = _load_package(package_dir)
+    raw, manifest = read_model(package_dir)
     gen = generate(raw, manifest)
     write_sources(gen, out_dir)
     return gen, manifest
@@ -187,7 +171,7 @@ def cache_dir() -> Path:
 def firmware_for_package(package_dir, target: str = "cortex-m7", optimized: bool = True,
                          defines: dict | None = None) -> Path:
     """The firmware ELF for a package, built once and cached (model sha + sources + flags)."""
-    raw, _ = _load_package(package_dir)
+    raw, _ = read_model(package_dir)
     manifest_bytes = (Path(package_dir) / "manifest.json").read_bytes() if (Path(package_dir) / "manifest.json").exists() else b""
     key = _source_digest(raw, manifest_bytes, target.encode(), str(optimized).encode(),
                          json.dumps(defines or {}, sort_keys=True).encode())

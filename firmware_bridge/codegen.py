@@ -174,7 +174,9 @@ def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str
     ref_c, ref_table = _emit_variant(model, ref_layers, ref_plan, "ecg_arena")
     c += ["#if defined(ECG_OPTIMIZED)\n"] + opt_c + ["#else /* reference lowering */\n"] + ref_c + ["#endif\n"]
 
-    scale_uv = float(contract.get("scale_uv", 1000.0))
+    from ecgedge.contract.quantization import scale_uv as contract_scale_uv
+
+    scale_uv = contract_scale_uv(contract)
     h = [BANNER, "#ifndef ECG_MODEL_H\n#define ECG_MODEL_H\n#include <stdint.h>\n\n",
          "#if defined(__GNUC__)\n#define ECG_NOINLINE __attribute__((noinline, used))\n#else\n#define ECG_NOINLINE\n#endif\n",
          f'#define ECG_MODEL_NAME "{name}"\n',

@@ -121,7 +121,7 @@ def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: 
     build.FAULTS, for negative tests)."""
     from ecgedge.firmware_bridge.build import build_engine
     from ecgedge.firmware_bridge.cores import get_core
-    from ecgedge.firmware_bridge.tflm_ref import tflm_min_arena, tflm_outputs
+    from ecgedge.contract.runners import smallest_arena, tflm_run_tensors
 
     path = Path(model_path)
     if path.is_dir() and (path / "model_int8.tflite").is_file():      # a model package folder
@@ -142,7 +142,7 @@ def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: 
     try:
         eb = build_engine(path, core, work / core, optimized=optimized, defines=defines)
         gen = eb.gen
-        expected = tflm_outputs(path, inputs.reshape(len(inputs), -1)).reshape(len(inputs), out_size)
+        expected = tflm_run_tensors(path, inputs).reshape(len(inputs), out_size)
         records: list[dict] = []
         if eb.machine is None:
             got = run_host(eb.path, inputs, out_dtype, out_size)
@@ -166,7 +166,7 @@ def verify(model_path, core: str = "host", n_inputs: int = 10, data=None, seed: 
         ipi = int(round(float(np.mean(totals))))
         for row in layers:
             row["instructions"] = int(round(float(np.mean([r["layers"].get(row["index"], 0) for r in records]))))
-    arena_tflm_bytes = tflm_min_arena(path) if arena_tflm else None
+    arena_tflm_bytes = smallest_arena(path) if arena_tflm else None
     arena = eb.arena_bytes
     return {
         "model": str(path), "model_sha256": model.sha256, "core": core, "defines": dict(defines or {}),

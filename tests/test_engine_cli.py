@@ -10,7 +10,7 @@ import pytest
 
 from ecgedge.device_sim.random_models import ensure_models
 from ecgedge.firmware_bridge.tflite_model import load_model
-from ecgedge.firmware_bridge.tflm_ref import tflm_outputs
+from ecgedge.contract.runners import tflm_run_tensors
 
 ISSUE_OPS = {"SOFTMAX", "CONCATENATION", "TANH", "HARD_SWISH", "RELU", "RELU6", "LEAKY_RELU", "PRELU", "SUB",
              "MAXIMUM", "MINIMUM", "TRANSPOSE", "STRIDED_SLICE", "SPLIT", "SPLIT_V", "SUM", "MEAN", "BATCH_MATMUL",
@@ -112,6 +112,6 @@ def test_generate_writes_sources_that_compile_alone(models, tmp_path):
     m = load_model(models["prelu"])
     x = np.random.default_rng(1).integers(-128, 128, m.tensors[m.inputs[0]].shape).astype(np.int8)
     got = np.frombuffer(subprocess.run([str(exe)], input=x.tobytes(), capture_output=True, check=True).stdout, np.int8)
-    assert np.array_equal(got, tflm_outputs(models["prelu"], x.reshape(1, -1))[0])
+    assert np.array_equal(got, tflm_run_tensors(models["prelu"], x[None])[0])
     r = cli("generate", models["prelu"], "--core", "host", "--out", out)
     assert r.returncode == 2 and "not empty" in r.stderr
