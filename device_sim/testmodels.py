@@ -105,7 +105,9 @@ def int8_vectors(model: str | Path | bytes, n: int, seed: int = 0, noise_rows: i
     return q
 
 
-def convert_int8(model, rep: np.ndarray) -> bytes:
+def convert_int8(model, rep: np.ndarray, float_io: bool = False) -> bytes:
+    """Full-INT8 .tflite of a Keras model, calibrated on rep [N, *input shape]; int8 in/out, or with
+    float_io float32 in/out (the converter's QUANTIZE first and DEQUANTIZE last)."""
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -117,8 +119,9 @@ def convert_int8(model, rep: np.ndarray) -> bytes:
 
     conv.representative_dataset = gen
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    if not float_io:
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
     return conv.convert()
 
 

@@ -4,7 +4,9 @@ outputs) or in LiteRT, and an ONNX model (float, or INT8 QDQ) in ONNX Runtime.
 `open_int8_runner(model, runtime)` -> Int8Runner: `run_one(q)` / `run(q)` on int8 inputs, and
 `run_model_units(x)` which quantises model-unit windows with the model's own input parameters first
 (ecgedge.contract.quantization.quantize_input). `OrtRunner(path).run(x)` takes model units.
-`smallest_arena(model)` is the smallest tflite-micro arena that allocates.
+`smallest_arena(model)` is the smallest tflite-micro arena that allocates. `tflm_run_tensors(model, x)` runs
+any full-INT8 model (float32 edges too) on raw input tensors. tflite-micro runs from a fresh state per window
+(variable tensors reset) and, where it can abort the process, in an isolated child (`isolated`).
 
 The interpreters are imported when a runner is made, never at import time (this module stays
 numpy-only, as the runtime-only install needs).
@@ -15,6 +17,7 @@ from __future__ import annotations
 import abc
 import contextlib
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -130,9 +133,73 @@ class TflmRunner(Int8Runner):
         self._describe_io(name, inp["dtype"], out["dtype"], inp["shape"], qp(inp), out["shape"], qp(out))
 
     def _invoke(self, x):
-        self._interp.set_input(x, 0)
-        self._interp.invoke()
-        return self._interp.get_output(0)
+        return tflm_invoke(self._interp, x)
+
+
+def tflm_invoke(interp, x: np.ndarray) -> np.ndarray:
+    """One inference in tflite-micro, from a fresh state: variable tensors (an LSTM's hidden and cell state,
+    which tflite-micro keeps between invoke() calls) are reset first, so every window is independent."""
+    interp.reset()
+    interp.set_input(x, 0)
+    interp.invoke()
+    return interp.get_output(0)
+
+
+def tflm_run_tensors(model: str | Path | bytes, inputs) -> np.ndarray:
+    """tflite-micro's outputs [N, n_outputs] (the model's output type) for inputs [N, ...] of the model's input
+    type - int8, or float32 for a model whose first op quantises and last op dequantises. Runs in a forked child
+    (isolated): tflite-micro aborts the whole process on some models, this raises ModelError instead."""
+    data, name = _model_bytes(model)
+
+    def run(x):
+        interp = tflm_interpreter(data, TFLM_ARENA_BYTES, name)
+        det = interp.get_input_details(0)
+        shape, dtype = tuple(det["shape"]), det["dtype"]
+        return np.array([np.asarray(tflm_invoke(interp, np.asarray(v, dtype).reshape(shape))).reshape(-1)
+                         for v in x])
+
+    return isolated(run, np.asarray(inputs))
+
+
+def isolated(fn, *args):
+    """fn(*args) in a forked child (where fork exists), the result pickled back. tflite-micro aborts or crashes
+    the process on some graphs (a failed CHECK in a kernel's prepare; some ops on a too-small arena): then
+    ModelError names the signal instead of the caller dying."""
+    import pickle
+
+    if not hasattr(os, "fork"):
+        return fn(*args)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            import faulthandler
+
+            faulthandler.disable()     # a crash here is an answer, not a trace to print
+            os.close(r)
+            try:
+                payload = pickle.dumps((True, fn(*args)))
+            except Exception as e:   # noqa: BLE001  (raised again in the parent)
+                err = e if isinstance(e, ModelError) else ModelError(f"{type(e).__name__}: {e}")
+                payload = pickle.dumps((False, err))
+            with os.fdopen(w, "wb") as f:
+                f.write(payload)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
+        raise ModelError(f"tflite-micro's interpreter died ({how}) on this model: it cannot run it")
+    ok, value = pickle.loads(data)
+    if not ok:
+        raise value
+    return value
 
 
 class LiteRtRunner(Int8Runner):
@@ -189,22 +256,82 @@ def tflm_interpreter(model: bytes, arena_size: int, name: str = "the model"):
 
 
 def tflm_allocates(model: bytes, arena_size: int) -> bool:
+    """Whether tflite-micro allocates the model in arena_size bytes (probed in an isolated child: some kernels
+    crash the process on a too-small arena instead of failing)."""
+    def probe():
+        try:
+            tflm_interpreter(model, arena_size)
+            return True
+        except ModelError:
+            return False
+
     try:
-        tflm_interpreter(model, arena_size)
-        return True
+        return isolated(probe)
     except ModelError:
         return False
 
 
+def tflm_recorded_arena(model: bytes, arena_size: int = TFLM_ARENA_BYTES) -> int | None:
+    """tflite-micro's own account of its arena use ('Arena allocation total N bytes'), or None."""
+    import re
+    import tempfile
+
+    def probe():
+        with tempfile.TemporaryFile() as f:
+            for stream in (sys.stdout, sys.stderr):
+                stream.flush()
+            saved = [os.dup(1), os.dup(2)]
+            try:
+                os.dup2(f.fileno(), 1)
+                os.dup2(f.fileno(), 2)
+                try:
+                    from tflite_micro import runtime
+                    runtime.Interpreter.from_bytes(model, arena_size=int(arena_size)).print_allocations()
+                except (RuntimeError, ValueError):
+                    return None
+                finally:
+                    with contextlib.suppress(OSError, AttributeError):
+                        import ctypes
+                        ctypes.CDLL(None).fflush(None)
+            finally:
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+                for fd in saved:
+                    os.close(fd)
+            f.seek(0)
+            m = re.search(rb"Arena allocation total (\d+) bytes", f.read())
+        return int(m.group(1)) if m else None
+
+    try:
+        return isolated(probe)
+    except ModelError:
+        return None
+
+
 def smallest_arena(model: str | Path | bytes, start: int = 64 * 1024, limit: int = 64 * 1024 * 1024) -> int:
-    """Smallest tflite-micro arena (bytes, multiple of 16) in which the model allocates (bisection)."""
+    """Smallest tflite-micro arena (bytes, multiple of 16) in which the model allocates. The search starts at
+    tflite-micro's recorded total (a few probes around it), else doubles from `start`; then bisection."""
     data, name = _model_bytes(model)
-    hi = start
-    while not tflm_allocates(data, hi):
-        hi *= 2
-        if hi > limit:
-            raise ExportError(f"tflite-micro cannot allocate {name} even with a {limit} B arena")
-    lo = 0  # known not to allocate (or trivially small)
+    lo, hi = 0, None
+    total = tflm_recorded_arena(data)
+    if total is not None:
+        probe = (total + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
+        for _ in range(64):
+            if tflm_allocates(data, probe):
+                hi = probe
+                break
+            lo, probe = probe, probe + ARENA_ALIGN
+        if hi is not None:
+            below = max(0, hi - 16 * ARENA_ALIGN)
+            while below > 0 and tflm_allocates(data, below):
+                hi, below = below, max(0, below - 16 * ARENA_ALIGN)
+            lo = below
+    if hi is None:
+        hi = start
+        while not tflm_allocates(data, hi):
+            lo, hi = hi, hi * 2
+            if hi > limit:
+                raise ExportError(f"tflite-micro cannot allocate {name} even with a {limit} B arena")
     while hi - lo > ARENA_ALIGN:
         mid = (lo + hi) // 2 // ARENA_ALIGN * ARENA_ALIGN
         if mid <= lo:

@@ -7,6 +7,10 @@
 #include <math.h>
 #include <string.h>
 
+#ifdef ECG_FLOAT_IO
+#error "the protocol firmware runs int8 in/out models (LOAD_INPUT/RESULT carry int8); use edge-engine verify for float-edge models"
+#endif
+
 #ifndef ECG_FW_NAME
 #define ECG_FW_NAME "ecgedge-fw 0.1.0 host"
 #endif
