@@ -219,7 +219,7 @@ def build_board_firmware(package_dir, board: str, out_dir=None, optimized: bool 
             [BOARD_DIR / "board.c", BOARD_DIR / b.hal, out / "gen" / "model.c"])
     cmd = [gcc, *core.cflags, "-O2", *fw_build.COMMON_CFLAGS, "-ffunction-sections", "-fdata-sections",
            f"-I{fw_build.C_DIR}", f"-I{out / 'gen'}", f"-I{BOARD_DIR}",
-           f'-DECG_FW_NAME="ecgedge-fw {fw_build.FW_VERSION} {b.key}"', "-DECG_BOARD_INFO", "-DECG_COUNTER_KIND=2",
+           f'-DECG_FW_NAME="ecgedge-fw {fw_build.FW_VERSION} {b.key}"', "-DECG_BOARD_INFO",
            f'-DECG_BOARD_NAME="{b.key}"', f"-DECG_BOARD_BAUD={b.baud}u", f"-DECG_BOARD_FLASH_ORIGIN={b.flash[0]:#x}u",
            f'-DECG_ARENA_ATTR=__attribute__((section("{ARENA_SECTION}")))',
            *(["-DECG_OPTIMIZED"] if optimized else []), *fw_build._define_flags(defines),

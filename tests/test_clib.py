@@ -164,27 +164,37 @@ def test_core_cmake_builds_strict(lib, tmp_path, core):
 
 
 @pytest.mark.backend
-def test_makefile_host_reference_and_arena_symbol(lib, tmp_path):
-    """`make` (host, reference kernels, the caller's arena): bit-exact, and no arena of ours in the library."""
+@pytest.mark.parametrize("reference", [True, False])
+def test_makefile_host_and_arena_symbol(lib, tmp_path, reference):
+    """`make` (host, reference kernels, the caller's arena, overwritten between inferences): bit-exact, and
+    no arena of ours in the library."""
     c = tmp_path / "c"
     shutil.copytree(lib.folder, c)
-    sh(["make", "-C", str(c), "REFERENCE=1", "ARENA_SYMBOL=user_arena", f"CFLAGS={STRICT}"])
+    sh(["make", "-C", str(c), *(["REFERENCE=1"] if reference else []), "ARENA_SYMBOL=user_arena", f"CFLAGS={STRICT}"])
     a = c / "build/host/libecgedge_model.a"
     syms = sh(["nm", str(a)]).stdout
     assert " U user_arena" in syms and "ecg_arena" not in syms.replace("ecg_arena_bytes", "")
     main = tmp_path / "main.c"
-    main.write_text('#include <string.h>\n#include "ecgedge_model.h"\n'
-                    "_Alignas(16) int8_t user_arena[ECG_MODEL_ARENA_BYTES];\n"
-                    "extern const uint32_t ecg_arena_bytes;\n"
-                    "int run_one_main(int, char **);\n"
-                    "int main(int argc, char **argv) {\n"
-                    "  memset(user_arena, 0x5A, sizeof user_arena);   /* garbage: the model must not read it */\n"
-                    "  if (ecg_arena_bytes != ECG_MODEL_ARENA_BYTES) return 3;\n"
-                    "  return run_one_main(argc, argv);\n}\n")
-    run_one = (c / "extras/run_one.c").read_text().replace("int main(", "int run_one_main(")
-    (tmp_path / "run_one.c").write_text(run_one)
-    sh(["cc", "-std=c11", *STRICT.split(), f"-I{c / 'src'}", "-DECG_REFERENCE", str(main),
-        str(tmp_path / "run_one.c"), str(a), "-o", str(tmp_path / "app")])
+    main.write_text("""#include <stdio.h>
+#include <string.h>
+#include "ecgedge_model.h"
+_Alignas(16) int8_t user_arena[ECG_MODEL_ARENA_BYTES];
+extern const uint32_t ecg_arena_bytes;
+int main(int argc, char **argv) {
+    static int8_t in[ECG_MODEL_INPUT_SIZE];
+    int8_t out[ECG_MODEL_OUTPUT_SIZE];
+    FILE *f = fopen(argv[argc - 1], "rb");
+    if (ecg_arena_bytes != ECG_MODEL_ARENA_BYTES || !f) return 3;
+    for (int k = 0; fread(in, 1, sizeof in, f) == sizeof in; ++k) {
+        memset(user_arena, 0x5A + 17 * k, sizeof user_arena);   /* the app reuses the arena between calls */
+        ecg_model_invoke(in, out);
+        fwrite(out, 1, sizeof out, stdout);
+    }
+    return 0;
+}
+""")
+    sh(["cc", "-std=c11", *STRICT.split(), f"-I{c / 'src'}", *(["-DECG_REFERENCE"] if reference else []), str(main), str(a),
+        "-o", str(tmp_path / "app")])
     q = windows(MODEL, 12, seed=2)
     assert np.array_equal(run_windows(tmp_path / "app", q, tmp_path), tflm_outputs(MODEL, q))
 

@@ -11,6 +11,7 @@
 #include "board.h"
 #include "ecg_hal.h"
 #include "app.h"
+#include "protocol.h"
 
 /* System control space (ARMv7-M / ARMv8-M architecture reference manual) */
 #define SCB_VTOR REG32(0xE000ED08u)
@@ -102,7 +103,7 @@ uint64_t ecg_hal_counter(void) { return dwt_counts ? now_cycles() : 0; }
 uint64_t ecg_hal_time_us(void) { return now_cycles() / (core_hz / 1000000u); }
 
 /* INFO's name and counter kind (app.c, ECG_BOARD_INFO) */
-uint8_t ecg_board_counter_kind(void) { return dwt_counts ? 2 : 0; }
+uint8_t ecg_board_counter_kind(void) { return dwt_counts ? ECG_COUNTER_CYCLES : ECG_COUNTER_NONE; }
 
 const char *ecg_board_name(void) {
     static char name[160];
