@@ -173,7 +173,10 @@ def write_c_library(package_dir, out_dir=None, target: str | None = None, core: 
     }
     for tmpl in sorted(p for p in FILES.rglob("*") if p.is_file()):
         rel = tmpl.relative_to(FILES)
-        dest = out / ("src" if rel.suffix in (".c", ".h") and rel.parent == Path(".") else "") / rel
+        if rel.name == "ecgedge_model_root.h":      # c/ecgedge_model.h forwards to src/
+            dest = out / "ecgedge_model.h"
+        else:
+            dest = out / ("src" if rel.suffix in (".c", ".h") and rel.parent == Path(".") else "") / rel
         dest.parent.mkdir(parents=True, exist_ok=True)
         dest.write_text(_fill(tmpl.read_text(), values))
     gen_c = (src / "ecg_model_gen.c").read_text()
@@ -341,7 +344,7 @@ def layout_problems(c_dir) -> list[str]:
 
     c = Path(c_dir)
     bad = []
-    for f in ("CMakeLists.txt", "Makefile", "README.md", "src/ecgedge_model.h", "src/ecgedge_config.h",
+    for f in ("CMakeLists.txt", "Makefile", "README.md", "ecgedge_model.h", "src/ecgedge_model.h", "src/ecgedge_config.h",
               "cmake/arm-none-eabi.cmake", "zephyr/module.yml", "zephyr/CMakeLists.txt", "zephyr/Kconfig",
               "library.properties"):
         if not (c / f).is_file():
