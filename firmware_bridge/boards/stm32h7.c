@@ -7,6 +7,7 @@
  * from HSI 64 MHz: DIVM1 -> 2 MHz, DIVN1 480 (400) -> VCO 960 (800) MHz, DIVP1 2. Buses: AXI/AHB /2
  * (240 MHz), APB1-4 /2 (120 MHz); USART3's kernel clock is PCLK1. Flash: 4 wait states, WRHIGHFREQ 2. */
 #include "board.h"
+#include "stm32_usart.h"
 
 #define RCC 0x58024400u
 #define RCC_CR REG32(RCC + 0x000u)          /* HSION 0, HSIRDY 2, HSEON 16, HSERDY 17, HSEBYP 18, PLL1ON 24, PLL1RDY 25 */
@@ -31,12 +32,6 @@
 #define GPIOD_OSPEEDR REG32(GPIOD + 0x08u)
 #define GPIOD_AFRH REG32(GPIOD + 0x24u)
 #define USART3 0x40004800u
-#define USART3_CR1 REG32(USART3 + 0x00u)    /* UE 0, RE 2, TE 3 */
-#define USART3_BRR REG32(USART3 + 0x0Cu)
-#define USART3_ISR REG32(USART3 + 0x1Cu)    /* ORE 3, RXNE 5, TXE 7 */
-#define USART3_ICR REG32(USART3 + 0x20u)    /* ORECF 3 */
-#define USART3_RDR REG32(USART3 + 0x24u)
-#define USART3_TDR REG32(USART3 + 0x28u)
 /* Cortex-M7 cache maintenance (ARMv7-M ARM B2.2.7, Cortex-M7 TRM 4.1) */
 #define SCB_CCR REG32(0xE000ED14u)          /* DC 16, IC 17 */
 #define SCB_CCSIDR REG32(0xE000ED80u)
@@ -108,22 +103,9 @@ void board_uart_init(uint32_t hz, uint32_t baud) {
     GPIOD_MODER = (GPIOD_MODER & ~(0xFu << 16)) | (0xAu << 16);       /* PD8, PD9: alternate function */
     GPIOD_OSPEEDR |= 0xFu << 16;
     GPIOD_AFRH = (GPIOD_AFRH & ~0xFFu) | 0x77u;                       /* AF7 = USART3 */
-    USART3_CR1 = 0;
-    USART3_BRR = (hz + baud / 2u) / baud;              /* OVER8 = 0 */
-    USART3_CR1 = (1u << 3) | (1u << 2) | 1u;           /* TE, RE, UE; 8N1, FIFO off */
+    stm32_usart_enable(USART3, (hz + baud / 2u) / baud);   /* OVER8 = 0: BRR = kernel clock / baud */
 }
 
-int board_uart_getc(void) {
-    const uint32_t isr = USART3_ISR;
-    if (isr & (1u << 5)) return (int)(USART3_RDR & 0xFFu);
-    if (isr & (1u << 3)) USART3_ICR = 1u << 3;         /* overrun: clear ORE (the frame's CRC catches the loss) */
-    return -1;
-}
+int board_uart_getc(void) { return stm32_usart_getc(USART3); }
 
-void board_uart_write(const uint8_t *d, uint32_t n) {
-    for (uint32_t i = 0; i < n; ++i) {
-        while (!(USART3_ISR & (1u << 7))) {
-        }
-        USART3_TDR = d[i];
-    }
-}
+void board_uart_write(const uint8_t *d, uint32_t n) { stm32_usart_write(USART3, d, n); }

@@ -5,6 +5,7 @@
  * boost mode (PWR_CR5.R1MODE = 0) above 80 MHz goes through AHB /2 for the first microsecond (RM0432 5.1.8).
  * When the PLL does not lock the core stays on MSI 4 MHz and says so in INFO. */
 #include "board.h"
+#include "stm32_usart.h"
 
 #define RCC 0x40021000u
 #define RCC_CR REG32(RCC + 0x00u)          /* MSION 0, MSIRDY 1, PLLON 24, PLLRDY 25 */
@@ -26,12 +27,6 @@
 #define GPIOG_AFRL REG32(GPIOG + 0x20u)
 #define GPIOG_AFRH REG32(GPIOG + 0x24u)
 #define LPUART1 0x40008000u
-#define LPUART1_CR1 REG32(LPUART1 + 0x00u) /* UE 0, RE 2, TE 3 */
-#define LPUART1_BRR REG32(LPUART1 + 0x0Cu) /* 256 x fck / baud */
-#define LPUART1_ISR REG32(LPUART1 + 0x1Cu) /* ORE 3, RXNE 5, TXE 7 */
-#define LPUART1_ICR REG32(LPUART1 + 0x20u)
-#define LPUART1_RDR REG32(LPUART1 + 0x24u)
-#define LPUART1_TDR REG32(LPUART1 + 0x28u)
 
 uint32_t board_clock_init(const char **note, uint32_t *uart_hz) {
     RCC_APB1ENR1 |= 1u << 28;                          /* PWREN */
@@ -73,22 +68,9 @@ void board_uart_init(uint32_t hz, uint32_t baud) {
     GPIOG_OSPEEDR |= 0xFu << 14;
     GPIOG_AFRL = (GPIOG_AFRL & ~(0xFu << 28)) | (8u << 28);           /* PG7 AF8 */
     GPIOG_AFRH = (GPIOG_AFRH & ~0xFu) | 8u;                           /* PG8 AF8 */
-    LPUART1_CR1 = 0;
-    LPUART1_BRR = (uint32_t)(((uint64_t)hz * 256u + baud / 2u) / baud);
-    LPUART1_CR1 = (1u << 3) | (1u << 2) | 1u;          /* TE, RE, UE */
+    stm32_usart_enable(LPUART1, (uint32_t)(((uint64_t)hz * 256u + baud / 2u) / baud));   /* LPUART: 256 x fck / baud */
 }
 
-int board_uart_getc(void) {
-    const uint32_t isr = LPUART1_ISR;
-    if (isr & (1u << 5)) return (int)(LPUART1_RDR & 0xFFu);
-    if (isr & (1u << 3)) LPUART1_ICR = 1u << 3;
-    return -1;
-}
+int board_uart_getc(void) { return stm32_usart_getc(LPUART1); }
 
-void board_uart_write(const uint8_t *d, uint32_t n) {
-    for (uint32_t i = 0; i < n; ++i) {
-        while (!(LPUART1_ISR & (1u << 7))) {
-        }
-        LPUART1_TDR = d[i];
-    }
-}
+void board_uart_write(const uint8_t *d, uint32_t n) { stm32_usart_write(LPUART1, d, n); }

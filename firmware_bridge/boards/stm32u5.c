@@ -4,6 +4,7 @@
  * PLL1: PLL1SRC MSIS, PLL1M /1 (PLL1RGE 4-8 MHz, MBOOST /1), PLL1N 80 -> VCO 320 MHz, PLL1R /2 -> 160 MHz;
  * flash 4 wait states. When the booster or PLL1 does not come up the core stays on MSIS 4 MHz and says so. */
 #include "board.h"
+#include "stm32_usart.h"
 
 #define RCC 0x46020C00u
 #define RCC_CR REG32(RCC + 0x000u)         /* MSISON 0, MSISRDY 2, PLL1ON 24, PLL1RDY 25 */
@@ -24,12 +25,6 @@
 #define GPIOA_OSPEEDR REG32(GPIOA + 0x08u)
 #define GPIOA_AFRH REG32(GPIOA + 0x24u)
 #define USART1 0x40013800u
-#define USART1_CR1 REG32(USART1 + 0x00u)   /* UE 0, RE 2, TE 3 */
-#define USART1_BRR REG32(USART1 + 0x0Cu)
-#define USART1_ISR REG32(USART1 + 0x1Cu)   /* ORE 3, RXNE 5, TXE 7 */
-#define USART1_ICR REG32(USART1 + 0x20u)
-#define USART1_RDR REG32(USART1 + 0x24u)
-#define USART1_TDR REG32(USART1 + 0x28u)
 
 uint32_t board_clock_init(const char **note, uint32_t *uart_hz) {
     RCC_AHB3ENR |= 1u << 2;                            /* PWREN */
@@ -73,22 +68,9 @@ void board_uart_init(uint32_t hz, uint32_t baud) {
     GPIOA_MODER = (GPIOA_MODER & ~(0xFu << 18)) | (0xAu << 18);       /* PA9, PA10: alternate function */
     GPIOA_OSPEEDR |= 0xFu << 18;
     GPIOA_AFRH = (GPIOA_AFRH & ~(0xFFu << 4)) | (0x77u << 4);         /* AF7 = USART1 */
-    USART1_CR1 = 0;
-    USART1_BRR = (hz + baud / 2u) / baud;
-    USART1_CR1 = (1u << 3) | (1u << 2) | 1u;           /* TE, RE, UE */
+    stm32_usart_enable(USART1, (hz + baud / 2u) / baud);
 }
 
-int board_uart_getc(void) {
-    const uint32_t isr = USART1_ISR;
-    if (isr & (1u << 5)) return (int)(USART1_RDR & 0xFFu);
-    if (isr & (1u << 3)) USART1_ICR = 1u << 3;
-    return -1;
-}
+int board_uart_getc(void) { return stm32_usart_getc(USART1); }
 
-void board_uart_write(const uint8_t *d, uint32_t n) {
-    for (uint32_t i = 0; i < n; ++i) {
-        while (!(USART1_ISR & (1u << 7))) {
-        }
-        USART1_TDR = d[i];
-    }
-}
+void board_uart_write(const uint8_t *d, uint32_t n) { stm32_usart_write(USART1, d, n); }
