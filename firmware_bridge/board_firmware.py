@@ -227,9 +227,12 @@ def build_board_firmware(package_dir, board: str, out_dir=None, optimized: bool 
            "-Wl,--gc-sections", f"-Wl,-Map={out / (name + '.map')}", "-lm", "-o", str(elf)]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
-        overflow = [ln for ln in r.stderr.splitlines() if "overflowed by" in ln or "will not fit" in ln]
+        import re
+
+        overflow = re.findall(r"region `(\w+)' overflowed by (\d+) bytes", r.stderr)
         if overflow:
-            raise FirmwareError(f"{b.name}: the firmware does not fit: {overflow[0].split(': ', 1)[-1]} "
+            what = ", ".join(f"{reg} overflowed by {int(n):,} B" for reg, n in overflow)
+            raise FirmwareError(f"{b.name}: the firmware does not fit: {what} "
                                 f"(model constants {gen.const_bytes:,} B, arena {arena_bytes:,} B; board flash "
                                 f"{b.flash[1]:,} B, RAM {b.memory[b.ram][1]:,} B)")
         raise FirmwareError(f"{b.key} firmware build failed (exit {r.returncode}):\n{r.stderr[-3000:]}")

@@ -85,7 +85,7 @@ def test_firmware_that_does_not_fit_fails_with_the_sizes(package, tmp_path, monk
     b = bf.get_board("nucleo-f446re")
     tiny = dataclasses.replace(b, memory={**b.memory, "flash": (b.flash[0], 32 * 1024)})
     monkeypatch.setattr(bf, "get_board", lambda name: tiny)
-    with pytest.raises(FirmwareError, match=r"does not fit: .*FLASH.*model constants"):
+    with pytest.raises(FirmwareError, match=r"does not fit: FLASH overflowed by [0-9,]+ B \(model constants"):
         bf.build_board_firmware(package, "nucleo-f446re", tmp_path)
 
 
