@@ -232,16 +232,25 @@ endfunction()
 
 @pytest.mark.backend
 def test_zephyr_module_cmake_builds_and_places_arena(lib, tmp_path):
-    """The module's zephyr/CMakeLists.txt, driven through the Zephyr calls it uses with CONFIG_ECGEDGE_MODEL=y and
-    an arena section from Kconfig: builds, runs bit-exact, and the arena lands in that section."""
+    """The module's Kconfig through kconfiglib (the parser Zephyr uses) with CONFIG_ECGEDGE_MODEL=y and an arena
+    section, its zephyr/CMakeLists.txt through the Zephyr calls it uses: builds, runs bit-exact, and the arena
+    lands in that section."""
+    import kconfiglib   # Zephyr's own Kconfig parser
+
+    kconf = kconfiglib.Kconfig(str(lib.folder / "zephyr/Kconfig"), warn_to_stderr=False)
+    assert kconf.warnings == []
+    assert kconf.syms["ECGEDGE_MODEL"].set_value(2) and kconf.syms["ECGEDGE_MODEL_REFERENCE"].str_value == "n"
+    assert kconf.syms["ECGEDGE_MODEL_ARENA_SECTION"].set_value(".ecg_test_arena")
+    # as Zephyr does: the resolved configuration becomes CMake variables (bool y -> "y", n -> unset)
+    config = "".join(f'set(CONFIG_{sym.name} "{sym.str_value}")\n' for sym in kconf.unique_defined_syms
+                     if sym.str_value not in ("n", ""))
     proj = tmp_path / "zapp"
     proj.mkdir()
     (proj / "zephyr_api.cmake").write_text(ZEPHYR_API)
     (proj / "CMakeLists.txt").write_text(f"""cmake_minimum_required(VERSION 3.13)
 project(zapp C)
 include(zephyr_api.cmake)
-set(CONFIG_ECGEDGE_MODEL y)
-set(CONFIG_ECGEDGE_MODEL_ARENA_SECTION ".ecg_test_arena")
+{config}
 add_subdirectory("{lib.folder}/zephyr" ecgedge_module)
 get_property(incs GLOBAL PROPERTY ZEPHYR_INCLUDES)
 add_executable(app "{lib.folder}/extras/run_one.c")
