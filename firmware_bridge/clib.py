@@ -323,7 +323,10 @@ Files: `src/` (the library), `CMakeLists.txt`, `Makefile`, `cmake/arm-none-eabi.
 def package_library(package_dir, target, manifest: dict | None = None) -> dict:
     """The package writer's one call: write PACKAGE/c, measure it per core, write its README; returns
     the report.json keys (`c_library`: sizes per core; `c_library_build`: how they were measured)."""
-    lib = write_c_library(package_dir, target=target.name, core=core_for_target(target).name, manifest=manifest)
+    try:
+        lib = write_c_library(package_dir, target=target.name, core=core_for_target(target).name, manifest=manifest)
+    except FirmwareError as e:   # an op the engine lacks, a core cores.toml does not have: say where it came from
+        raise FirmwareError(f"the C library for {target.name} (c/, docs/integrate.md): {e}") from None
     sizes, note = None, None
     try:
         sizes = measure_library(lib.folder)
