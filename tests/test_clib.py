@@ -312,3 +312,12 @@ def test_export_writes_library_and_report_sizes(exported_package):
     manifest = json.loads((pkg / "manifest.json").read_text())
     assert "c/src/ecgedge_model.h" in manifest["artifacts"] and "c/CMakeLists.txt" in manifest["artifacts"]
     assert "| cortex-m7 |" in (c / "README.md").read_text()
+
+
+def test_every_mcu_target_has_a_core_for_its_library():
+    """The package writer builds c/ for every MCU target: each one's core must be in cores.toml."""
+    from ecgedge.targets import load_targets
+
+    got = {t.name: clib.core_for_target(t).name for t in load_targets().values() if t.is_mcu}
+    assert got["cortex-m4"] == "cortex-m4" and got["cortex-m7"] == "cortex-m7" and got["cortex-m55"] == "cortex-m55"
+    assert got["nucleo-f446re"] == "cortex-m4" and got["nrf52840-dk"] == "cortex-m4"
