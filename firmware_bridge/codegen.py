@@ -66,7 +66,11 @@ def _emit_variant(model: TfliteModel, layers: list[Layer], plan: Plan, arena_nam
             text = text.replace("{scratch}", f"{arena_name} + {plan.offsets[('scratch', layer.index)]}")
         return text
 
-    c = [f"alignas(16) static int8_t {arena_name}[{max(plan.arena_bytes, 16)}];\n"
+    # arena placement hooks (docs/integrate.md): ECG_ARENA_SYMBOL names the caller's own int8_t array (or a
+    # linker-script symbol); ECG_ARENA_ATTR adds attributes to ours, e.g. a DTCM section
+    c = [f"#if defined(ECG_ARENA_SYMBOL)\nextern int8_t ECG_ARENA_SYMBOL[];\n#define {arena_name} ECG_ARENA_SYMBOL\n"
+         f"#else\n#ifndef ECG_ARENA_ATTR\n#define ECG_ARENA_ATTR\n#endif\n"
+         f"ECG_ARENA_ATTR alignas(16) static int8_t {arena_name}[{max(plan.arena_bytes, 16)}];\n#endif\n"
          f"const uint32_t ecg_arena_bytes = {plan.arena_bytes};\n\n"]
     table = []
     for layer in layers:

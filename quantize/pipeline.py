@@ -491,6 +491,9 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
             rep["classification"]["int8_tflm"] = real["record_metrics"](raw_tflm)
         (tmp / "validation_records.txt").write_text("\n".join(real["validation_records"]) + "\n")
         manifest["validation_records"] = "validation_records.txt"
+    if target.is_mcu:   # the package as a drop-in C library: c/ (docs/integrate.md)
+        from ecgedge.firmware_bridge.clib import package_library
+        rep.update(package_library(tmp, target, manifest))
     rep["seconds"] = time.perf_counter() - t0
     report_mod.write_html(tmp / "report.html", rep, spec, truth, raw_float, raw_int8, target)
     rep["seconds"] = time.perf_counter() - t0
