@@ -1,6 +1,7 @@
 """edge-hil: the hardware-in-the-loop bench.
 
     edge-hil run --model dist/pocket_k-cortex-m7 --device qemu://cortex-m7 [--windows 200] [--report DIR]
+                 [--workers N | --ray auto|ADDRESS]
 
 Exit 0 when every gate passes, 1 when a gate is crossed, 2 on an error (a device that stopped answering
 included: the partial report is still written).
@@ -9,6 +10,7 @@ included: the partial report is still written).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -43,6 +45,14 @@ def parse(args=None) -> argparse.Namespace:
     r.add_argument("--no-float", action="store_true", help="skip the float (torch) reference")
     r.add_argument("--no-integrity", action="store_true", help="skip the streaming sample-integrity phase")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--workers", type=int, default=None,
+                   help="local worker processes, each with its own device, the windows sharded over them "
+                        "(default one per core; a physical device runs one shard at a time)")
+    r.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="run the shards as Ray tasks (pip install 'ecgedge[farm]'): auto = a running cluster or "
+                        "a local one; a device URL's ?resource=NAME places its shards on the nodes with it")
+    r.add_argument("--shards", type=int, default=None,
+                   help="number of shards (default: one per worker, or per CPU / resource of the Ray cluster)")
     return p.parse_args(args)
 
 
@@ -87,13 +97,19 @@ def main(argv=None) -> int:
         if args.windows is not None and args.windows < 1:
             from ecgedge.errors import ConfigError
             raise ConfigError(f"--windows {args.windows}: expected a positive number")
+        for flag, v in (("--workers", args.workers), ("--shards", args.shards)):
+            if v is not None and v < 1:
+                from ecgedge.errors import ConfigError
+                raise ConfigError(f"{flag} {v}: expected a positive number")
+        workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
         windows = args.windows if (args.windows is not None or args.data is not None) else 200
         cfg = BenchConfig(model_dir=args.model, device_url=args.device, windows=windows, data_dir=args.data,
                           labels_file=args.labels, records=records, report_dir=args.report, gates_file=args.gates,
                           timeout_s=args.timeout, seed=args.seed, cpi=args.cpi or DEFAULT_CPI, trust=args.trust,
                           checkpoint=args.checkpoint, allow_unsigned=args.allow_unsigned or args.trust is None,
                           float_reference=not args.no_float,
-                          integrity=not args.no_integrity, progress=not args.no_progress)
+                          integrity=not args.no_integrity, progress=not args.no_progress,
+                          workers=workers, ray=args.ray, shards=args.shards)
         outcome = run_bench(cfg)
     except EdgeError as e:
         print(f"error: {e}", file=sys.stderr)
