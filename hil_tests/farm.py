@@ -9,12 +9,14 @@ Ray is an optional extra (`pip install 'ecgedge[farm]'`), imported only when --r
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import os
+import pickle
 import socket
+import subprocess
+import sys
+import tempfile
 import time
 from dataclasses import dataclass
-from multiprocessing.connection import wait as mp_wait
 from pathlib import Path
 from typing import Callable
 
@@ -151,56 +153,72 @@ def _retry(spec: ShardSpec, attempt: int, reason: str, node: str, max_retries: i
 
 
 # -------------------------------------------------------------------------------------- local processes
-def _child(conn, spec: ShardSpec) -> None:
+def worker_main(argv: list[str] | None = None) -> None:
+    """A local worker process: `python -c "...worker_main()" IN OUT` runs the shard pickled in IN and writes
+    ("ok", ShardResult) or ("error", EdgeError) to OUT (atomically: a worker that dies leaves no OUT)."""
+    inp, out = (argv or sys.argv[1:])[:2]
+    with open(inp, "rb") as f:
+        sys.path[:] = pickle.load(f)          # the parent's import path (its on_window hook's module)
+        spec = pickle.load(f)
     try:
-        out = ("ok", run_shard(spec))
-    except BaseException as e:  # noqa: BLE001 - every failure goes back to the parent
-        out = ("error", e if isinstance(e, EdgeError) else EdgeError(f"shard {spec.index}: {type(e).__name__}: {e}"))
+        result = ("ok", run_shard(spec))
+    except Exception as e:  # noqa: BLE001 - every failure goes back to the parent
+        result = ("error", e if isinstance(e, EdgeError) else EdgeError(f"shard {spec.index}: {type(e).__name__}: {e}"))
     try:
-        conn.send(out)
+        data = pickle.dumps(result)
     except Exception as e:  # an unpicklable exception: its text
-        conn.send(("error", EdgeError(f"shard {spec.index}: {out[1]} ({e})")))
-    conn.close()
+        data = pickle.dumps(("error", EdgeError(f"shard {spec.index}: {result[1]} ({e})")))
+    Path(out + ".part").write_bytes(data)
+    os.replace(out + ".part", out)
+
+
+def _start_worker(spec: ShardSpec, attempt: int, tmp: Path) -> tuple[subprocess.Popen, Path, Path]:
+    inp, out, log = (tmp / f"shard{spec.index}-{attempt}.{ext}" for ext in ("in", "out", "log"))
+    try:
+        inp.write_bytes(pickle.dumps(list(sys.path)) + pickle.dumps(spec))
+    except (pickle.PicklingError, AttributeError, TypeError) as e:
+        raise ConfigError(f"--workers: a shard cannot travel to a worker process ({e}); an on_window hook "
+                          "must be importable (a module-level function or class)") from None
+    with open(log, "wb") as lf:
+        proc = subprocess.Popen([sys.executable, "-c", "from ecgedge.hil_tests.farm import worker_main; worker_main()",
+                                 str(inp), str(out)], stdin=subprocess.DEVNULL, stdout=lf, stderr=subprocess.STDOUT)
+    return proc, out, log
 
 
 def _processes(specs: list[ShardSpec], workers: int, max_retries: int, prog) -> tuple[list, list]:
-    """Each shard in its own spawned process, `workers` at a time; a process that dies (killed, crashed)
-    without answering has its shard started again in a new one."""
-    ctx = mp.get_context("spawn")
+    """Each shard in its own worker process (a fresh interpreter: nothing of this one's state, no fork of its
+    threads), `workers` at a time; a process that dies without answering has its shard started again."""
     queue = [(s, 0) for s in specs]
     running: dict = {}
     results, retries = [], []
     task = prog.add_task(f"shards ({len(specs)}) over {workers} worker processes",
                          total=sum(len(s) for s in specs)) if prog is not None else None
-    try:
-        while queue or running:
-            while queue and len(running) < workers:
-                spec, attempt = queue.pop(0)
-                reader, writer = ctx.Pipe(duplex=False)
-                proc = ctx.Process(target=_child, args=(writer, spec), daemon=True, name=f"ecgedge-shard-{spec.index}")
-                proc.start()
-                writer.close()
-                running[reader] = (proc, spec, attempt)
-            for reader in mp_wait(list(running)):
-                proc, spec, attempt = running.pop(reader)
-                try:
-                    status, value = reader.recv()
-                except (EOFError, OSError):
-                    proc.join()
-                    retries.append(_retry(spec, attempt + 1, f"worker process died (exit code {proc.exitcode})",
-                                          socket.gethostname(), max_retries))
-                    queue.append((spec, attempt + 1))
-                    continue
-                proc.join()
-                if status == "error":
-                    raise value
-                results.append(value)
-                if task is not None:
-                    prog.advance(task, len(spec))
-    finally:
-        for proc, _, _ in running.values():
-            proc.kill()
-            proc.join()
+    with tempfile.TemporaryDirectory(prefix="ecgedge-farm-") as tmp:
+        try:
+            while queue or running:
+                while queue and len(running) < workers:
+                    spec, attempt = queue.pop(0)
+                    proc, out, log = _start_worker(spec, attempt, Path(tmp))
+                    running[proc] = (spec, attempt, out, log)
+                time.sleep(0.05)
+                for proc in [p for p in running if p.poll() is not None]:
+                    spec, attempt, out, log = running.pop(proc)
+                    if not out.is_file():
+                        tail = (log.read_text(errors="replace").strip().splitlines() or [""])[-1][:200]
+                        retries.append(_retry(spec, attempt + 1, f"worker process died (exit code {proc.returncode})"
+                                              + (f": {tail}" if tail else ""), socket.gethostname(), max_retries))
+                        queue.append((spec, attempt + 1))
+                        continue
+                    status, value = pickle.loads(out.read_bytes())
+                    if status == "error":
+                        raise value
+                    results.append(value)
+                    if task is not None:
+                        prog.advance(task, len(spec))
+        finally:
+            for proc in running:
+                proc.kill()
+                proc.wait()
     return results, retries
 
 
