@@ -200,3 +200,37 @@ def test_ray_resource_without_ray_and_bad_workers_fail_in_one_line(farm_package,
         _bench(farm_package, tmp_path, device_url="host?resource=board:x")
     with pytest.raises(ConfigError, match="--workers 0"):
         _bench(farm_package, tmp_path, workers=0)
+
+
+def test_matrix_export_options_are_typed_and_checked():
+    from ecgedge.hil_tests.matrix import device_for, parse_export_options
+
+    assert parse_export_options(["calib_windows=32", "calibrator=minmax", "latency_ms=12.5", "firmware=true"]) == {
+        "calib_windows": 32, "calibrator": "minmax", "latency_ms": 12.5, "firmware": True}
+    with pytest.raises(ConfigError, match="calib_windoes"):
+        parse_export_options(["calib_windoes=3"])
+    with pytest.raises(ConfigError, match="is not a int"):
+        parse_export_options(["calib_windows=many"])
+    assert device_for("qemu", "cortex-m4") == "qemu://cortex-m4" and device_for("host", "x") == "host"
+
+
+@pytest.mark.backend
+def test_matrix_exports_once_then_reuses_the_cache(tiny_pocket_k_checkpoint, tmp_path, monkeypatch, capsys):
+    from ecgedge.tools import edge_hil
+
+    monkeypatch.setenv("ECGEDGE_CACHE", str(tmp_path / "cache"))
+    args = ["matrix", "--models", "pocket_k", "--targets", "cortex-m7", "--devices", "host", "--windows", "8",
+            "--checkpoint", str(tiny_pocket_k_checkpoint), "--export-option", "calib_windows=32",
+            "--export-option", "val_windows=60", "--export-option", "calibrator=minmax", "--export-option", "qat_epochs=0", "--workers", "1",
+            "--no-float", "--no-progress"]
+    for k, want in ((1, "exported in"), (2, "cached")):
+        with pytest.raises(SystemExit) as e:
+            edge_hil.main([*args, "--out", str(tmp_path / f"m{k}")])
+        summary = json.loads((tmp_path / f"m{k}" / "matrix.json").read_text())
+        (cell,) = summary["cells"]
+        assert cell["export"].startswith(want) and cell["error"] is None, cell
+        assert cell["bit_exact_fraction"] == 1.0 and cell["windows"] == 8 and cell["device"] == "host"
+        assert e.value.code == (0 if cell["gates_passed"] else 1)
+        html = (tmp_path / f"m{k}" / "matrix.html").read_text()
+        assert "pocket_k" in html and "report.html" in html
+    assert len(list((tmp_path / "cache" / "exports").iterdir())) == 1
