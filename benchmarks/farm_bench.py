@@ -2,9 +2,10 @@
 in which a worker is killed mid-shard. Writes JSON + a short table.
 
     python benchmarks/farm_bench.py --model dist/af_lead1-cortex-m7 --data /work/shared/data/cinc2017
-    python benchmarks/farm_bench.py --model dist/pocket_k-cortex-m7 --windows 2493      # synthetic windows
+    python benchmarks/farm_bench.py --model dist/pocket_k-cortex-m7 --windows 2493   # synthetic windows
 
-Figures: wall time of each run after an untimed warm-up run in this process (the whole bench: eval set, references, device, scoring, reports), the ratio
+Figures: wall time of each run after an untimed warm-up run in this process (the whole bench: eval set,
+references, device, scoring, reports), the ratio
 1 worker / 2 workers, whether every report is equal to the 1-worker one (hil_report.json without its
 RUN_DEPENDENT_KEYS, windows.json without timings), and for the killed worker: completed, every window scored
 once, the retry in the report. The machine's load average is recorded before each run: on a shared machine the

@@ -169,8 +169,8 @@ def prepare(cfg: BenchConfig, eval_set: EvalSet | None = None,
     x_model = Q.model_units(es.x_uv, manifest["input"])
     st = BenchState(cfg=cfg, package=package, outputs=sorted(manifest["outputs"], key=lambda o: o.get("index", 0)),
                     task=_task(manifest), target=target, es=es, q_in=runner.to_int8(x_model),
-                    input_qparams=(runner.input_scale, runner.input_zero_point), n_outputs=runner.n_outputs, notes=notes, started=started,
-                    t_start=t0)
+                    input_qparams=(runner.input_scale, runner.input_zero_point), n_outputs=runner.n_outputs,
+                    notes=notes, started=started, t_start=t0)
     _float_references(st, x_model, float_fn, (len(es), runner.n_outputs))
     return st
 
@@ -340,5 +340,5 @@ def write_json(path: Path, obj) -> None:
     Path(path).write_text(json.dumps(obj, indent=1, default=json_default))
 
 
-__all__ = ["BenchConfig", "BenchOutcome", "BenchState", "RUN_DEPENDENT_KEYS", "prepare", "run", "score", "gate", "report",
-           "run_bench", "default_report_dir", "write_json"]
+__all__ = ["BenchConfig", "BenchOutcome", "BenchState", "RUN_DEPENDENT_KEYS", "prepare", "run", "score", "gate",
+           "report", "run_bench", "default_report_dir", "write_json"]

@@ -290,5 +290,6 @@ def merge_shards(results: list[ShardResult], n_outputs: int) -> RunResult:
         error=last.error if last else None, failed_window=last.failed_window if last and last.error else None,
         infos=[r.info for r in used if r.info is not None], integrity=first.integrity if first else None,
         emulated=bool(first and first.emulated), footprint=first.footprint if first else None,
-        profile=first.profile if first and last.error is None else None, int8_reference=first.int8_reference if first else "",
+        profile=first.profile if first and last.error is None else None,
+        int8_reference=first.int8_reference if first else "",
         notes=notes)

@@ -146,7 +146,8 @@ def ray_cluster(tmp_path, monkeypatch):
             except Exception:
                 pass
             time.sleep(0.5)
-        raise AssertionError(f"the Ray cluster did not come up: {[p.read_text()[-400:] for p in tmp_path.glob('ray*.log')]}")
+        logs = [p.read_text()[-400:] for p in tmp_path.glob("ray*.log")]
+        raise AssertionError(f"the Ray cluster did not come up: {logs}")
 
     import ray
     try:
@@ -221,7 +222,8 @@ def test_matrix_exports_once_then_reuses_the_cache(tiny_pocket_k_checkpoint, tmp
     monkeypatch.setenv("ECGEDGE_CACHE", str(tmp_path / "cache"))
     args = ["matrix", "--models", "pocket_k", "--targets", "cortex-m7", "--devices", "host", "--windows", "8",
             "--checkpoint", str(tiny_pocket_k_checkpoint), "--export-option", "calib_windows=32",
-            "--export-option", "val_windows=60", "--export-option", "calibrator=minmax", "--export-option", "qat_epochs=0", "--workers", "1",
+            "--export-option", "val_windows=60", "--export-option", "calibrator=minmax",
+            "--export-option", "qat_epochs=0", "--workers", "1",
             "--no-float", "--no-progress"]
     for k, want in ((1, "exported in"), (2, "cached")):
         with pytest.raises(SystemExit) as e:
