@@ -236,3 +236,15 @@ def test_matrix_exports_once_then_reuses_the_cache(tiny_pocket_k_checkpoint, tmp
         html = (tmp_path / f"m{k}" / "matrix.html").read_text()
         assert "pocket_k" in html and "report.html" in html
     assert len(list((tmp_path / "cache" / "exports").iterdir())) == 1
+
+
+def test_ray_missing_is_one_line_and_bad_workers_exit_2(monkeypatch, capsys, tmp_path):
+    from ecgedge.hil_tests.farm import import_ray
+    from ecgedge.tools import edge_hil
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as on an install without the farm extra
+    with pytest.raises(ConfigError, match=r"pip install 'ecgedge\[farm\]'"):
+        import_ray()
+    with pytest.raises(SystemExit) as e:
+        edge_hil.main(["run", "--model", str(tmp_path), "--device", "host", "--workers", "0", "--no-progress"])
+    assert e.value.code == 2 and "--workers 0: expected a positive number" in capsys.readouterr().err
