@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         records = None
         if args.records is not None:
             try:
-                records = [ln.strip() for ln in args.records.read_text().splitlines() if ln.strip()]
+                records = [ln.split("#")[0].strip() for ln in args.records.read_text().splitlines() if ln.split("#")[0].strip()]
             except OSError as e:
                 from ecgedge.errors import ConfigError
                 raise ConfigError(f"--records {str(args.records)!r}: {e}") from None
