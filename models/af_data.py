@@ -203,6 +203,16 @@ def write_record_list(path: Path, names, header: str) -> None:
     Path(path).write_text("".join(f"# {line}\n" for line in header.splitlines()) + "".join(f"{n}\n" for n in names))
 
 
+def write_folds(path: Path, names: list[str], fold: np.ndarray, header: str) -> None:
+    Path(path).write_text("".join(f"# {line}\n" for line in header.splitlines()) + "record,fold\n"
+                          + "".join(f"{n},{int(f)}\n" for n, f in zip(names, fold)))
+
+
+def read_folds(path: Path) -> dict[str, int]:
+    rows = [ln.split(",") for ln in read_record_list(path)]
+    return {r[0].strip(): int(r[1]) for r in rows if len(r) == 2 and r[1].strip().isdigit()}
+
+
 def published_split(folder: Path | None = None) -> dict[str, list[str]]:
     """The shipped weights' record lists: {"training", "validation", "calibration", "regression"}."""
     folder = Path(folder) if folder else splits_dir()

@@ -387,7 +387,29 @@ def write(state: TrainState) -> Path:
                                          "windows": len(picked["records"]), "records": picked["records"]}
     ckpt = write_outputs(state.out, state.spec, state.final, state.card)
     write_calibration_windows(calibration_path(ckpt), picked, state.spec, state.seed)
+    write_split_lists(Path(state.out) / "af_lead1.splits", state, picked["records"])
     return ckpt
+
+
+def write_split_lists(folder: Path, state: TrainState, calibration: list[str], folds: int = 5) -> Path:
+    """The record lists of the run (training, validation, calibration windows, CI regression subset) and
+    the k-fold assignment of the training records that cross-validation uses, one file each."""
+    from ecgedge.models.af_data import stratified_folds, write_folds, write_record_list
+    folder.mkdir(parents=True, exist_ok=True)
+    src = f"PhysioNet/CinC Challenge 2017 training set (Clifford et al. 2017); split: {state.split_note}"
+    lists = {"training": sorted(state.train_rs.names), "validation": sorted(state.val_rs.names),
+             "calibration": sorted(calibration), "regression": state.card["regression"]["records"]}
+    what = {"training": "records the weights were trained on (and cross-validated over: folds.csv)",
+            "validation": "held-out records: never trained on, never used to choose anything but the record rule",
+            "calibration": "training records whose windows ship in af_lead1.calibration.npz",
+            "regression": "the CI regression subset of the validation records"}
+    for name, names in lists.items():
+        write_record_list(folder / f"{name}.txt", names, f"af_lead1 {name} records ({len(names)}): {what[name]}\n{src}")
+    label = dict(zip(state.train_rs.names, state.train_rs.labels))
+    order = sorted(label)
+    write_folds(folder / "folds.csv", order, stratified_folds(np.array([label[n] for n in order]), folds, state.seed),
+                f"af_lead1: {folds}-fold assignment of the training records (stratified, seed {state.seed})\n{src}")
+    return folder
 
 
 def train_af(data: str | Path, preset: str | None = None, epochs: int = 30, seed: int = 0, out: str | Path = "runs/af_lead1",
