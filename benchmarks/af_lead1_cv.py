@@ -8,7 +8,8 @@
 training stages (build -> fit -> finish) on the training records of the published lists
 (models/weights/af_lead1.splits: training.txt, folds.csv) minus the fold, and scores the fold's records
 with the record rule: <out>/<name>/fold<k>.npz (names, labels, record probabilities) and fold<k>.pt.
-`--teacher-run T` distils each fold from run T's model of the same fold (trained without that fold).
+`--teacher-run T` distils each fold from run T's model of the same fold (trained without that fold);
+`--init-run I` starts each fold from run I's model of the same fold (fine-tuning).
 `table` pools the out-of-fold predictions of every run over the folds they all have and writes the
 k-fold f1_challenge with a 95 % bootstrap interval over records, and each run's paired difference to the
 first run named (the same resampled records for both), as JSON and a Markdown table.
@@ -63,9 +64,10 @@ def run(ns) -> None:
             spec_json["augment"] = Augment(**spec_json["augment"])
         recipe = Recipe(**spec_json)
         if ns.teacher_run:
-            recipe.teacher = (str(Path(ns.out) / ns.teacher_run / f"fold{k}.pt"),)
+            recipe.teacher = tuple(str(Path(ns.out) / t / f"fold{k}.pt") for t in ns.teacher_run.split(","))
+        init = Path(ns.out) / ns.init_run / f"fold{k}.pt" if ns.init_run else None
         st = TrainState(data=Path(ns.data), out=out, recipe=recipe, seed=ns.seed, threads=1, progress=False,
-                        log=log, eval_every=ns.eval_every, spec=spec)
+                        log=log, eval_every=ns.eval_every, spec=spec, init=init)
         st.train_rs, st.val_rs = train.subset(np.flatnonzero(fold_of != k)), train.subset(np.flatnonzero(fold_of == k))
         log(f"{ns.name} fold {k}: {len(st.train_rs)} train / {len(st.val_rs)} held out; recipe {ns.recipe} "
             f"teacher {ns.teacher_run}")
@@ -132,7 +134,8 @@ def main(argv=None) -> None:
     r.add_argument("--name", required=True)
     r.add_argument("--recipe", default="{}")
     r.add_argument("--folds", default="0,1,2,3,4")
-    r.add_argument("--teacher-run", default=None)
+    r.add_argument("--teacher-run", default=None, help="runs (comma-separated) whose fold models are the teacher")
+    r.add_argument("--init-run", default=None, help="start each fold from this run's model of the fold")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--eval-every", type=int, default=20)
     r.add_argument("--splits", default=None, help="record lists folder (default: the shipped weights')")

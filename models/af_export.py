@@ -139,7 +139,10 @@ def export_datasets(spec, data_dir, calib_windows: int, val_windows: int, seed: 
     if not val_names:
         raise DataError(f"{data_dir}: none of the model card's validation records is there")
     val_set = set(val_names)
-    split = export_record_split([n for n in sorted(labels) if n not in val_set], seed, calib_windows, select_windows)
+    # the card's own training records when it lists them (a folder with more records draws the same ones)
+    pool = sorted((card or {}).get("training_records") or labels)
+    split = export_record_split([n for n in pool if n in labels and n not in val_set], seed, calib_windows,
+                                select_windows)
     rng = np.random.default_rng(seed + 4242)
     rng.permutation(len(split["order"]))          # the draw export_record_split made: window positions follow it
     x_cal, y_cal = _one_window_each(data_dir, spec, split["calibration"], rng, progress)

@@ -356,6 +356,7 @@ def make_card(state: TrainState) -> TrainState:
         "data": {"folder": str(Path(state.data)), "records": len(state.rs), "train_records": len(tr),
                  "validation_records": len(va), "split": split, **counts},
         "split_seed": state.seed, "seed": state.seed, "validation_records": list(va.names),
+        "training_records": sorted(tr.names),
         "input": {"sampling_rate_hz": spec.input.sampling_rate_hz, "window_samples": spec.input.window_samples,
                   "scale_uv": float(spec.input.scale_uv), "preprocessing": dict(spec.input.preprocessing),
                   "record_aggregation": RECORD_AGGREGATION},
