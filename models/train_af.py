@@ -435,7 +435,8 @@ def train_af(data: str | Path, preset: str | None = None, epochs: int = 30, seed
 
 def run_cli(ns, console) -> int:
     """`edge-train af_lead1 --data DIR [--epochs E] [--seed S] [--out DIR] [--threads T] [--max-minutes M]
-    [--split-lists DIR]`, or `--evaluate CKPT` (record-level validation metrics of a checkpoint as JSON)."""
+    [--split-lists DIR] [--teacher CKPT ...] [--teacher-weight W]`, or `--evaluate CKPT` (record-level
+    validation metrics of a checkpoint as JSON)."""
     if not getattr(ns, "data", None):
         raise ConfigError("af_lead1 trains on real records: give --data with the PhysioNet/CinC 2017 folder "
                           "(e.g. --data ../shared/data/cinc2017: REFERENCE.csv and A0xxxx.hea/.mat)")
@@ -456,9 +457,17 @@ def run_cli(ns, console) -> int:
         return 0
     out = ns.out or "runs/af_lead1"
     split_lists = getattr(ns, "split_lists", None)
+    teacher = tuple(getattr(ns, "teacher", None) or ())
+    for t in teacher:
+        if not Path(t).is_file():
+            raise ConfigError(f"--teacher {t!r}: no such checkpoint")
+    weight = getattr(ns, "teacher_weight", 0.5)
+    if not 0.0 <= weight <= 1.0:
+        raise ConfigError(f"--teacher-weight {weight}: expected a share in [0, 1]")
     card = train_af(ns.data, preset=ns.preset, epochs=ns.epochs or DEFAULT_EPOCHS, seed=ns.seed, out=out,
                     threads=ns.threads, max_minutes=getattr(ns, "max_minutes", None), progress=not ns.no_progress,
-                    log=console.print, split_lists=Path(split_lists) if split_lists else None)
+                    log=console.print, split_lists=Path(split_lists) if split_lists else None, teacher=teacher,
+                    teacher_weight=weight)
     console.print(f"[bold]{card['notice']}[/bold]")
     console.print(f"wrote {out}/af_lead1.pt, .card.json, .card.md, .confusion.png, .calibration.npz: validation "
                   f"f1_challenge {card['f1_challenge']:.4f} (N {card['f1_N']:.3f}, A {card['f1_A']:.3f}, O "

@@ -38,6 +38,10 @@ def parse(args=None) -> argparse.Namespace:
                    help="labelled real records (af_lead1: the PhysioNet/CinC 2017 folder, e.g. ../shared/data/cinc2017)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="af_lead1: fit the schedule into this many minutes (measured on the first epoch)")
+    p.add_argument("--teacher", action="append", default=None, metavar="CKPT",
+                   help="af_lead1: distil from this checkpoint's record-level probabilities (repeat for an ensemble)")
+    p.add_argument("--teacher-weight", type=float, default=0.5,
+                   help="af_lead1: share of the teacher's probabilities in the target (default 0.5)")
     p.add_argument("--split-lists", default=None, metavar="DIR",
                    help="af_lead1: train and validate on these record lists (training.txt, validation.txt; the "
                         "shipped weights' are in models/weights/af_lead1.splits) instead of a seeded split of --data")
