@@ -435,8 +435,8 @@ def train_af(data: str | Path, preset: str | None = None, epochs: int = 30, seed
 
 def run_cli(ns, console) -> int:
     """`edge-train af_lead1 --data DIR [--epochs E] [--seed S] [--out DIR] [--threads T] [--max-minutes M]
-    [--split-lists DIR] [--teacher CKPT ...] [--teacher-weight W]`, or `--evaluate CKPT` (record-level
-    validation metrics of a checkpoint as JSON)."""
+    [--split-lists DIR] [--teacher CKPT ...] [--teacher-weight W] [--record-crops K] [--init CKPT] [--lr LR]`,
+    or `--evaluate CKPT` (record-level validation metrics of a checkpoint as JSON)."""
     if not getattr(ns, "data", None):
         raise ConfigError("af_lead1 trains on real records: give --data with the PhysioNet/CinC 2017 folder "
                           "(e.g. --data ../shared/data/cinc2017: REFERENCE.csv and A0xxxx.hea/.mat)")
@@ -467,7 +467,8 @@ def run_cli(ns, console) -> int:
     card = train_af(ns.data, preset=ns.preset, epochs=ns.epochs or DEFAULT_EPOCHS, seed=ns.seed, out=out,
                     threads=ns.threads, max_minutes=getattr(ns, "max_minutes", None), progress=not ns.no_progress,
                     log=console.print, split_lists=Path(split_lists) if split_lists else None, teacher=teacher,
-                    teacher_weight=weight)
+                    teacher_weight=weight, record_crops=getattr(ns, "record_crops", 1), lr=ns.lr,
+                    init=Path(ns.init) if getattr(ns, "init", None) else None)
     console.print(f"[bold]{card['notice']}[/bold]")
     console.print(f"wrote {out}/af_lead1.pt, .card.json, .card.md, .confusion.png, .calibration.npz: validation "
                   f"f1_challenge {card['f1_challenge']:.4f} (N {card['f1_N']:.3f}, A {card['f1_A']:.3f}, O "

@@ -42,6 +42,8 @@ def parse(args=None) -> argparse.Namespace:
                    help="af_lead1: distil from this checkpoint's record-level probabilities (repeat for an ensemble)")
     p.add_argument("--teacher-weight", type=float, default=0.5,
                    help="af_lead1: share of the teacher's probabilities in the target (default 0.5)")
+    p.add_argument("--record-crops", type=int, default=1, metavar="K",
+                   help="af_lead1: K crops of one record per draw, scored together by the record rule (default 1)")
     p.add_argument("--split-lists", default=None, metavar="DIR",
                    help="af_lead1: train and validate on these record lists (training.txt, validation.txt; the "
                         "shipped weights' are in models/weights/af_lead1.splits) instead of a seeded split of --data")
