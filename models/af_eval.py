@@ -2,7 +2,7 @@
 
 A record is cut into windows every `record_hop_samples` of the contract (plus one ending at the record's
 end) and its class probabilities are the softmax of the mean window log-softmax (`aggregate_windows`;
-`hil_tests.metrics.classification_metrics` aggregates the same way on the bench). The score is the
+`ecgedge.contract.metrics.classification_metrics` aggregates the same way on the bench). The score is the
 PhysioNet/CinC 2017 Challenge's: the mean F1 of N, A and O (Clifford et al., Computing in Cardiology 44,
 2017). Intervals are bootstrap percentiles over records; comparisons of two models on the same records
 are paired (the same resampled records for both).
@@ -13,7 +13,6 @@ from __future__ import annotations
 import numpy as np
 
 OFFSET_GRID = np.round(np.arange(-1.0, 1.0001, 0.1), 2)
-SCORED = (0, 1, 2)          # class indices the Challenge's F1 averages: N, A, O (not ~)
 
 
 def aggregate_windows(window_logits: np.ndarray, owner: np.ndarray, n_records: int) -> np.ndarray:
@@ -55,33 +54,20 @@ def predict_records(model, rs, spec, batch_size: int = 256) -> np.ndarray:
     return aggregate_windows(np.concatenate(logits), np.asarray(owner), len(rs))
 
 
-def confusion(labels: np.ndarray, pred: np.ndarray, n_classes: int) -> np.ndarray:
-    """Counts [reference, predicted]."""
-    conf = np.zeros((n_classes, n_classes), np.int64)
-    np.add.at(conf, (np.asarray(labels), np.asarray(pred)), 1)
-    return conf
-
-
-def class_f1(conf: np.ndarray) -> np.ndarray:
-    """F1 per class from a confusion matrix (0 where a class is neither true nor predicted)."""
-    tp = np.diag(conf).astype(np.float64)
-    denom = conf.sum(0) + conf.sum(1)
-    return np.where(denom > 0, 2.0 * tp / np.maximum(denom, 1), 0.0)
-
-
 def record_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
-    """Challenge metrics at record level: F1 per class, f1_challenge (mean F1 of N, A, O), AUROC A vs rest."""
+    """Challenge metrics at record level (ecgedge.contract.metrics): F1 per class, f1_challenge (mean F1
+    of N, A, O), AUROC A vs rest, the confusion matrix."""
+    from ecgedge.contract.metrics import auroc, challenge_f1, confusion, f1_per_class
     from ecgedge.models.af_lead1 import CLASSES
-    from ecgedge.models.metrics import auroc
 
     labels = np.asarray(labels)
     pred = probs.argmax(1)
-    conf = confusion(labels, pred, len(CLASSES))
-    f1 = dict(zip(CLASSES, class_f1(conf).tolist()))
-    return {"f1_challenge": float(np.mean([f1["N"], f1["A"], f1["O"]])), "f1_N": f1["N"], "f1_A": f1["A"],
+    f1 = f1_per_class(labels, pred, CLASSES)
+    return {"f1_challenge": challenge_f1(f1), "f1_N": f1["N"], "f1_A": f1["A"],
             "f1_O": f1["O"], "f1_noise": f1["~"], "accuracy": float(np.mean(pred == labels)),
             "auroc_A": auroc(labels == CLASSES.index("A"), probs[:, CLASSES.index("A")]),
-            "confusion": conf.tolist(), "classes": list(CLASSES), "records": int(len(labels))}
+            "confusion": confusion(labels, pred, len(CLASSES)), "classes": list(CLASSES),
+            "records": int(len(labels))}
 
 
 def bootstrap_f1(labels: np.ndarray, probs: np.ndarray, probs_b: np.ndarray | None = None,
@@ -91,11 +77,13 @@ def bootstrap_f1(labels: np.ndarray, probs: np.ndarray, probs_b: np.ndarray | No
     both), and the share of resamples in which b scores higher."""
     labels = np.asarray(labels)
     preds = [np.asarray(p).argmax(1) for p in ([probs] if probs_b is None else [probs, probs_b])]
-    n_classes = np.asarray(probs).shape[1]
+    from ecgedge.contract.metrics import challenge_f1, f1_per_class
+    from ecgedge.models.af_lead1 import CLASSES
+
     rng = np.random.default_rng(seed)
 
     def score(idx, pred):
-        return float(class_f1(confusion(labels[idx], pred[idx], n_classes))[list(SCORED)].mean())
+        return challenge_f1(f1_per_class(labels[idx], pred[idx], CLASSES))
 
     full = np.arange(len(labels))
     draws = np.array([[score(idx, p) for p in preds]
