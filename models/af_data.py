@@ -26,7 +26,7 @@ from ecgedge.errors import ConfigError, DataError
 CACHE_VERSION = 1
 LABELS_FILE = "REFERENCE.csv"
 # The record lists of the shipped weights' splits, one name a line (see docs/af_lead1.md).
-SPLIT_NAMES = ("training", "validation", "calibration", "regression")
+SPLIT_NAMES = ("training", "validation", "calibration", "regression", "selection")
 FOLDS_FILE = "folds.csv"
 
 

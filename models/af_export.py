@@ -25,6 +25,8 @@ REAL_DATA_MODELS = ("af_lead1",)
 CALIBRATION_SUFFIX = ".calibration.npz"
 SHIPPED_WINDOWS = 500          # one window of each of this many training records
 SHIPPED_SELECTION = 100        # ... of which the last ones judge the calibrators and the fine-tuning
+EXPORT_CALIB_WINDOWS = 500     # edge-export --data's defaults (quantize.pipeline: --calib-windows, SELECT_WINDOWS),
+EXPORT_SELECT_WINDOWS = 300    # for the published selection list
 DATA_LICENCE = ("Open Data Commons Attribution License v1.0 (ODC-By 1.0), "
                 "https://opendatacommons.org/licenses/by/1-0/")
 PHYSIONET_CITATION = ("A. L. Goldberger, L. A. N. Amaral, L. Glass, J. M. Hausdorff, P. Ch. Ivanov, R. G. Mark, "
@@ -57,6 +59,15 @@ def export_record_split(train_names: list[str], seed: int, calib: int, select: i
     order = [train_names[i] for i in rng.permutation(len(train_names))]
     n_cal = min(calib, len(order))
     return {"order": order, "calibration": order[:n_cal], "selection": order[n_cal:n_cal + select]}
+
+
+def selection_records(training: list[str], shipped: list[str], seed: int = 0) -> list[str]:
+    """Training records whose windows choose the calibrator and judge the fine-tuning epochs: the last
+    shipped windows' records (edge-export without --data) and those edge-export --data draws with its
+    defaults (`export_record_split` of the training records, seed `seed`)."""
+    n_sel = min(SHIPPED_SELECTION, len(shipped) // 5)
+    drawn = export_record_split(sorted(training), seed, EXPORT_CALIB_WINDOWS, EXPORT_SELECT_WINDOWS)["selection"]
+    return sorted(set(shipped[len(shipped) - n_sel:]) | set(drawn))
 
 
 def _one_window_each(data_dir, spec, names, rng, progress) -> tuple[np.ndarray, np.ndarray]:

@@ -396,14 +396,19 @@ def write_split_lists(folder: Path, state: TrainState, calibration: list[str], f
     """The record lists of the run (training, validation, calibration windows, CI regression subset) and
     the k-fold assignment of the training records that cross-validation uses, one file each."""
     from ecgedge.models.af_data import stratified_folds, write_folds, write_record_list
+    from ecgedge.models.af_export import selection_records
     folder.mkdir(parents=True, exist_ok=True)
     src = f"PhysioNet/CinC Challenge 2017 training set (Clifford et al. 2017); split: {state.split_note}"
     lists = {"training": sorted(state.train_rs.names), "validation": sorted(state.val_rs.names),
-             "calibration": sorted(calibration), "regression": state.card["regression"]["records"]}
+             "calibration": sorted(calibration), "regression": state.card["regression"]["records"],
+             "selection": selection_records(list(state.train_rs.names), list(calibration), state.seed)}
     what = {"training": "records the weights were trained on (and cross-validated over: folds.csv)",
             "validation": "held-out records: never trained on, never used to choose anything but the record rule",
             "calibration": "training records whose windows ship in af_lead1.calibration.npz",
-            "regression": "the CI regression subset of the validation records"}
+            "regression": "the CI regression subset of the validation records",
+            "selection": "training records whose windows choose the calibrator and judge fine-tuning epochs: "
+                         "the last shipped windows' (edge-export without --data) and those edge-export --data "
+                         "draws with its defaults (af_export.selection_records)"}
     for name, names in lists.items():
         write_record_list(folder / f"{name}.txt", names, f"af_lead1 {name} records ({len(names)}): {what[name]}\n{src}")
     label = dict(zip(state.train_rs.names, state.train_rs.labels))

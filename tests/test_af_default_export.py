@@ -36,7 +36,7 @@ def _validation_windows() -> np.ndarray:
 @needs_data
 def test_default_export_agrees_with_float_as_the_data_export_does(tmp_path):
     from ecgedge.models.zoo import load_model
-    from ecgedge.quantize.validate import run_litert, run_torch
+    from ecgedge.quantize.validate import run_int8, run_torch
 
     default = _export(tmp_path / "default")
     with_data = _export(tmp_path / "data", "--data", str(CINC), "--val-windows", "300", "--tflm-windows", "30")
@@ -50,7 +50,7 @@ def test_default_export_agrees_with_float_as_the_data_export_does(tmp_path):
     ref = run_torch(model, x).argmax(1)
     agree = {}
     for name in ("default", "data"):
-        _, raw = run_litert((tmp_path / name / "model_int8.tflite").read_bytes(), x)
+        _, raw = run_int8((tmp_path / name / "model_int8.tflite").read_bytes(), x, "litert")
         agree[name] = float(np.mean(raw.argmax(1) == ref))
     assert len(x) > 9000
     assert abs(agree["default"] - agree["data"]) <= AGREEMENT_TOLERANCE, agree

@@ -140,6 +140,9 @@ def test_fit_finish_card_and_files(tmp_path):
     assert read_record_list(lists / "training.txt") == sorted(st.train_rs.names)
     assert set(read_record_list(lists / "calibration.txt")) == set(z["records"].tolist())
     assert set(read_folds(lists / "folds.csv")) == set(st.train_rs.names)
+    selection = read_record_list(lists / "selection.txt")
+    assert selection and set(selection) <= set(st.train_rs.names)
+    assert card["training_records"] == sorted(st.train_rs.names)
 
 
 def test_folds_are_stratified_and_fixed():
