@@ -33,6 +33,7 @@ def _validation_windows() -> np.ndarray:
 
 
 @pytest.mark.backend
+@pytest.mark.timeout(1800)   # two full exports: 978 s on the shared 2-core machine under load
 @needs_data
 def test_default_export_agrees_with_float_as_the_data_export_does(tmp_path):
     from ecgedge.models.zoo import load_model
