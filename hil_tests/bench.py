@@ -165,7 +165,7 @@ def prepare(cfg: BenchConfig, eval_set: EvalSet | None = None,
         target = None
     runner = open_int8_runner(package.file("model_int8.tflite"), "tflm")
     notes: list[str] = []
-    es = _eval_set(cfg, package, eval_set, notes)
+    es = _eval_set(cfg, package, eval_set)
     x_model = Q.model_units(es.x_uv, manifest["input"])
     st = BenchState(cfg=cfg, package=package, outputs=sorted(manifest["outputs"], key=lambda o: o.get("index", 0)),
                     task=_task(manifest), target=target, es=es, q_in=runner.to_int8(x_model),
@@ -175,18 +175,15 @@ def prepare(cfg: BenchConfig, eval_set: EvalSet | None = None,
     return st
 
 
-def _eval_set(cfg: BenchConfig, package: Package, eval_set: EvalSet | None, notes: list[str]) -> EvalSet:
+def _eval_set(cfg: BenchConfig, package: Package, eval_set: EvalSet | None) -> EvalSet:
     manifest = package.manifest
     if eval_set is not None:
         return eval_set if cfg.windows is None else eval_set.take(cfg.windows)
     if cfg.data_dir is None:
         return synthetic_eval_set(manifest, cfg.windows or DEFAULT_WINDOWS, cfg.seed)
-    records = cfg.records
-    if records is None and manifest.get("validation_records"):
-        # a package validated on real records carries their names: evaluate on exactly those
-        records = package.file(manifest["validation_records"]).read_text().split()
-        notes.append(f"records: the package's {len(records)} validation records")
-    return data_eval_set(cfg.data_dir, manifest, cfg.windows, cfg.seed, cfg.labels_file, records)
+    # every labelled record of the folder unless --records names some (a package validated on real records
+    # lists its own in validation_records.txt: pass that file to use exactly those)
+    return data_eval_set(cfg.data_dir, manifest, cfg.windows, cfg.seed, cfg.labels_file, cfg.records)
 
 
 def _float_references(st: BenchState, x_model: np.ndarray, float_fn, shape: tuple[int, int]) -> None:
