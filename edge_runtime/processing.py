@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 
 import numpy as np
-from scipy import signal as sps
+
+from ecgedge.errors import ConfigError
 
 
 class StreamingResampler:
@@ -24,6 +25,8 @@ class StreamingResampler:
             return
         maxrate = max(self.up, self.down)
         half = 10 * maxrate
+        from scipy import signal as sps  # here, not at import: edge-run refuses bad flags in well under a second
+
         h = sps.firwin(2 * half + 1, 1.0 / maxrate, window=("kaiser", 5.0)) * self.up
         self.taps_per_phase = math.ceil(h.size / self.up)
         h = np.concatenate([h, np.zeros(self.taps_per_phase * self.up - h.size)])
@@ -161,7 +164,10 @@ class Processor:
         self.uv_per_lsb = float(uv_per_lsb)
         self.model_rate = float(model_rate)
         self.window = int(window)
-        self.hop = int(hop or window)
+        self.hop = int(window if hop is None else hop)
+        # a hop below 1 never advances: the window loop would grow memory until it fails
+        if self.window < 1 or self.hop < 1:
+            raise ConfigError(f"window {self.window} / hop {self.hop} model samples: expected whole numbers >= 1")
         self.resampler = StreamingResampler(device_rate, model_rate)
         self.filter = StreamingFilter(model_rate, preprocessing)
         self.rail_uv = 32767 * self.uv_per_lsb

@@ -5,6 +5,10 @@ inside a reported gap are written as -32768 (WFDB's "no data" value for 16-bit f
 the sidecar. raw.json (the sidecar) is replaced atomically after every fsync of raw.i16, so after a
 crash `read_partial` returns every sample up to the last flush and nothing half-written. On close the
 recording is finalised as WFDB (record.hea + record.dat).
+
+A recording is never truncated or overwritten: a new Recorder creates raw.i16 exclusively (it refuses a
+folder that already holds one), and `append=True` (edge-run --resume) continues an earlier recording at its
+last flushed sample, with a resume marker in the sidecar (`resumes`: where, when, after how long).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -28,10 +33,14 @@ SIDECAR = "raw.json"
 GAP_VALUE = -32768
 
 
+def _utc_now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
 class Recorder:
     def __init__(self, session_dir: str | Path, sampling_rate: float, uv_per_lsb: float,
                  flush_interval_s: float = 1.0, max_bytes: int | None = None, lead: str = "I",
-                 min_free_bytes: int | None = None, on_stop=None):
+                 min_free_bytes: int | None = None, on_stop=None, append: bool = False):
         self.dir = Path(session_dir)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.sampling_rate = float(sampling_rate)
@@ -48,8 +57,39 @@ class Recorder:
         self.stopped_reason: str | None = None
         self.flushes = 0
         self._last_flush = time.monotonic()
-        self._f = open(self.dir / RAW, "wb")
+        self.resumes: list[dict] = []
+        if append and (self.dir / SIDECAR).exists():
+            self._f = self._reopen()
+        elif append and (self.dir / RAW).exists() and (self.dir / RAW).stat().st_size == 0:
+            self._f = open(self.dir / RAW, "r+b")  # killed between creating raw.i16 and its first sidecar
+        else:
+            try:  # exclusive: an existing recording is never truncated
+                self._f = open(self.dir / RAW, "xb")
+            except FileExistsError:
+                raise DataError(f"{self.dir / RAW} exists: refusing to overwrite a recording") from None
         self._write_sidecar(closed=False)
+
+    def _reopen(self):
+        """Continue an earlier recording: its flushed samples stay as they are; an unflushed tail (a crash
+        after the last flush) is cut, and a resume marker goes into the sidecar."""
+        old = read_partial(self.dir)
+        if (old.sampling_rate, old.uv_per_lsb) != (self.sampling_rate, self.uv_per_lsb):
+            raise DataError(f"{self.dir}: the recording is at {old.sampling_rate:g} Hz, {old.uv_per_lsb:g} uV/LSB; "
+                            f"this device gives {self.sampling_rate:g} Hz, {self.uv_per_lsb:g} uV/LSB: not resumable")
+        n = old.counts.size
+        self.samples_written = self.samples_flushed = n
+        self.gaps = [list(g) for g in old.gaps]
+        self.lead = old.meta.get("lead", self.lead)
+        prev = list(old.meta.get("resumes", []))
+        last = old.meta.get("flushed_utc")
+        after = None
+        if last:
+            after = round((datetime.now(timezone.utc) - datetime.fromisoformat(last)).total_seconds(), 3)
+        self.resumes = prev + [{"at_sample": int(n), "utc": _utc_now(), "after_s": after}]
+        f = open(self.dir / RAW, "r+b")
+        f.truncate(n * 2)
+        f.seek(n * 2)
+        return f
 
     # -- writing -------------------------------------------------------------------------------
     def _stop(self, why: str) -> None:
@@ -123,7 +163,9 @@ class Recorder:
         meta = {"format": "ecgedge-raw/1", "dtype": "int16", "sampling_rate": self.sampling_rate,
                 "uv_per_lsb": self.uv_per_lsb, "lead": self.lead, "samples": self.samples_flushed,
                 "gaps": [g for g in self.gaps if g[0] < self.samples_flushed], "gap_value": GAP_VALUE,
-                "closed": closed, "stopped_reason": self.stopped_reason}
+                "closed": closed, "stopped_reason": self.stopped_reason, "flushed_utc": _utc_now()}
+        if self.resumes:
+            meta["resumes"] = self.resumes
         tmp = self.dir / (SIDECAR + ".tmp")
         with open(tmp, "w") as f:
             json.dump(meta, f)
@@ -142,6 +184,8 @@ class Recorder:
             log.warning("cannot write the closing sidecar: %s", e)
         out = {"samples": self.samples_flushed, "gaps": self.gaps, "stopped_reason": self.stopped_reason,
                "flushes": self.flushes, "raw": str(self.dir / RAW)}
+        if self.resumes:
+            out["resumes"] = self.resumes
         if finalise and self.samples_flushed:
             try:
                 out["wfdb"] = str(finalise_wfdb(self.dir))
@@ -166,10 +210,16 @@ class PartialRecording:
             x[s:s + n] = np.nan
         return x
 
+    @property
+    def resumes(self) -> list[dict]:
+        return list(self.meta.get("resumes", []))
+
     def segments(self) -> list[tuple[int, np.ndarray]]:
-        """Contiguous (start index, counts) runs between gaps."""
+        """Contiguous (start index, counts) runs between gaps and resume markers (a resumed session is a new run
+        of the signal: nothing before the marker continues into it)."""
+        cuts = sorted([list(g) for g in self.gaps] + [[int(r["at_sample"]), 0] for r in self.resumes])
         out, pos = [], 0
-        for s, n in sorted(self.gaps) + [[self.counts.size, 0]]:
+        for s, n in cuts + [[self.counts.size, 0]]:
             if s > pos:
                 out.append((pos, self.counts[pos:s]))
             pos = max(pos, s + n)

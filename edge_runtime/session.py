@@ -1,5 +1,9 @@
 """The live session: transport -> frames -> samples (gap detection by index) -> recording + processing ->
 inference -> results.jsonl / summary.json / live view. Reconnects with backoff and resumes by sample index.
+
+Sessions are never overwritten or truncated (docs/runtime.md, "Session folder"): with no `out_dir` each session
+gets a new folder `sessions/<UTC time>-<model>/`; an `out_dir` that already holds a session is refused unless
+`resume=True`, which appends to it after a resume marker. Nothing is created before the source is connected.
 """
 
 from __future__ import annotations
@@ -7,13 +11,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
+import re
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from ecgedge.errors import ConfigError, DeviceTimeout, EdgeError, PackageError, ProtocolError, TransportError
+from ecgedge.errors import (ConfigError, DataError, DeviceTimeout, EdgeError, PackageError, ProtocolError,
+                            TransportError)
 from ecgedge.firmware_bridge import protocol as P
 from ecgedge.edge_runtime.link import DeviceErrorReply, DeviceLink
 from ecgedge.edge_runtime.processing import Processor, QualityThresholds, window_result
@@ -23,10 +31,44 @@ from ecgedge.edge_runtime.transports import open_transport
 log = logging.getLogger("ecgedge.runtime")
 
 
+SESSION_FILES = ("results.jsonl", "summary.json", "raw.i16", "raw.json", "record.hea", "record.dat")
+SESSIONS_ROOT = Path("sessions")
+
+
+def session_files(folder: str | Path) -> list[str]:
+    """The session files a folder already holds (empty for a missing or fresh folder)."""
+    d = Path(folder)
+    return [n for n in SESSION_FILES if (d / n).exists()] if d.is_dir() else []
+
+
+def new_session_dir(root: str | Path, model: str) -> Path:
+    """Create (exclusively) and return a new folder root/<UTC time>-<model>[-k] for one session."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    stem = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + (re.sub(r"[^A-Za-z0-9_.-]", "_", model) or "model")
+    for k in range(1, 1000):
+        d = root / (stem if k == 1 else f"{stem}-{k}")
+        try:
+            d.mkdir()
+            return d
+        except FileExistsError:
+            continue
+    raise ConfigError(f"cannot make a new session folder under {root}: {stem}-1..999 all exist")
+
+
+def _positive(value, flag: str, what: str = "a number > 0", whole: bool = False, zero_ok: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and (
+        value >= 0 if zero_ok else value > 0) and (not whole or float(value).is_integer())
+    if not ok:
+        raise ConfigError(f"{flag} {value!r}: expected {what}")
+
+
 @dataclass
 class SessionOptions:
     source: str
-    out_dir: Path
+    out_dir: Path | None = None  # None: a new folder under sessions_root, named when the source connects
+    sessions_root: Path = SESSIONS_ROOT
+    resume: bool = False  # append to the session already in out_dir (after a resume marker)
     duration_s: float | None = None  # seconds of signal
     hop: int | None = None
     infer: str = "litert"  # litert | onnxruntime | device
@@ -41,14 +83,74 @@ class SessionOptions:
     unsigned: bool = False
     request_timeout_s: float = 5.0
 
+    def validate(self) -> None:
+        """Every number and the output folder, before any work (the error names edge-run's flag)."""
+        if self.duration_s is not None:
+            _positive(self.duration_s, "--duration", "seconds of signal > 0")
+        if self.hop is not None:
+            _positive(self.hop, "--hop", "a whole number of model samples >= 1", whole=True)
+        _positive(self.flush_interval_s, "--flush-interval", "seconds >= 0 (0: after every write)", zero_ok=True)
+        _positive(self.stall_timeout_s, "--stall-timeout", "seconds > 0")
+        _positive(self.request_timeout_s, "request timeout", "seconds > 0")
+        _positive(self.status_interval_s, "status interval", "seconds >= 0", zero_ok=True)
+        _positive(self.max_reconnects, "max reconnects", "a whole number >= 0", whole=True, zero_ok=True)
+        if self.max_record_bytes is not None and not (self.max_record_bytes > 0):
+            raise ConfigError(f"--max-record-mb {self.max_record_bytes / 1e6:g}: expected a size in MB > 0")
+        if self.min_free_bytes is not None and not (self.min_free_bytes >= 0):
+            raise ConfigError(f"--min-free-mb {self.min_free_bytes / 1e6:g}: expected a size in MB >= 0")
+        if self.infer not in ("litert", "onnxruntime", "device"):
+            raise ConfigError(f"--infer {self.infer!r}: expected litert, onnxruntime or device")
+        for flag, d in (("--out", self.out_dir), ("--sessions", None if self.out_dir is not None else self.sessions_root)):
+            if d is not None and Path(d).exists() and not Path(d).is_dir():
+                raise ConfigError(f"{flag} {str(d)!r}: exists and is not a folder")
+        if self.out_dir is not None and not self.resume:
+            held = session_files(self.out_dir)
+            if held:
+                raise ConfigError(f"--out {str(self.out_dir)!r} already holds a session ({', '.join(held)}): "
+                                  "choose a new folder (or none: sessions/<time>-<model>/), or --resume to append to it")
+
+
+def _resume_point(out: Path) -> tuple[int, list[dict]]:
+    """(session sample index to continue at, the earlier runs' summaries) of the session in `out`."""
+    from ecgedge.edge_runtime.recorder import SIDECAR
+
+    start, earlier = 0, []
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+        earlier = list(summary.pop("earlier_runs", [])) + [summary]
+        start = int(summary.get("end_sample") or 0)
+    except (OSError, ValueError):
+        pass  # killed before its summary: the recording tells where it ended
+    try:
+        start = int(json.loads((out / SIDECAR).read_text())["samples"])
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return start, earlier
+
+
+def _trim_torn_line(path: Path) -> None:
+    """A results.jsonl whose writer was killed mid-line ends without a newline: cut the torn line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
+
 
 class Session:
     def __init__(self, package, opts: SessionOptions, on_event=None):
+        opts.validate()
         self.package = package
         self.opts = opts
         self.on_event = on_event or (lambda kind, data: None)
-        self.out = Path(opts.out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        # nothing is created here: the folder and its files appear once the source has connected
+        self.out: Path | None = Path(opts.out_dir) if opts.out_dir is not None else None
+        self._start_sample, self._earlier_runs = 0, []
+        if self.out is not None and opts.resume and session_files(self.out):
+            self._start_sample, self._earlier_runs = _resume_point(self.out)
+        self._created = False
         self.transport = open_transport(opts.source)
         self.link = DeviceLink(self.transport)
         self.info: P.Info | None = None
@@ -73,7 +175,7 @@ class Session:
         self.last_result: dict | None = None
         self.hr_bpm: float | None = None
         self.t_wall0 = time.monotonic()
-        self._results_f = open(self.out / "results.jsonl", "w")
+        self._results_f = None
         self._results_error: str | None = None
         self._limit = None
         self.stopped_because = None
@@ -128,15 +230,33 @@ class Session:
                     raise
                 log.warning("no answer to %s; asking again", P.MsgType(msg_type).name)
 
+    def _create_output(self) -> None:
+        """The session folder and its files, created once the source is connected: a new folder, or (resume)
+        the earlier session's, appended to. Exclusive creation: an existing results.jsonl is never truncated."""
+        if self.out is None:
+            self.out = new_session_dir(self.opts.sessions_root, self.package.model)
+        else:
+            self.out.mkdir(parents=True, exist_ok=True)
+        if self.opts.resume:
+            _trim_torn_line(self.out / "results.jsonl")
+        try:
+            self._results_f = open(self.out / "results.jsonl", "a" if self.opts.resume else "x")
+        except FileExistsError:
+            raise ConfigError(f"--out {str(self.out)!r} already holds a session (results.jsonl): refusing to "
+                              "overwrite it") from None
+        self._created = True
+        self.on_event("session_folder", {"path": str(self.out), "resumed_at_sample": self._start_sample})
+
     def _setup_processing(self, info: P.Info) -> None:
         pkg = self.package
         fs = float(info.sample_rate_hz)
         self.fs = fs
+        self.expected = self.index_offset = self._start_sample  # a resumed session continues the index
         if self.opts.duration_s is not None:
-            self._limit = int(round(self.opts.duration_s * fs))
+            self._limit = self._start_sample + int(round(self.opts.duration_s * fs))
         self.processor = Processor(fs, info.uv_per_lsb, pkg.sampling_rate, pkg.window_samples, self.opts.hop,
                                    pkg.preprocessing)
-        self.processor.restart(0)
+        self.processor.restart(self._start_sample)
         if self.opts.infer == "device" and not self.processor.resampler.identity:
             raise ConfigError(f"--infer device needs the device rate ({fs:g} Hz) to equal the model's "
                               f"({pkg.sampling_rate:g} Hz)")
@@ -144,11 +264,19 @@ class Session:
             from ecgedge.edge_runtime.inference import HostInference
 
             self.host_infer = HostInference(pkg, self.opts.infer)
+        self._create_output()
         if self.opts.record:
-            self.recorder = Recorder(self.out, fs, info.uv_per_lsb, self.opts.flush_interval_s,
-                                     self.opts.max_record_bytes, min_free_bytes=self.opts.min_free_bytes,
-                                     on_stop=lambda why: self.on_event("recording_stopped", {
-                                         "reason": why, "samples_kept": self.recorder.samples_flushed}))
+            try:
+                self.recorder = Recorder(self.out, fs, info.uv_per_lsb, self.opts.flush_interval_s,
+                                         self.opts.max_record_bytes, min_free_bytes=self.opts.min_free_bytes,
+                                         on_stop=lambda why: self.on_event("recording_stopped", {
+                                             "reason": why, "samples_kept": self.recorder.samples_flushed}),
+                                         append=self.opts.resume)
+            except DataError as e:
+                raise ConfigError(f"--out {str(self.out)!r}: {e}") from None
+            if self.recorder.samples_written != self._start_sample:
+                raise ConfigError(f"--out {str(self.out)!r}: its recording ends at sample "
+                                  f"{self.recorder.samples_written}, its summary at {self._start_sample}")
 
     # -- samples --------------------------------------------------------------------------------
     def _session_index(self, first32: int) -> int:
@@ -327,10 +455,10 @@ class Session:
 
     async def run(self, stop: asyncio.Event | None = None) -> dict:
         stop = stop or asyncio.Event()
-        await self._handshake(first=True)
         last_status = 0.0
         backoff = 0.1
         try:
+            await self._handshake(first=True)
             while not self.done() and not stop.is_set():
                 try:
                     if self._backlog:  # windows completed by frames kept from a lost link
@@ -408,13 +536,15 @@ class Session:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else None
         fs = getattr(self, "fs", None)
         summary = {
+            "out": str(self.out) if self.out is not None else None,
             "source": self.opts.source, "model": self.package.model, "target": self.package.target,
             "model_sha256": self.package.model_sha256, "engine": self.opts.infer,
             "samples_received": int(self.samples_received),
             "samples_lost": int(sum(g["length"] for g in self.gaps)),
             "gaps": self.gaps, "duplicates_dropped": int(self.duplicates),
             "windows": int(self.windows), "windows_skipped_low_quality": int(self.skipped),
-            "seconds": round(self.expected / fs, 4) if fs else 0.0,
+            "seconds": round((self.expected - self._start_sample) / fs, 4) if fs else 0.0,
+            "start_sample": int(self._start_sample), "end_sample": int(self.expected),
             "wall_seconds": round(time.monotonic() - self.t_wall0, 3),
             "sampling_rate_hz": fs, "uv_per_lsb": self.info.uv_per_lsb if self.info else None,
             "reconnects": self.reconnects, "device_restarts": self.device_restarts,
@@ -429,6 +559,11 @@ class Session:
         }
         if self._results_error:
             summary["results_error"] = self._results_error
+        if self.opts.resume and self._earlier_runs:
+            summary["resumed"] = True
+            summary["earlier_runs"] = self._earlier_runs  # nothing of the earlier summaries is lost
+        if not self._created:  # never connected: nothing was created, nothing is written
+            return summary
         tmp = self.out / "summary.json.tmp"
         try:
             tmp.write_text(json.dumps(summary, indent=1))
