@@ -78,17 +78,39 @@ class SimConfig:
         c.validate()
         return c
 
-    def validate(self):
-        if self.speed <= 0:
-            raise ConfigError(f"speed={self.speed}: expected > 0")
-        if not 0 <= self.drop < 1:
-            raise ConfigError(f"drop={self.drop}: expected a probability in [0, 1)")
-        if not 1 <= self.samples_per_frame <= P.MAX_SAMPLES_PER_FRAME:
-            raise ConfigError(f"samples_per_frame={self.samples_per_frame}: expected 1..{P.MAX_SAMPLES_PER_FRAME}")
-        if abs(self.drift_ppm) > 1000:
-            raise ConfigError(f"drift_ppm={self.drift_ppm}: expected within +-1000")
-        if self.uv_per_lsb <= 0:
-            raise ConfigError(f"uv_per_lsb={self.uv_per_lsb}: expected > 0")
+    # field -> (edge-sim flag, test, what is expected): every number the device takes, checked before any work
+    LIMITS = {
+        "k": ("--k", lambda v: 1.0 <= v <= 12.0, "serum K+ in 1..12 mmol/L"),
+        "hr": ("--hr", lambda v: 20.0 <= v <= 300.0, "a heart rate in 20..300 bpm"),
+        "noise": ("--noise", lambda v: 0.0 <= v <= 1.0, "a level in 0..1"),
+        "speed": ("--speed", lambda v: 0.0 < v <= 10_000.0, "> 0 (1 = real time), at most 10000"),
+        "sampling_rate": ("--fs", lambda v: 1 <= v <= 65535, "a rate in 1..65535 Hz (u16 on the wire)"),
+        "uv_per_lsb": ("--uv-per-lsb", lambda v: v > 0, "> 0"),
+        "gain": ("--gain", lambda v: v > 0, "> 0"),
+        "drift_ppm": ("--drift-ppm", lambda v: abs(v) <= 1000, "within +-1000"),
+        "drop": ("--drop", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+        "burst": ("--burst", lambda v: v >= 1, "a whole number of frames >= 1"),
+        "corrupt": ("--corrupt", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+        "battery": ("--battery", lambda v: 0 <= v <= 100, "a level in 0..100 %"),
+        "samples_per_frame": ("--samples-per-frame", lambda v: 1 <= v <= P.MAX_SAMPLES_PER_FRAME,
+                              f"1..{P.MAX_SAMPLES_PER_FRAME}"),
+        "rewind_s": ("rewind_s", lambda v: 0 <= v <= 600, "seconds in 0..600"),
+    }
+
+    def validate(self, cli: bool = False):
+        """ConfigError naming the first bad value: `name=value` (sim:// URL) or `--flag value` (edge-sim)."""
+        import math
+
+        for name, (flag, ok, expected) in self.LIMITS.items():
+            v = getattr(self, name)
+            good = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and ok(v)
+            if not good:
+                shown = f"{flag} {v!r}" if cli and flag.startswith("--") else f"{name}={v!r}"
+                raise ConfigError(f"{shown}: expected {expected}")
+        for a, b in [*self.lead_off]:
+            if not (0 <= a < b):
+                raise ConfigError(f"{'--lead-off' if cli else 'lead_off'} {a:g}:{b:g}: expected START:END with "
+                                  "0 <= START < END seconds")
 
 
 def parse_intervals(text: str) -> list[tuple[float, float]]:
@@ -514,6 +536,17 @@ class VirtualDevice:
             return
         q = quantize_window(self.model.filtered[a:a + w], self.model.package.input)
         await self._run(f, q)
+
+
+def ground_truth(cfg: SimConfig, n_samples: int) -> np.ndarray:
+    """The first `n_samples` ADC counts a device with this configuration produces after START (no link, no
+    model): what any recording of it must hold. Same seed, same samples, every time."""
+    import dataclasses
+
+    dev = VirtualDevice(dataclasses.replace(cfg, package=None, truth=None, drop=0.0, corrupt=0.0))
+    while dev.generated < n_samples:
+        dev._produce_frame()
+    return dev.truth_counts()[:n_samples]
 
 
 def read_truth(prefix: str | Path) -> tuple[np.ndarray, dict]:

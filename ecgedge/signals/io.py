@@ -89,16 +89,24 @@ def _read_wfdb(path: Path) -> tuple[np.ndarray, float, str | None, dict]:
 
     base = path.with_suffix("") if path.suffix.lower() in (".hea", ".dat", ".mat") else path
     try:
-        rec = wfdb.rdrecord(str(base))
+        # the header first, then only the picked lead's channel: the record's other signal files (a PTB
+        # record's .xyz Frank leads, say) are never opened, so one that is absent does not matter
+        hdr = wfdb.rdheader(str(base))
+        names = list(hdr.sig_name or [f"ch{i}" for i in range(hdr.n_sig or 0)])
+        if not names:
+            raise DataError(f"{path}: WFDB record has no signal channels")
+        i = _pick_lead(names)
+        rec = wfdb.rdrecord(str(base), channels=[i])
+    except DataError:
+        raise
     except Exception as exc:  # wfdb raises plain ValueError/OSError for broken files
         raise DataError(f"{path}: not a readable WFDB record ({exc})") from exc
-    if rec.p_signal is None or rec.p_signal.ndim != 2 or rec.p_signal.shape[1] == 0:
-        raise DataError(f"{path}: WFDB record has no signal channels")
-    names = list(rec.sig_name or [f"ch{i}" for i in range(rec.p_signal.shape[1])])
-    i = _pick_lead(names)
-    factor = _unit_factor(rec.units[i] if rec.units else None, path, names[i])
-    meta = {"format": "wfdb", "channels": names, "units": rec.units[i], "comments": list(rec.comments or [])}
-    return rec.p_signal[:, i].astype(np.float64) * factor, float(rec.fs), names[i], meta
+    if rec.p_signal is None or rec.p_signal.ndim != 2 or rec.p_signal.shape[1] != 1:
+        raise DataError(f"{path}: WFDB record has no samples for channel {names[i]!r}")
+    unit = rec.units[0] if rec.units else None
+    factor = _unit_factor(unit, path, names[i])
+    meta = {"format": "wfdb", "channels": names, "units": unit, "comments": list(rec.comments or [])}
+    return rec.p_signal[:, 0].astype(np.float64) * factor, float(rec.fs), names[i], meta
 
 
 def _read_edf(path: Path) -> tuple[np.ndarray, float, str | None, dict]:
