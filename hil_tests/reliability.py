@@ -26,7 +26,7 @@ FS = 500
 
 # kind -> (fault:// parameters or sim:// parameters, what the suite counts as one injection)
 FAULT_KINDS = ["link_drop", "byte_corruption", "duplicate_frames", "reordered_frames", "device_reboot",
-               "clock_jump", "disk_full", "sigkill_restart"]
+               "clock_jump", "disk_full", "sigkill"]
 
 
 @dataclass
@@ -42,6 +42,7 @@ class FaultResult:
     detected: int = 0  # what the runtime reported (gaps, reconnects, restarts, clock jumps, stop reason)
     notes: list = field(default_factory=list)
     link: dict = field(default_factory=dict)  # the runtime's link counters (decoder errors, reordered, lost)
+    recovery: dict = field(default_factory=dict)  # recovery time over the injections: n, p50, p95, max
     trace: dict = field(default_factory=dict)  # for the figure: gap spans and arrival times
 
     def to_dict(self) -> dict:
@@ -137,7 +138,7 @@ async def _session(package, url: str, out: Path, seconds: float, max_record_byte
 def run_fault(kind: str, package, workdir: Path, seconds: float = 6.0, speed: float = 20.0, seed: int = 0) -> FaultResult:
     from ecgedge.edge_runtime.recorder import read_partial
 
-    if kind == "sigkill_restart":
+    if kind == "sigkill":
         return run_sigkill(package, workdir, seed=seed)
     res = FaultResult(kind)
     out = Path(workdir) / kind
@@ -226,73 +227,153 @@ def _flushed(session_dir: Path) -> int:
         return 0
 
 
-def run_sigkill(package, workdir: Path, seed: int = 0, timeout_s: float = 90.0) -> FaultResult:
-    """edge-run in a child process is SIGKILLed mid-session; what it flushed must be intact, and a restarted
-    edge-run records on in a new segment."""
-    from ecgedge.device_sim.device import read_truth
-    from ecgedge.edge_runtime.recorder import read_partial
+def _edge_run_child(argv: list[str], log_path: str) -> None:
+    """A forkserver child: edge-run's own main() with its output in a log file (modules preloaded, so a run
+    starts in milliseconds and the kill lands anywhere in it, start-up included)."""
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    from ecgedge.tools.edge_run import main
 
-    res = FaultResult("sigkill_restart")
-    base = Path(workdir) / "sigkill_restart"
+    try:
+        code = main(argv)
+    except SystemExit as e:
+        code = e.code
+    os._exit(code if isinstance(code, int) else 1)
+
+
+_PRELOAD = ["ecgedge.tools.edge_run", "ecgedge.edge_runtime.session", "ecgedge.edge_runtime.inference",
+            "ecgedge.edge_runtime.package", "ecgedge.device_sim.transport", "ecgedge.device_sim.device",
+            "ecgedge.signals", "ai_edge_litert.interpreter", "rich.console", "wfdb"]
+
+
+@dataclass
+class _KillCheck:
+    """What must hold after every kill: flushed samples never change, each run's samples equal the device's,
+    every complete results line parses, summary.json is whole or absent."""
+    snapshot: bytes = b""
+    lost: int = 0
+    changed: int = 0
+    torn_lines: int = 0
+    problems: list = field(default_factory=list)
+
+    def check(self, out: Path, truth: np.ndarray) -> int:
+        from ecgedge.edge_runtime.recorder import RAW, read_partial
+
+        if not (out / "raw.json").exists():
+            return 0
+        try:
+            rec = read_partial(out)
+        except EdgeError as e:
+            self.problems.append(f"unreadable after a kill: {e}")
+            return -1
+        raw = (out / RAW).read_bytes()
+        keep = min(len(self.snapshot), len(raw))
+        diff = int(np.count_nonzero(np.frombuffer(raw[:keep], "<i2") != np.frombuffer(self.snapshot[:keep], "<i2")))
+        diff += (len(self.snapshot) - keep) // 2
+        if diff:
+            self.changed += diff
+            self.problems.append(f"{diff} flushed samples changed or vanished after a kill")
+        self.snapshot = raw[: rec.counts.size * 2]
+        bounds = [0] + [int(r["at_sample"]) for r in rec.resumes] + [rec.counts.size]
+        in_gap = np.zeros(rec.counts.size, bool)
+        for s0, ln in rec.gaps:
+            in_gap[s0:s0 + ln] = True
+        wrong = 0
+        for a, b in zip(bounds[:-1], bounds[1:]):  # every run starts the device afresh: its truth from 0
+            seg, t = rec.counts[a:b], truth[: b - a]
+            ok = np.zeros(b - a, bool)
+            ok[: t.size] = seg[: t.size] == t
+            wrong += int((~ok & ~in_gap[a:b]).sum())
+        self.lost = wrong + self.changed
+        lines = (out / "results.jsonl").read_text().split("\n") if (out / "results.jsonl").exists() else []
+        for k, line in enumerate(lines):
+            if not line:
+                continue
+            try:
+                json.loads(line)
+            except ValueError:
+                if k == len(lines) - 1:  # the line being written when the kill came (trimmed on --resume)
+                    self.torn_lines += 1
+                else:
+                    self.problems.append(f"results.jsonl line {k + 1} is not JSON")
+        if (out / "summary.json").exists():
+            try:
+                json.loads((out / "summary.json").read_text())
+            except ValueError:
+                self.problems.append("summary.json is not whole")
+        return rec.counts.size
+
+
+def run_sigkill(package, workdir: Path, kills: int = 100, seed: int = 0, speed: float = 20.0,
+                max_delay_s: float = 3.0, flush_interval_s: float = 0.05) -> FaultResult:
+    """edge-run is SIGKILLed `kills` times at random points (uniform over its first `max_delay_s` seconds:
+    start-up, connect, folder creation, streaming, flushes, WFDB export) and restarted with --resume into the
+    same folder each time. After every kill: every sample flushed before it is byte-identical, each run's
+    samples equal the simulator's ground truth, complete results lines parse, summary.json is whole.
+    recovery_s: kill -> first flushed sample of the resumed run."""
+    import multiprocessing
+
+    from ecgedge.device_sim.device import SimConfig, ground_truth
+
+    res = FaultResult("sigkill")
+    base = Path(workdir) / "sigkill"
     shutil.rmtree(base, ignore_errors=True)
     base.mkdir(parents=True)
-
-    def start(seg: int, duration: float):
-        url = f"sim://pocket_k?speed=4&seed={seed + seg}&truth={base / f'truth{seg}'}"
-        cmd = [sys.executable, "-c", "from ecgedge.tools.edge_run import main; main()", "--model", str(package.path),
-               "--source", url, "--duration", str(duration), "--out", str(base / f"segment{seg}"), "--quiet",
-               "--flush-interval", "0.25"]
-        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-
-    p = start(0, 600)
-    deadline = time.monotonic() + timeout_s
-    while _flushed(base / "segment0") < 2 * FS and time.monotonic() < deadline and p.poll() is None:
-        time.sleep(0.1)
-    if p.poll() is not None:
-        res.crashes += 1
-        res.notes.append(f"edge-run exited early: {p.stdout.read().decode()[-300:]}")
-        return res
-    time.sleep(0.3)
-    os.kill(p.pid, signal.SIGKILL)
-    p.wait()
-    t_kill = time.monotonic()
-    res.injected = 1
-    p2 = start(1, 3)
-    while _flushed(base / "segment1") == 0 and time.monotonic() < t_kill + timeout_s and p2.poll() is None:
-        time.sleep(0.05)
-    res.recovery_s = round(time.monotonic() - t_kill, 3)
-    try:
-        out2, _ = p2.communicate(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        p2.kill()
-        out2, _ = p2.communicate()
-        res.crashes += 1
-        res.notes.append("restarted edge-run hung")
-    if p2.returncode != 0:
-        res.crashes += 1
-        res.notes.append(f"restarted edge-run failed ({p2.returncode}): {out2.decode()[-300:]}")
-    for seg in (0, 1):
-        try:
-            rec = read_partial(base / f"segment{seg}")
-        except EdgeError as e:
+    out, log = base / "session", base / "edge-run.log"
+    src = f"sim://pocket_k?speed={speed:g}&seed={seed}"
+    truth = ground_truth(SimConfig.from_query("pocket_k", {"speed": str(speed), "seed": str(seed)}),
+                         int((max_delay_s + 2) * speed * FS))
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(_PRELOAD)
+    argv = ["--model", str(package.path), "--source", src, "--duration", "36000", "--out", str(out), "--resume",
+            "--quiet", "--flush-interval", f"{flush_interval_s:g}"]
+    rng = np.random.default_rng(seed)
+    chk = _KillCheck()
+    recoveries: list[float] = []
+    t_kill = None
+    for _ in range(kills):
+        before = _flushed(out)
+        p = ctx.Process(target=_edge_run_child, args=(argv, str(log)))
+        p.start()
+        t0 = time.monotonic()
+        delay = float(rng.uniform(0.0, max_delay_s))
+        seen = False
+        while time.monotonic() - t0 < delay and p.is_alive():
+            if not seen and t_kill is not None and _flushed(out) > before:
+                seen = True
+                recoveries.append(time.monotonic() - t_kill)
+            time.sleep(0.005)
+        if p.is_alive():
+            p.kill()
+            p.join()
+            t_kill = time.monotonic()
+            res.injected += 1
+        else:
+            p.join()
             res.crashes += 1
-            res.notes.append(f"segment{seg} unreadable: {e}")
-            continue
-        truth, _ = read_truth(base / f"truth{seg}")
-        n = min(rec.counts.size, truth.size)
-        in_gap = np.zeros(rec.counts.size, bool)
-        for s, ln in rec.gaps:
-            in_gap[s:s + ln] = True
-        res.samples_lost += int(((rec.counts[:n] != truth[:n]) & ~in_gap[:n]).sum())
-        res.samples_in_reported_gaps += int(in_gap.sum())
-        res.samples_checked += n
-        if seg == 1 and rec.counts.size < 3 * FS:
-            res.samples_lost += 3 * FS - rec.counts.size
-            res.notes.append(f"restarted segment holds {rec.counts.size} of {3 * FS} samples")
-        if seg == 0:
-            res.notes.append(f"killed segment: {rec.counts.size} samples survive (closed={rec.closed})")
-            res.detected = int(not rec.closed)
+            res.notes.append(f"edge-run ended by itself (exit {p.exitcode}) before its kill: "
+                             f"{log.read_text(errors='replace')[-300:]}")
+            t_kill = None
+        if chk.check(out, truth) < 0:
+            res.crashes += 1
+    res.samples_lost = chk.lost
+    res.samples_checked = len(chk.snapshot) // 2
+    res.detected = len(json.loads((out / "raw.json").read_text()).get("resumes", [])) if (out / "raw.json").exists() else 0
+    res.recovery_s = round(float(np.percentile(recoveries, 95)), 4) if recoveries else 0.0
+    res.recovery = _percentiles(recoveries)
+    res.notes += chk.problems[:10]
+    res.notes.append(f"{res.injected} kills; {res.detected} resume markers in raw.json; {chk.torn_lines} torn "
+                     f"results lines seen (trimmed on --resume); {res.samples_checked} samples checked")
     return res
+
+
+def _percentiles(values: list[float]) -> dict:
+    if not values:
+        return {"n": 0, "p50": None, "p95": None, "max": None}
+    v = np.asarray(values, float)
+    return {"n": int(v.size), "p50": round(float(np.percentile(v, 50)), 4),
+            "p95": round(float(np.percentile(v, 95)), 4), "max": round(float(v.max()), 4)}
 
 
 def run_suite(package, workdir: str | Path | None = None, kinds=None, seconds: float = 6.0, speed: float = 20.0,
