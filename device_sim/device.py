@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgedge.errors import ConfigError, EdgeError, ProtocolError
+from ecgedge.errors import ConfigError, EdgeError, ModelError, ProtocolError
 from ecgedge.firmware_bridge import protocol as P
 
 log = logging.getLogger("ecgedge.sim")
@@ -158,23 +158,72 @@ class _Source:
         return self._rec[idx]
 
 
+class EngineProcess:
+    """Our C engine's host build for one package (firmware_bridge/c/host_sim.c: compiled once, cached), kept
+    running: the same engine, generated model and input quantisation (ecg_input.h) as the firmware, so the
+    simulator's answers are the firmware's, bit for bit (and tflite-micro's)."""
+
+    def __init__(self, package_dir, input_size: int, output_size: int):
+        import subprocess
+
+        from ecgedge.firmware_bridge.build import host_for_package
+
+        self.input_size, self.output_size = int(input_size), int(output_size)
+        exe = host_for_package(package_dir, "sim")
+        self.proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+
+    def _ask(self, command: bytes) -> np.ndarray:
+        try:
+            self.proc.stdin.write(command)
+            self.proc.stdin.flush()
+            out = self.proc.stdout.read(self.output_size)
+        except (BrokenPipeError, ValueError):
+            out = b""
+        if len(out) != self.output_size:
+            raise ModelError(f"the C engine (host build) ended with exit {self.proc.poll()} instead of answering")
+        return np.frombuffer(out, np.int8).copy()
+
+    def run_int8(self, q: np.ndarray) -> np.ndarray:
+        """Outputs for a quantised input (LOAD_INPUT + INFER)."""
+        return self._ask(b"Q" + np.ascontiguousarray(q, np.int8).reshape(-1)[: self.input_size].tobytes())
+
+    def run_uv(self, x_uv: np.ndarray) -> np.ndarray:
+        """Outputs for a window of filtered microvolts, quantised by the firmware's own code (WINDOW_INFER)."""
+        return self._ask(b"U" + np.ascontiguousarray(x_uv, "<f8").reshape(-1)[: self.input_size].tobytes())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=5)
+            except (OSError, Exception):  # noqa: BLE001 - a dead pipe or a slow exit: end it
+                self.proc.kill()
+                self.proc.wait()
+
+
 class _DeviceModel:
-    """The INT8 model a device runs (LiteRT on the package's .tflite) plus the device-side window buffer."""
+    """The INT8 model a device runs (our C engine's host build of the package's model) plus the device-side
+    window buffer."""
 
     def __init__(self, package_dir: str, sampling_rate: int):
-        from ecgedge.edge_runtime.inference import LiteRtEngine
         from ecgedge.edge_runtime.package import load_package
 
         self.package = load_package(package_dir, allow_unsigned=True)
         if not self.package.has("model_int8.tflite"):
             raise ConfigError(f"sim package {package_dir} has no model_int8.tflite")
-        self.engine = LiteRtEngine(self.package.file("model_int8.tflite"))
         self.tflite_sha = bytes.fromhex(self.package.model_sha256)
         self.input_buf: np.ndarray | None = None
         self.window = self.package.window_samples
         if int(self.package.sampling_rate) != sampling_rate:
             raise ConfigError(f"sim at {sampling_rate} Hz cannot run WINDOW_INFER for a "
                               f"{self.package.sampling_rate:g} Hz model; set fs={self.package.sampling_rate:g}")
+        shape = self.package.input.get("tflite_shape") or [self.window]
+        self.input_size = int(np.prod(shape))
+        try:
+            self.engine = EngineProcess(self.package.path, self.input_size, len(self.package.outputs))
+        except EdgeError as e:
+            raise ConfigError(f"sim package {package_dir}: cannot build its model with our C engine: {e}") from None
         from ecgedge.signals import StreamingFilter
 
         self.filter = StreamingFilter(sampling_rate, self.package.preprocessing)
@@ -189,6 +238,9 @@ class _DeviceModel:
             cut = self.filtered.size - keep
             self.filtered = self.filtered[cut:]
             self.filtered_first += cut
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 class VirtualDevice:
@@ -245,6 +297,8 @@ class VirtualDevice:
     def close(self) -> None:
         if self._stream_task is not None:
             self._stream_task.cancel()
+        if self.model is not None:
+            self.model.close()
         self.flush_truth()
         if self._truth_file is not None:
             self._truth_file.close()
@@ -496,7 +550,7 @@ class VirtualDevice:
         if self.model is None:
             await self._error(P.ErrorCode.ERR_STATE, f.seq, "no model built in")
             return
-        size = self.model.engine.input_size
+        size = self.model.input_size
         if m.offset + len(m.data) > size:
             await self._error(P.ErrorCode.ERR_RANGE, f.seq, f"offset {m.offset}+{len(m.data)} > input size {size}")
             return
@@ -505,12 +559,17 @@ class VirtualDevice:
         self.model.input_buf[m.offset:m.offset + len(m.data)] = np.frombuffer(m.data, np.int8)
         await self._ack(f)
 
-    async def _run(self, f, q: np.ndarray, count=1, warmup=0):
+    async def _run(self, f, q: np.ndarray | None, count=1, warmup=0, x_uv: np.ndarray | None = None):
+        """Run the model (q: a loaded int8 input; x_uv: filtered microvolts the engine quantises itself)."""
         out = None
         t0 = time.perf_counter()
-        for _ in range(max(1, count + warmup)):
-            t0 = time.perf_counter()
-            out = self.model.engine.run_int8(q)
+        try:
+            for _ in range(max(1, count + warmup)):
+                t0 = time.perf_counter()
+                out = self.model.engine.run_int8(q) if x_uv is None else self.model.engine.run_uv(x_uv)
+        except EdgeError as e:
+            await self._error(P.ErrorCode.ERR_MODEL, f.seq, str(e)[:200])
+            return
         us = int((time.perf_counter() - t0) * 1e6)
         r = P.Result(tuple(int(v) for v in out), int(P.CounterKind.MICROSECONDS), us, us)
         await self._send(P.MsgType.RESULT, P.pack_result(r))
@@ -525,8 +584,6 @@ class VirtualDevice:
         if self.model is None:
             await self._error(P.ErrorCode.ERR_STATE, f.seq, "no model built in")
             return
-        from ecgedge.edge_runtime.inference import quantize_window
-
         w = self.model.window
         a = m.first_index - self.model.filtered_first
         if a < 0 or a + w > self.model.filtered.size:
@@ -534,8 +591,8 @@ class VirtualDevice:
                               f"window {m.first_index}..{m.first_index + w} not in the device buffer "
                               f"{self.model.filtered_first}..{self.model.filtered_first + self.model.filtered.size}")
             return
-        q = quantize_window(self.model.filtered[a:a + w], self.model.package.input)
-        await self._run(f, q)
+        # quantised by the device's own code (the firmware's ecg_input.h, in the engine process), not the host's
+        await self._run(f, None, x_uv=self.model.filtered[a:a + w])
 
 
 def ground_truth(cfg: SimConfig, n_samples: int) -> np.ndarray:

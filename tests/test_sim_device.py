@@ -103,7 +103,9 @@ def test_load_input_and_infer_run_the_package_model(pkg_dir):
     pkg = load_package(pkg_dir)
     rng = np.random.default_rng(0)
     q = rng.integers(-128, 128, 5000).astype(np.int8)
-    expected = LiteRtEngine(pkg.file("model_int8.tflite")).run_int8(q)
+    from ecgedge.hil_tests.reference import Int8Runner
+
+    expected = Int8Runner(pkg.file("model_int8.tflite"), "tflm").run_one(q)  # golden: tflite-micro
 
     async def go():
         link = await _link(f"sim://pocket_k?package={pkg_dir}")
