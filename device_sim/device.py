@@ -51,6 +51,7 @@ class SimConfig:
     truth: str | None = None  # ground-truth file prefix (PREFIX.i16 + PREFIX.json)
     clock_jump: list = field(default_factory=list)  # [(at_s, jump_s)]: the device clock jumps (fault injection)
     rewind_s: float = 5.0  # on resume after a lost link, resend this much (the host drops duplicates)
+    seq0: int = 0  # the first frame sequence number (fault injection: start near the u16 wrap-around)
     max_buffer_s: float = 600.0
 
     @classmethod
@@ -58,7 +59,7 @@ class SimConfig:
         c = cls(model=model or "pocket_k")
         conv = {"k": float, "hr": float, "noise": float, "seed": int, "speed": float, "sampling_rate": int,
                 "fs": int, "uv_per_lsb": float, "gain": float, "drift_ppm": float, "drift": float, "drop": float, "corrupt": float,
-                "burst": int, "battery": float, "samples_per_frame": int, "rewind_s": float}
+                "burst": int, "battery": float, "samples_per_frame": int, "rewind_s": float, "seq0": int}
         for key, val in q.items():
             if key in ("package", "replay", "truth"):
                 setattr(c, key, val)
@@ -95,6 +96,7 @@ class SimConfig:
         "samples_per_frame": ("--samples-per-frame", lambda v: 1 <= v <= P.MAX_SAMPLES_PER_FRAME,
                               f"1..{P.MAX_SAMPLES_PER_FRAME}"),
         "rewind_s": ("rewind_s", lambda v: 0 <= v <= 600, "seconds in 0..600"),
+        "seq0": ("seq0", lambda v: 0 <= v <= 0xFFFF and v == int(v), "a frame sequence number in 0..65535"),
     }
 
     def validate(self, cli: bool = False):
@@ -252,7 +254,7 @@ class VirtualDevice:
         self._rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xD509]))
         self._sink = None
         self._send_lock = asyncio.Lock()
-        self._tx_seq = 0
+        self._tx_seq = int(cfg.seq0)
         self._decoder = P.FrameDecoder()
         self._stream_task: asyncio.Task | None = None
         self.streaming = False  # a session started and not stopped

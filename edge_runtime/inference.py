@@ -67,13 +67,15 @@ class LiteRtEngine:
 
     name = "litert"
 
-    def __init__(self, tflite_path: str | Path, num_threads: int = 1):
+    def __init__(self, tflite_path: str | Path, num_threads: int = 1, model_content: bytes | None = None):
         try:
             from ai_edge_litert.interpreter import Interpreter
         except ImportError as e:  # pragma: no cover - depends on the install
             raise ModelError(f"ai-edge-litert is not installed ({e}); pip install ai-edge-litert") from None
         try:
-            self.interp = Interpreter(model_path=str(tflite_path), num_threads=num_threads)
+            # model_content: bytes already verified, held in memory (a file LiteRT maps can change under it)
+            self.interp = (Interpreter(model_content=model_content, num_threads=num_threads) if model_content
+                           is not None else Interpreter(model_path=str(tflite_path), num_threads=num_threads))
             self.interp.allocate_tensors()
         except (ValueError, RuntimeError) as e:
             raise ModelError(f"LiteRT cannot load {tflite_path}: {e}") from None
@@ -97,14 +99,15 @@ class OrtEngine:
 
     name = "onnxruntime"
 
-    def __init__(self, onnx_path: str | Path):
+    def __init__(self, onnx_path: str | Path, model_content: bytes | None = None):
         import onnxruntime as ort
 
         so = ort.SessionOptions()
         so.intra_op_num_threads = 1
         so.inter_op_num_threads = 1
         try:
-            self.sess = ort.InferenceSession(str(onnx_path), so, providers=["CPUExecutionProvider"])
+            self.sess = ort.InferenceSession(model_content if model_content is not None else str(onnx_path), so,
+                                             providers=["CPUExecutionProvider"])
         except Exception as e:  # onnxruntime raises its own exception types
             raise ModelError(f"ONNX Runtime cannot load {onnx_path}: {e}") from None
         self.inp = self.sess.get_inputs()[0]
@@ -113,6 +116,20 @@ class OrtEngine:
         shape = [d if isinstance(d, int) else 1 for d in self.inp.shape]
         x = np.asarray(x_model, np.float32).reshape(shape)
         return np.asarray(self.sess.run(None, {self.inp.name: x})[0], np.float64).reshape(-1)
+
+
+def _verified_bytes(package, name: str) -> bytes:
+    """The artefact's bytes, read once and checked against the manifest's SHA-256: the engine runs exactly the
+    bytes that were verified, whatever happens to the file afterwards."""
+    import hashlib
+
+    from ecgedge.errors import PackageError
+
+    data = package.file(name).read_bytes()
+    want = package.manifest.get("artifacts", {}).get(name)
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        raise PackageError(f"artefact {name} changed since the package was verified (sha256 differs): refusing it")
+    return data
 
 
 class HostInference:
@@ -124,12 +141,13 @@ class HostInference:
         if engine == "litert":
             if not package.has("model_int8.tflite"):
                 raise ConfigError(f"{package.path} has no model_int8.tflite for --engine litert")
-            self.engine = LiteRtEngine(package.file("model_int8.tflite"))
+            self.engine = LiteRtEngine(package.file("model_int8.tflite"),
+                                       model_content=_verified_bytes(package, "model_int8.tflite"))
         elif engine in ("onnxruntime", "ort"):
             name = "model_int8.onnx" if package.has("model_int8.onnx") else "model.onnx"
             if not package.has(name):
                 raise ConfigError(f"{package.path} has neither model_int8.onnx nor model.onnx for --engine onnxruntime")
-            self.engine = OrtEngine(package.file(name))
+            self.engine = OrtEngine(package.file(name), model_content=_verified_bytes(package, name))
         else:
             raise ConfigError(f"engine {engine!r}: expected litert or onnxruntime")
 

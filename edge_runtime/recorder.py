@@ -6,6 +6,12 @@ the sidecar. raw.json (the sidecar) is replaced atomically after every fsync of 
 crash `read_partial` returns every sample up to the last flush and nothing half-written. On close the
 recording is finalised as WFDB (record.hea + record.dat).
 
+The sidecar survives a torn write (power loss on a card whose filesystem does not rename atomically): every
+flush first rewrites raw.json.prev with the previous sidecar, then raw.json with the new one, each through a
+fsynced temporary file and a rename; `read_partial` takes the valid candidate (raw.json, raw.json.prev,
+raw.json.tmp) that promises the most samples raw.i16 actually holds, so a power loss at any point of a flush
+loses at most that flush.
+
 A recording is never truncated or overwritten: a new Recorder creates raw.i16 exclusively (it refuses a
 folder that already holds one), and `append=True` (edge-run --resume) continues an earlier recording at its
 last flushed sample, with a resume marker in the sidecar (`resumes`: where, when, after how long).
@@ -30,7 +36,17 @@ log = logging.getLogger("ecgedge.recorder")
 
 RAW = "raw.i16"
 SIDECAR = "raw.json"
+SIDECAR_PREV = "raw.json.prev"  # the sidecar of the flush before: what a torn raw.json falls back to
 GAP_VALUE = -32768
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
 
 
 def _utc_now() -> str:
@@ -58,7 +74,8 @@ class Recorder:
         self.flushes = 0
         self._last_flush = time.monotonic()
         self.resumes: list[dict] = []
-        if append and (self.dir / SIDECAR).exists():
+        self._sidecar_text: str | None = None  # the last sidecar written (raw.json.prev gets it next time)
+        if append and any((self.dir / n).exists() for n in (SIDECAR, SIDECAR_PREV, SIDECAR + ".tmp")):
             self._f = self._reopen()
         elif append and (self.dir / RAW).exists() and (self.dir / RAW).stat().st_size == 0:
             self._f = open(self.dir / RAW, "r+b")  # killed between creating raw.i16 and its first sidecar
@@ -67,7 +84,10 @@ class Recorder:
                 self._f = open(self.dir / RAW, "xb")
             except FileExistsError:
                 raise DataError(f"{self.dir / RAW} exists: refusing to overwrite a recording") from None
-        self._write_sidecar(closed=False)
+        try:
+            self._write_sidecar(closed=False)
+        except OSError as e:  # a full disk from the start: no recording, the session goes on
+            self._disk_error(e)
 
     def _reopen(self):
         """Continue an earlier recording: its flushed samples stay as they are; an unflushed tail (a crash
@@ -166,12 +186,11 @@ class Recorder:
                 "closed": closed, "stopped_reason": self.stopped_reason, "flushed_utc": _utc_now()}
         if self.resumes:
             meta["resumes"] = self.resumes
-        tmp = self.dir / (SIDECAR + ".tmp")
-        with open(tmp, "w") as f:
-            json.dump(meta, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.dir / SIDECAR)
+        text = json.dumps(meta)
+        if self._sidecar_text is not None:
+            _atomic_write(self.dir / SIDECAR_PREV, self._sidecar_text)
+        _atomic_write(self.dir / SIDECAR, text)
+        self._sidecar_text = text
 
     def close(self, finalise: bool = True) -> dict:
         self.flush()
@@ -226,17 +245,45 @@ class PartialRecording:
         return out
 
 
-def read_partial(session_dir: str | Path) -> PartialRecording:
-    """Everything recorded up to the last flush (works after a crash or SIGKILL)."""
-    d = Path(session_dir)
+def _sidecar_candidates(d: Path) -> list[tuple[str, dict | None, str]]:
+    """(file name, parsed sidecar or None, why not) for raw.json and its fallbacks."""
+    out = []
     try:
-        meta = json.loads((d / SIDECAR).read_text())
-    except FileNotFoundError:
-        raise DataError(f"{d} has no {SIDECAR}: not a session recording") from None
+        held = (d / RAW).stat().st_size // 2
+    except OSError:
+        held = 0
+    for name in (SIDECAR, SIDECAR_PREV, SIDECAR + ".tmp", SIDECAR_PREV + ".tmp"):
+        try:
+            meta = json.loads((d / name).read_text())
+            n = int(meta["samples"])
+            float(meta["sampling_rate"]), float(meta["uv_per_lsb"])
+            if meta.get("format") != "ecgedge-raw/1" or n < 0:
+                raise ValueError("not an ecgedge-raw/1 sidecar")
+            if n > held:
+                out.append((name, None, f"promises {n} samples, {RAW} holds {held}"))
+                continue
+            out.append((name, meta, ""))
+        except FileNotFoundError:
+            continue
+        except (OSError, ValueError, KeyError, TypeError) as e:  # torn by a power loss, or not ours
+            out.append((name, None, f"unreadable ({type(e).__name__})"))
+    return out
+
+
+def read_partial(session_dir: str | Path) -> PartialRecording:
+    """Everything recorded up to the last complete flush (after a crash, SIGKILL or a power loss that tore the
+    sidecar: the valid sidecar candidate promising the most samples wins)."""
+    d = Path(session_dir)
+    cands = _sidecar_candidates(d)
+    valid = [(n, m) for n, m, _ in cands if m is not None]
+    if not valid:
+        why = "; ".join(f"{n}: {w}" for n, _, w in cands) or f"no {SIDECAR}"
+        raise DataError(f"{d}: not a readable session recording ({why})")
+    name, meta = max(valid, key=lambda nm: int(nm[1]["samples"]))
     n = int(meta["samples"])
     counts = np.fromfile(d / RAW, dtype="<i2", count=n)
-    if counts.size < n:
-        raise DataError(f"{d / RAW} holds {counts.size} samples, the sidecar promises {n}")
+    if name != SIDECAR:
+        meta = {**meta, "recovered_from": name}
     return PartialRecording(counts.astype(np.int16), float(meta["sampling_rate"]), float(meta["uv_per_lsb"]),
                             [list(g) for g in meta.get("gaps", [])], bool(meta.get("closed")), meta)
 

@@ -31,7 +31,7 @@ from ecgedge.edge_runtime.transports import open_transport
 log = logging.getLogger("ecgedge.runtime")
 
 
-SESSION_FILES = ("results.jsonl", "summary.json", "raw.i16", "raw.json", "record.hea", "record.dat")
+SESSION_FILES = ("results.jsonl", "summary.json", "raw.i16", "raw.json", "raw.json.prev", "record.hea", "record.dat")
 SESSIONS_ROOT = Path("sessions")
 
 
@@ -77,11 +77,12 @@ class SessionOptions:
     min_free_bytes: int | None = None  # stop recording when the output filesystem has less free
     record: bool = True
     stall_timeout_s: float = 3.0
-    max_reconnects: int = 20
+    max_reconnects: int = 20  # reconnects IN A ROW without a frame in between; a long session may drop often
     status_interval_s: float = 0.5
     thresholds: QualityThresholds = field(default_factory=QualityThresholds)
     unsigned: bool = False
     request_timeout_s: float = 5.0
+    package_check_s: float = 1.0  # how often the package files are looked at (a stat each) while running
 
     def validate(self) -> None:
         """Every number and the output folder, before any work (the error names edge-run's flag)."""
@@ -112,7 +113,7 @@ class SessionOptions:
 
 def _resume_point(out: Path) -> tuple[int, list[dict]]:
     """(session sample index to continue at, the earlier runs' summaries) of the session in `out`."""
-    from ecgedge.edge_runtime.recorder import SIDECAR
+    from ecgedge.edge_runtime.recorder import read_partial
 
     start, earlier = 0, []
     try:
@@ -122,8 +123,8 @@ def _resume_point(out: Path) -> tuple[int, list[dict]]:
     except (OSError, ValueError):
         pass  # killed before its summary: the recording tells where it ended
     try:
-        start = int(json.loads((out / SIDECAR).read_text())["samples"])
-    except (OSError, ValueError, KeyError, TypeError):
+        start = read_partial(out).counts.size  # the sidecar (or the fallback a torn one left) has the last word
+    except DataError:
         pass
     return start, earlier
 
@@ -189,6 +190,9 @@ class Session:
         self.status_answers = 0
         self._status_asked_at: float | None = None  # when the unanswered GET_STATUS was sent
         self._backlog: list = []  # windows from frames kept when the link died, not yet inferred
+        self._package_stat: dict | None = None  # (size, mtime, inode) of each package file when verified
+        self._package_checked = 0.0
+        self.package_changes: list[dict] = []
 
     # -- setup ------------------------------------------------------------------------------------
     async def _handshake(self, first: bool) -> None:
@@ -233,17 +237,20 @@ class Session:
     def _create_output(self) -> None:
         """The session folder and its files, created once the source is connected: a new folder, or (resume)
         the earlier session's, appended to. Exclusive creation: an existing results.jsonl is never truncated."""
-        if self.out is None:
-            self.out = new_session_dir(self.opts.sessions_root, self.package.model)
-        else:
-            self.out.mkdir(parents=True, exist_ok=True)
-        if self.opts.resume:
-            _trim_torn_line(self.out / "results.jsonl")
         try:
+            if self.out is None:
+                self.out = new_session_dir(self.opts.sessions_root, self.package.model)
+            else:
+                self.out.mkdir(parents=True, exist_ok=True)
+            if self.opts.resume:
+                _trim_torn_line(self.out / "results.jsonl")
             self._results_f = open(self.out / "results.jsonl", "a" if self.opts.resume else "x")
         except FileExistsError:
             raise ConfigError(f"--out {str(self.out)!r} already holds a session (results.jsonl): refusing to "
                               "overwrite it") from None
+        except OSError as e:  # a full or read-only disk before anything was recorded
+            raise ConfigError(f"cannot create the session folder {str(self.out or self.opts.sessions_root)!r}: "
+                              f"{e.strerror or e}") from None
         self._created = True
         self.on_event("session_folder", {"path": str(self.out), "resumed_at_sample": self._start_sample})
 
@@ -449,6 +456,32 @@ class Session:
                 continue
             self._backlog += await self._on_samples(samples)
 
+    # -- the package on disk ------------------------------------------------------------------------
+    def _watch_package(self) -> None:
+        """The package was verified and its model loaded into memory before streaming; a file of it changed on
+        disk since (an update copied over a running handheld, a failing card) is reported, never loaded: the
+        results keep coming from the verified model."""
+        self._package_checked = time.monotonic()
+        root = Path(self.package.path)
+        names = ["manifest.json", *self.package.manifest.get("artifacts", {})]
+        now = {}
+        for name in names:
+            try:
+                st = (root / name).stat()
+                now[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+            except OSError:
+                now[name] = None
+        if self._package_stat is not None:
+            for name in names:
+                if now[name] != self._package_stat.get(name):
+                    change = {"file": name, "at_sample": int(self.expected), "removed": now[name] is None,
+                              "utc": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+                    self.package_changes.append(change)
+                    log.warning("package file %s changed on disk while running; results still come from the "
+                                "model verified at start", name)
+                    self.on_event("package_changed", change)
+        self._package_stat = now
+
     # -- main loop --------------------------------------------------------------------------------
     def done(self) -> bool:
         return self._limit is not None and self.expected >= self._limit
@@ -457,8 +490,10 @@ class Session:
         stop = stop or asyncio.Event()
         last_status = 0.0
         backoff = 0.1
+        failures = 0
         try:
             await self._handshake(first=True)
+            self._watch_package()
             while not self.done() and not stop.is_set():
                 try:
                     if self._backlog:  # windows completed by frames kept from a lost link
@@ -489,14 +524,18 @@ class Session:
                         last_status = now
                         await self._poll_status()
                     backoff = 0.1
+                    failures = 0
                 except (TransportError, ProtocolError) as e:
                     if isinstance(e, DeviceErrorReply):
                         raise
-                    if self.reconnects >= self.opts.max_reconnects:
-                        raise TransportError(f"gave up after {self.reconnects} reconnects: {e}") from None
+                    # give up only after max_reconnects attempts IN A ROW (it counted every reconnect of the
+                    # session: a long session over a flaky link died at its 21st drop, however well it recovered)
+                    if failures >= self.opts.max_reconnects:
+                        raise TransportError(f"gave up after {failures} reconnects in a row: {e}") from None
                     await self._keep_received()
                     if self.done():
                         break
+                    failures += 1
                     self.reconnects += 1
                     log.warning("link problem (%s); reconnecting in %.1f s", e, backoff)
                     self.on_event("disconnected", {"error": str(e)})
@@ -511,6 +550,8 @@ class Session:
                         log.warning("reconnect failed: %s", e2)
                 if self.recorder and time.monotonic() - self.recorder._last_flush >= self.opts.flush_interval_s:
                     self.recorder.flush()
+                if time.monotonic() - self._package_checked >= self.opts.package_check_s:
+                    self._watch_package()
             if self._backlog and self.opts.infer != "device":
                 windows, self._backlog = self._backlog, []
                 await self._handle_windows(windows, time.perf_counter())
@@ -548,7 +589,7 @@ class Session:
             "wall_seconds": round(time.monotonic() - self.t_wall0, 3),
             "sampling_rate_hz": fs, "uv_per_lsb": self.info.uv_per_lsb if self.info else None,
             "reconnects": self.reconnects, "device_restarts": self.device_restarts,
-            "restarts": self.restarts, "clock_jumps": self.clock_jumps,
+            "restarts": self.restarts, "clock_jumps": self.clock_jumps, "package_changes": self.package_changes,
             "link": {**self.link.stats, "payload_errors": self.payload_errors,
                      "status_timeouts": self.status_timeouts, "status_polls": self.status_polls,
                      "status_answers": self.status_answers}, "recording": rec_info,
