@@ -202,7 +202,13 @@ def load_package(package_dir: str | Path, trust: str | Path | None = None, allow
         raise PackageError(f"model_sha256 {manifest['model_sha256'][:16]}... does not match model_int8.tflite")
 
     outs = []
+    if not isinstance(manifest["outputs"], list) or not manifest["outputs"]:
+        raise PackageError(f"{mpath}: 'outputs' must be a non-empty list")
     for i, o in enumerate(manifest["outputs"]):
+        if not isinstance(o, dict) or not isinstance(o.get("name"), str) or \
+                not isinstance(o.get("index", i), int) or isinstance(o.get("index", i), bool):
+            raise PackageError(f"{mpath}: output {i} must be an object with a name and an integer index, "
+                               f"got {str(o)[:80]}")
         outs.append(OutputInfo(name=o["name"], kind=o.get("kind", "regression"), index=int(o.get("index", i)),
                                threshold=o.get("threshold"), unit=o.get("unit"), tflite_scale=o.get("tflite_scale"),
                                tflite_zero_point=o.get("tflite_zero_point")))

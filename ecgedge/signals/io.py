@@ -51,6 +51,9 @@ def resample(signal, from_rate: float, to_rate: float) -> np.ndarray:
     if x.ndim != 1:
         raise DataError(f"resample expects a 1-D signal, got shape {x.shape}")
     ratio = Fraction(float(to_rate) / float(from_rate)).limit_denominator(MAX_RESAMPLE_DENOMINATOR)
+    if ratio.numerator < 1:  # e.g. a header claiming 2.5 MHz, resampled to 500 Hz
+        raise DataError(f"cannot resample from {from_rate:g} Hz to {to_rate:g} Hz: more than "
+                        f"{MAX_RESAMPLE_DENOMINATOR}:1")
     if ratio == 1:
         return x.copy()
     if x.size == 0:
@@ -84,10 +87,38 @@ def _fill_gaps(x: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
 
 
 # -- readers ------------------------------------------------------------------------------------
+MAX_WFDB_SIGNALS = 1024
+
+
+def _check_wfdb_header(hea: Path) -> None:
+    """Refuse a header whose record line declares more signals than it describes (or absurdly many): wfdb
+    allocates for the declared count first (a 10-byte header claiming 11 million signals took 17 s)."""
+    try:
+        with open(hea, "rb") as f:
+            text = f.read(1 << 20).decode("latin-1")
+    except OSError as e:
+        raise DataError(f"{hea}: cannot read the WFDB header ({e})") from None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise DataError(f"{hea}: empty WFDB header")
+    fields = lines[0].split()
+    if len(fields) < 2:
+        return  # a record line without a signal count: wfdb decides
+    head = fields[1].split("/")[0]
+    if not head.isdigit():
+        raise DataError(f"{hea}: WFDB record line {lines[0][:80]!r}: the number of signals is not a number")
+    n_sig = int(head)
+    described = len(lines) - 1 if "/" not in fields[0] else n_sig  # a multi-segment record lists segments
+    if n_sig > MAX_WFDB_SIGNALS or n_sig > described:
+        raise DataError(f"{hea}: the record line declares {n_sig} signals, the header describes {len(lines) - 1} "
+                        f"(at most {MAX_WFDB_SIGNALS})")
+
+
 def _read_wfdb(path: Path) -> tuple[np.ndarray, float, str | None, dict]:
     import wfdb
 
     base = path.with_suffix("") if path.suffix.lower() in (".hea", ".dat", ".mat") else path
+    _check_wfdb_header(base.with_suffix(".hea"))
     try:
         # the header first, then only the picked lead's channel: the record's other signal files (a PTB
         # record's .xyz Frank leads, say) are never opened, so one that is absent does not matter
@@ -128,6 +159,10 @@ def _read_edf(path: Path) -> tuple[np.ndarray, float, str | None, dict]:
         m = re.search(r"samples=(\d+)", reader.getPatientAdditional() or "")
         if m and int(m.group(1)) <= x.size:
             x = x[: int(m.group(1))]
+    except DataError:
+        raise
+    except Exception as exc:  # pyedflib on a header it opened but cannot use (a 0 s data record: ZeroDivisionError)
+        raise DataError(f"{path}: not a readable EDF file ({type(exc).__name__}: {exc})") from exc
     finally:
         reader.close()
     factor = _unit_factor(unit, path, names[i])
@@ -151,7 +186,10 @@ def _read_csv(path: Path) -> tuple[np.ndarray, float | None, str | None, dict]:
             if line.startswith("#"):
                 m = _RATE_COMMENT.search(line.lower())
                 if m:
-                    rate = float(m.group(1))
+                    try:
+                        rate = float(m.group(1))
+                    except ValueError:
+                        raise DataError(f"{path}:{line_no}: sampling rate {m.group(1)!r} is not a number") from None
                 m = re.search(r"lead\s*[=:]\s*(\S+)", line)
                 if m:
                     comment_lead = m.group(1)
