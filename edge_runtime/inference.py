@@ -89,8 +89,11 @@ class LiteRtEngine:
         q = np.asarray(q, np.int8)
         if q.size != self.input_size:
             raise ModelError(f"model input of {q.size} values, expected {self.input_size}")
-        self.interp.set_tensor(self.input["index"], q.reshape(self.input["shape"]))
-        self.interp.invoke()
+        try:
+            self.interp.set_tensor(self.input["index"], q.reshape(self.input["shape"]))
+            self.interp.invoke()
+        except (ValueError, RuntimeError) as e:  # a model LiteRT loaded but cannot run ("tensor lacks data")
+            raise ModelError(f"LiteRT cannot run the model: {e}") from None
         return np.asarray(self.interp.get_tensor(self.output["index"])).reshape(-1).astype(np.int8)
 
 

@@ -105,7 +105,7 @@ def _check_wfdb_header(hea: Path) -> None:
     if len(fields) < 2:
         return  # a record line without a signal count: wfdb decides
     head = fields[1].split("/")[0]
-    if not head.isdigit():
+    if not re.fullmatch(r"[0-9]+", head):  # str.isdigit() also takes '¹'; int() does not
         raise DataError(f"{hea}: WFDB record line {lines[0][:80]!r}: the number of signals is not a number")
     n_sig = int(head)
     described = len(lines) - 1 if "/" not in fields[0] else n_sig  # a multi-segment record lists segments
