@@ -32,6 +32,7 @@ class DeviceLink:
         self.frames_out = 0
         self.frames_reordered = 0  # swapped neighbours put back in order
         self.frames_late = 0  # arrived after a later frame (counted lost first, then taken back)
+        self.frames_repeated = 0  # the same seq again (a duplicate on the link)
         self._missing: collections.deque[int] = collections.deque(maxlen=256)  # seqs counted lost, may come late
         self._held: Frame | None = None
         self._lock = asyncio.Lock()
@@ -40,7 +41,7 @@ class DeviceLink:
     def stats(self) -> dict:
         return {**self.decoder.stats, "frames_lost": self.frames_lost, "frames_in": self.frames_in,
                 "frames_out": self.frames_out, "frames_reordered": self.frames_reordered,
-                "frames_late": self.frames_late}
+                "frames_late": self.frames_late, "frames_repeated": self.frames_repeated}
 
     async def open(self):
         await self.transport.open()
@@ -96,6 +97,7 @@ class DeviceLink:
                 self._missing.extend((self._rx_last + 1 + k) & 0xFFFF for k in range(min(gap, 256)))
             elif gap >= 0x8000:  # at or behind the newest seq
                 ahead = False
+                self.frames_repeated += int(frame.seq == self._rx_last)
                 if frame.seq in self._missing:
                     self._missing.remove(frame.seq)
                     self.frames_lost -= 1

@@ -236,14 +236,9 @@ def run_stream_kind(kind: str, package, workdir: Path, injections: int = DEFAULT
         if len(session.clock_jumps) > before:
             rec_ev.events.append((time.monotonic(), "clock_jump"))
     session._check_clock = check_clock
-    t0 = time.monotonic()
-    try:
-        summary = asyncio.run(_run_until(session, enough, extra_samples=2 * FS))
-    except Exception as e:  # noqa: BLE001 - a crash is what the campaign measures
-        res.crashes += 1
-        res.notes.append(f"session failed: {type(e).__name__}: {e}")
+    summary = _attempt(res, lambda: _run_until(session, enough, extra_samples=2 * FS))
+    if summary is None:
         return res
-    res.wall_s = round(time.monotonic() - t0, 2)
     if session.timed_out:
         res.failures += 1
         res.notes.append("wall-clock bound reached before every injection")
@@ -265,7 +260,7 @@ def run_stream_kind(kind: str, package, workdir: Path, injections: int = DEFAULT
     else:
         res.injected = t.injected[key]
         res.detected = {"link_drop": summary["reconnects"], "device_reboot": summary["device_restarts"],
-                        "duplicate_frames": summary["duplicates_dropped"] // 50,
+                        "duplicate_frames": summary["link"]["frames_repeated"],
                         "reordered_frames": summary["link"]["frames_reordered"]}.get(kind, len(summary["gaps"]))
         if kind == "device_reboot" and res.detected != res.injected:
             res.failures += 1
@@ -287,6 +282,19 @@ def run_stream_kind(kind: str, package, workdir: Path, injections: int = DEFAULT
     res.notes.append(f"{res.injected} injected in {checked} samples ({checked / FS:.0f} s of signal), "
                      f"{res.wall_s} s wall")
     return res
+
+
+def _attempt(res: FaultResult, go):
+    """asyncio.run(go()) timed into res.wall_s; an exception out of the runtime is a crash (None returned)."""
+    t0 = time.monotonic()
+    try:
+        return asyncio.run(go())
+    except Exception as e:  # noqa: BLE001 - a crash is what the campaign measures
+        res.crashes += 1
+        res.notes.append(f"session failed: {type(e).__name__}: {e}")
+        return None
+    finally:
+        res.wall_s = round(time.monotonic() - t0, 2)
 
 
 def _fresh(workdir: Path, name: str) -> Path:
@@ -371,29 +379,33 @@ def run_ble_disconnect(package, workdir: Path, injections: int = DEFAULT_INJECTI
         finally:
             await per.stop()
 
-    t0 = time.monotonic()
-    try:
-        per, session, summary = asyncio.run(go())
-    except Exception as e:  # noqa: BLE001
-        res.crashes += 1
-        res.notes.append(f"session failed: {type(e).__name__}: {e}")
+    got = _attempt(res, go)
+    if got is None:
         return res
-    res.wall_s = round(time.monotonic() - t0, 2)
-    res.injected = per.stats.cuts_mid_frame
-    res.detected = summary["reconnects"]
-    rec = read_partial(out)
-    lost, in_gaps, checked, _ = _compare(rec, [per.device.device.truth_counts()], [], session.expected, False)
+    per, session, summary = got
+    _score_reconnects(res, out, per.device.device.truth_counts(), session, summary, rec_ev,
+                      per.stats.cuts_mid_frame, "cuts",
+                      "link dropped -> next accepted samples (scan, connect, HELLO, START; wall clock)")
+    res.notes.append(f"frames of 250 samples over notifications of ATT_MTU - 3 bytes; {res.injected} cuts right "
+                     "after a notification ending mid-frame")
+    return res
+
+
+def _score_reconnects(res: FaultResult, out: Path, truth: np.ndarray, session, summary: dict, rec_ev: _Recorded,
+                      injected: int, what: str, basis: str) -> None:
+    """Score a session whose link was cut `injected` times: every cut must end in a reconnect, the recording must
+    hold the device's samples."""
+    from ecgedge.edge_runtime.recorder import read_partial
+
+    res.injected, res.detected = injected, summary["reconnects"]
+    lost, in_gaps, checked, _ = _compare(read_partial(out), [truth], [], session.expected, False)
     res.samples_lost, res.samples_in_reported_gaps, res.samples_checked = lost, in_gaps, checked
     if res.detected < res.injected:
         res.failures += 1
-        res.notes.append(f"{res.injected} cuts, {res.detected} reconnects")
+        res.notes.append(f"{res.injected} {what}, {res.detected} reconnects")
     res.link = dict(summary["link"])
-    res.set_recovery(_episodes(rec_ev.events, ("disconnected",)),
-                     "link dropped -> next accepted samples (scan, connect, HELLO, START; wall clock)")
+    res.set_recovery(_episodes(rec_ev.events, ("disconnected",)), basis)
     res.trace = rec_ev.trace(summary)
-    res.notes.append(f"frames of 250 samples over notifications of {per.connection_mtu if hasattr(per, 'connection_mtu') else 244} "
-                     f"bytes; {res.injected} cuts right after a notification ending mid-frame")
-    return res
 
 
 # -- USB re-enumeration: the device comes back on another path ----------------------------------------------------
@@ -402,6 +414,8 @@ async def _reenumerating_pty(device, link: Path, every_s: float, n: int, stats: 
     seconds it unplugs (the pty closes: the host's reads fail), and re-enumerates on a NEW /dev/pts path with the
     symlink re-pointed, `n` times."""
     import tty
+
+    from ecgedge.device_sim.server import pty_sink
 
     loop = asyncio.get_running_loop()
     state = {}
@@ -417,17 +431,13 @@ async def _reenumerating_pty(device, link: Path, every_s: float, n: int, stats: 
         os.symlink(path, tmp)
         os.replace(tmp, link)
         state.update(master=master, slave=slave, path=path)
+        write = pty_sink(master)
 
         async def sink(data: bytes):
-            view = memoryview(data)
-            while view:
-                try:
-                    k = os.write(master, view)
-                    view = view[k:]
-                except BlockingIOError:
-                    await asyncio.sleep(0.001)
-                except OSError:
-                    return
+            try:
+                await write(data)
+            except OSError:  # unplugged while writing
+                return
 
         def readable():
             try:
@@ -494,28 +504,16 @@ def run_usb_reenumeration(package, workdir: Path, injections: int = DEFAULT_INJE
             stop.set()
             await asyncio.wait_for(server, 10)
 
-    t0 = time.monotonic()
     try:
-        session, summary = asyncio.run(go())
-    except Exception as e:  # noqa: BLE001
-        res.crashes += 1
-        res.notes.append(f"session failed: {type(e).__name__}: {e}")
-        return res
+        got = _attempt(res, go)
     finally:
         device.close()
-    res.wall_s = round(time.monotonic() - t0, 2)
-    res.injected = stats["reenumerations"]
-    res.detected = summary["reconnects"]
-    rec = read_partial(out)
-    lost, in_gaps, checked, _ = _compare(rec, [device.truth_counts()], [], session.expected, False)
-    res.samples_lost, res.samples_in_reported_gaps, res.samples_checked = lost, in_gaps, checked
-    if res.detected < res.injected:
-        res.failures += 1
-        res.notes.append(f"{res.injected} re-enumerations, {res.detected} reconnects")
-    res.link = dict(summary["link"])
-    res.set_recovery(_episodes(rec_ev.events, ("disconnected",)),
-                     "device gone -> next accepted samples on its new path (includes 50 ms off the bus)")
-    res.trace = rec_ev.trace(summary)
+    if got is None:
+        return res
+    session, summary = got
+    _score_reconnects(res, out, device.truth_counts(), session, summary, rec_ev, stats["reenumerations"],
+                      "re-enumerations",
+                      "device gone -> next accepted samples on its new path (includes 50 ms off the bus)")
     res.notes.append(f"{len(set(stats['paths']))} distinct /dev/pts paths behind {link.name}")
     return res
 
@@ -749,14 +747,10 @@ def run_package_changed(package, workdir: Path, injections: int = DEFAULT_INJECT
         await m
         return session, summary
 
-    t0 = time.monotonic()
-    try:
-        session, summary = asyncio.run(go())
-    except Exception as e:  # noqa: BLE001
-        res.crashes += 1
-        res.notes.append(f"session failed: {type(e).__name__}: {e}")
+    got = _attempt(res, go)
+    if got is None:
         return res
-    res.wall_s = round(time.monotonic() - t0, 2)
+    session, summary = got
     res.injected = len(changes)
     res.detected = len(summary["package_changes"])
     if res.detected < res.injected:

@@ -35,7 +35,7 @@ def test_fault_kind_loses_nothing_beyond_reported_gaps(kind, package, tmp_path):
     assert r.crashes == 0 and r.failures == 0, r.notes
     assert r.injected >= n, f"{kind}: {r.injected} injected"
     assert r.samples_lost == 0, r.notes
-    assert r.samples_checked >= 2500
+    assert r.samples_checked >= 1000
     if kind in ("link_drop", "device_reboot", "ble_disconnect_mid_notification", "usb_reenumeration"):
         assert r.detected >= r.injected and r.recovery["n"] >= n - 1  # every one reconnected, and timed
     elif kind == "clock_jump":
