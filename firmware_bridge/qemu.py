@@ -140,6 +140,7 @@ class QemuDevice:
     def start(self) -> "QemuDevice":
         if self.proc is not None:
             return self
+        self._dir.mkdir(parents=True, exist_ok=True)  # (again, after a stop)
         with open(self._log, "wb") as log:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, preexec_fn=_die_with_parent())
@@ -203,6 +204,8 @@ class QemuDevice:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
+        if not self._plugin:  # its socket and log go with it (a plugin's log is read after stop: see __del__)
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
@@ -213,5 +216,6 @@ class QemuDevice:
     def __del__(self):
         try:
             self.stop()
+            shutil.rmtree(self._dir, ignore_errors=True)
         except Exception:
             pass
