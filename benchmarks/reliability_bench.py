@@ -103,11 +103,11 @@ def parse(args=None):
     return a
 
 
-def fuzz_all(a, work: Path, pkg_dir: Path, progress=None) -> dict:
+def fuzz_all(a, work: Path, pkg_dir: Path, out: dict, progress=None) -> dict:
+    """Every fuzz target into `out` (filled as they finish, so a partial run keeps what it measured)."""
     from ecgedge.firmware_bridge.testmodels import write_test_package
     from ecgedge.hil_tests import fuzzing as F
 
-    out = {}
     out["python_frame_decoder_mutations"] = F.fuzz_python_decoder(seconds=a.fuzz_seconds, seed=a.seed)
     fw_pkg = write_test_package(work / "fwpkg", (ROOT / "tests" / "golden" / "firmware_opmix_int8.tflite").read_bytes())
     exes = {}
@@ -128,10 +128,19 @@ def fuzz_all(a, work: Path, pkg_dir: Path, progress=None) -> dict:
     if ckpt.is_file():
         arts["checkpoint"] = ckpt
     out.update(F.fuzz_loaders(arts, cases_per_kind=a.loader_cases, seed=a.seed, work=work))
-    total = sum(v["executions"] for v in out.values())
-    if total < a.fuzz_executions:  # the fast target tops the campaign up to the total asked for
-        more = F.run_c_fuzzer(exes["c_frame_parser"], "c_frame_parser", 0, work, runs=a.fuzz_executions - total)
-        out["c_frame_parser_topup"] = more
+    # the fast target tops the campaign up to the total asked for, in rounds of at most 10 minutes
+    top = {"executions": 0, "crashes": 0, "engine": "libFuzzer+ASan+UBSan", "seconds": 0.0, "rounds": 0}
+    while (left := a.fuzz_executions - sum(v["executions"] for v in out.values())) > 0 and not top["crashes"]:
+        r = F.run_c_fuzzer(exes["c_frame_parser"], "c_frame_parser", 600, work, runs=left)
+        for k in ("executions", "crashes", "seconds"):
+            top[k] += r[k]
+        top["rounds"] += 1
+        top["executions_per_s"] = round(top["executions"] / max(top["seconds"], 1e-9))
+        if r["crashes"]:
+            top.update(log_tail=r.get("log_tail"), artifacts=r.get("artifacts"))
+        out["c_frame_parser_topup"] = top
+        if progress:
+            progress(None)
     return out
 
 
@@ -158,23 +167,33 @@ def main(args=None) -> int:
               "notice": "demo, not for clinical use"}
     traces = {}
     t0 = time.monotonic()
+    out = Path(a.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(_=None):  # after every step: a late failure keeps what was measured
+        result["fuzz_executions_total"] = sum(v["executions"] for v in result["fuzz"].values())
+        out.write_text(json.dumps(result, indent=1))
+
     with Progress(console=console) as prog:
         task = prog.add_task("fault injection", total=len(kinds))
         for kind in kinds:
             r = run_fault(kind, package, work, injections=a.injections, seed=a.seed)
             result["faults"][kind] = r.to_dict()
             traces[kind] = r.trace
+            save()
             prog.advance(task)
         if not a.skip_fuzz:
             ftask = prog.add_task("fuzzing", total=8)
-            result["fuzz"] = fuzz_all(a, work, pkg_dir, progress=lambda _: prog.advance(ftask))
+
+            def step(_):
+                save()
+                prog.advance(ftask)
+            fuzz_all(a, work, pkg_dir, result["fuzz"], progress=step)
     result["fuzz_executions_total"] = sum(v["executions"] for v in result["fuzz"].values())
     result["wall_s"] = round(time.monotonic() - t0, 1)
     ok = all(v["samples_lost"] == 0 and v["crashes"] == 0 and v["failures"] == 0
              for v in result["faults"].values()) and all(v["crashes"] == 0 for v in result["fuzz"].values())
     result["ok"] = ok
-    out = Path(a.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     png = None
     if result["faults"]:
         try:

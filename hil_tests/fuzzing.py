@@ -162,14 +162,14 @@ def _libfuzzer_result(r, target: str, corpus: Path, art: Path, engine: str, seco
 
 
 def run_c_fuzzer(exe: Path, target: str, seconds: float, work: Path, runs: int | None = None) -> dict:
-    """Run libFuzzer for `seconds` (or `runs` inputs) on a scratch copy of the checked-in corpus. Crash = non-zero
-    exit (its input is left in the artifacts folder)."""
+    """Run libFuzzer for `seconds` and/or `runs` inputs (whichever ends first) on a scratch copy of the checked-in
+    corpus. Crash = non-zero exit (its input is left in the artifacts folder)."""
     corpus, art = _scratch_corpus(target, work)
-    bound = [f"-runs={runs}"] if runs else [f"-max_total_time={int(max(1, seconds))}"]
+    bound = ([f"-runs={runs}"] if runs else []) + ([f"-max_total_time={int(max(1, seconds))}"] if seconds else [])
     t0 = time.monotonic()
     r = subprocess.run([str(exe), *bound, "-rss_limit_mb=4096", "-timeout=10", "-print_final_stats=1",
                         f"-artifact_prefix={art}/", str(corpus)],
-                       capture_output=True, text=True, timeout=(seconds or 60) + 180)
+                       capture_output=True, text=True, timeout=(seconds or 3600) + 180)
     return _libfuzzer_result(r, target, corpus, art, "libFuzzer+ASan+UBSan", time.monotonic() - t0)
 
 
