@@ -169,8 +169,10 @@ class Recorder:
         try:
             self._f.flush()
             os.fsync(self._f.fileno())
+            # flushed = promised by a sidecar on disk: counted only once the sidecar is written (a sidecar that
+            # hit ENOSPC left the count ahead of every sidecar, and the closing WFDB export failed on 0 samples)
+            self._write_sidecar(closed=False, samples=self.samples_written)
             self.samples_flushed = self.samples_written
-            self._write_sidecar(closed=False)
         except OSError as e:
             self._disk_error(e)
             return
@@ -179,10 +181,11 @@ class Recorder:
         if self.min_free_bytes is not None and self.free_bytes() < self.min_free_bytes:
             self._stop(f"storage low: {self.free_bytes()} bytes free, below the minimum of {self.min_free_bytes}")
 
-    def _write_sidecar(self, closed: bool) -> None:
+    def _write_sidecar(self, closed: bool, samples: int | None = None) -> None:
+        n = self.samples_flushed if samples is None else samples
         meta = {"format": "ecgedge-raw/1", "dtype": "int16", "sampling_rate": self.sampling_rate,
-                "uv_per_lsb": self.uv_per_lsb, "lead": self.lead, "samples": self.samples_flushed,
-                "gaps": [g for g in self.gaps if g[0] < self.samples_flushed], "gap_value": GAP_VALUE,
+                "uv_per_lsb": self.uv_per_lsb, "lead": self.lead, "samples": n,
+                "gaps": [g for g in self.gaps if g[0] < n], "gap_value": GAP_VALUE,
                 "closed": closed, "stopped_reason": self.stopped_reason, "flushed_utc": _utc_now()}
         if self.resumes:
             meta["resumes"] = self.resumes
@@ -208,8 +211,8 @@ class Recorder:
         if finalise and self.samples_flushed:
             try:
                 out["wfdb"] = str(finalise_wfdb(self.dir))
-            except (OSError, ValueError, DataError) as e:
-                log.warning("WFDB export failed: %s (raw.i16 is intact)", e)
+            except Exception as e:  # noqa: BLE001 - a derived file; wfdb raises what it likes (IndexError...)
+                log.warning("WFDB export failed: %s: %s (raw.i16 and raw.json are intact)", type(e).__name__, e)
         return out
 
 
@@ -293,6 +296,8 @@ def finalise_wfdb(session_dir: str | Path, name: str = "record") -> Path:
     import wfdb
 
     rec = read_partial(session_dir)
+    if rec.counts.size == 0:
+        raise DataError(f"{session_dir}: no flushed sample to export as WFDB")
     d = Path(session_dir)
     gain = 1.0 / rec.uv_per_lsb  # counts per µV
     wfdb.wrsamp(name, fs=rec.sampling_rate, units=["uV"], sig_name=[rec.meta.get("lead", "I")],

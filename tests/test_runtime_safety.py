@@ -253,3 +253,28 @@ def test_ground_truth_is_what_the_device_streams(pkg_dir, tmp_path):
     asyncio.run(go())
     truth = ground_truth(SimConfig.from_query("pocket_k", {"speed": "100", "seed": "4"}), 2000)
     np.testing.assert_array_equal(read_partial(tmp_path / "s").counts, truth)
+
+
+def test_a_sidecar_that_hits_a_full_disk_promises_nothing_and_the_session_closes(tmp_path, monkeypatch):
+    """Found by the disk_full campaign (14 of 100 sessions crashed): the flush counted its samples before their
+    sidecar was written; when that write hit ENOSPC the count ran ahead of every sidecar on disk, and the
+    closing WFDB export raised IndexError on an empty recording."""
+    import errno
+
+    from ecgedge.edge_runtime import recorder as R
+
+    rec = R.Recorder(tmp_path / "s", 500, 1.0, flush_interval_s=0)
+    rec.write(0, np.arange(100, dtype=np.int16))  # flushed: 100 samples promised
+    real = R._atomic_write
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(R, "_atomic_write", full)
+    rec.write(100, np.arange(100, dtype=np.int16))
+    monkeypatch.setattr(R, "_atomic_write", real)
+    assert not rec.active and rec.stopped_reason == "disk full" and rec.samples_flushed == 100
+    info = rec.close()  # must not raise
+    part = R.read_partial(tmp_path / "s")
+    assert info["samples"] == part.counts.size == 100 and "wfdb" in info
+    np.testing.assert_array_equal(part.counts, np.arange(100))
