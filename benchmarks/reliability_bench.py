@@ -105,7 +105,7 @@ def parse(args=None):
 
 def fuzz_all(a, work: Path, pkg_dir: Path, out: dict, progress=None) -> dict:
     """Every fuzz target into `out` (filled as they finish, so a partial run keeps what it measured)."""
-    from ecgedge.firmware_bridge.testmodels import write_test_package
+    from ecgedge.device_sim.testmodels import write_test_package
     from ecgedge.hil_tests import fuzzing as F
 
     out["python_frame_decoder_mutations"] = F.fuzz_python_decoder(seconds=a.fuzz_seconds, seed=a.seed)
@@ -152,7 +152,7 @@ def main(args=None) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.package import load_package
     from ecgedge.hil_tests.reliability import FAULT_KINDS, run_fault
 
     logging.disable(logging.WARNING)  # the runtime's warnings about every injected fault would flood the table

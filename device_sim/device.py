@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import json
 import logging
 import time
@@ -209,7 +208,7 @@ class _DeviceModel:
     window buffer."""
 
     def __init__(self, package_dir: str, sampling_rate: int):
-        from ecgedge.edge_runtime.package import load_package
+        from ecgedge.contract.package import load_package
 
         self.package = load_package(package_dir, allow_unsigned=True)
         if not self.package.has("model_int8.tflite"):
@@ -614,7 +613,3 @@ def read_truth(prefix: str | Path) -> tuple[np.ndarray, dict]:
     meta_path = Path(str(prefix) + ".json")
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return counts, meta
-
-
-def model_sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

@@ -8,7 +8,7 @@ p50/p95.
 
 Kinds and how they are injected (real bytes, real files, real processes):
   link_drop, byte_corruption, duplicate_frames, reordered_frames, device_reboot, serial_overrun_wrong_baud
-                      the fault:// transport on the device's bytes (edge_runtime/faults.py), one long session
+                      the fault:// transport on the device's bytes (device_sim/faults.py), one long session
   clock_jump          the simulator's clock jumps (+0.3 s / -0.2 s), one long session
   seq_wraparound      sessions whose device starts its frame sequence just below 65535 (with reordering and
                       duplicates around the wrap); the link must count no lost frame
@@ -352,7 +352,7 @@ def run_seq_wraparound(package, workdir: Path, injections: int = DEFAULT_INJECTI
 def run_ble_disconnect(package, workdir: Path, injections: int = DEFAULT_INJECTIONS, seed: int = 0,
                        speed: float = 20.0) -> FaultResult:
     from ecgedge.device_sim.ble_peripheral import sim_peripheral
-    from ecgedge.edge_runtime.bleak_bumble import get_radio
+    from ecgedge.device_sim.bleak_bumble import get_radio
     from ecgedge.edge_runtime.recorder import read_partial
     from ecgedge.edge_runtime.session import Session
 
@@ -696,7 +696,7 @@ def run_package_changed(package, workdir: Path, injections: int = DEFAULT_INJECT
     (a byte flipped in place, the file replaced by rename, truncated): every result must equal the verified
     model's output on the recorded window, and every change must be reported."""
     from ecgedge.edge_runtime.inference import HostInference
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.package import load_package
     from ecgedge.edge_runtime.processing import offline_results
     from ecgedge.edge_runtime.recorder import read_partial
     from ecgedge.edge_runtime.session import Session
@@ -807,17 +807,20 @@ def _edge_run_child(argv: list[str], log_path: str) -> None:
     fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
-    from ecgedge.tools.edge_run import main
+    from importlib.metadata import entry_points
 
+    # the installed `edge-run` command's own entry point (what the console script calls), not an import of the
+    # CLI module: library code never imports the CLIs (pyproject [tool.importlinter])
+    (ep,) = entry_points(group="console_scripts", name="edge-run")
     try:
-        code = main(argv)
+        code = ep.load()(argv)
     except SystemExit as e:
         code = e.code
     os._exit(code if isinstance(code, int) else 1)
 
 
 _PRELOAD = ["ecgedge.tools.edge_run", "ecgedge.edge_runtime.session", "ecgedge.edge_runtime.inference",
-            "ecgedge.edge_runtime.package", "ecgedge.device_sim.transport", "ecgedge.device_sim.device",
+            "ecgedge.contract.package", "ecgedge.device_sim.transport", "ecgedge.device_sim.device",
             "ecgedge.signals", "ai_edge_litert.interpreter", "rich.console", "wfdb"]
 
 

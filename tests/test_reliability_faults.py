@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgedge.edge_runtime.package import load_package
+from ecgedge.contract.package import load_package
 from ecgedge.edge_runtime.transports import open_transport
 from ecgedge.errors import ConfigError
 from ecgedge.hil_tests.reliability import FAULT_KINDS, run_fault
@@ -59,7 +59,7 @@ def test_fault_kind_loses_nothing_beyond_reported_gaps(kind, package, tmp_path):
 
 
 def test_uart_at_the_wrong_baud_rate_garbles_like_a_uart():
-    from ecgedge.edge_runtime.faults import uart_misread
+    from ecgedge.device_sim.faults import uart_misread
 
     data = bytes(range(1, 200))
     assert uart_misread(data, 1.0) == data
@@ -110,7 +110,7 @@ def test_fault_transport_corrupts_real_bytes_and_validates_parameters():
 def test_link_puts_swapped_frames_back_in_order():
     import asyncio
 
-    from ecgedge.edge_runtime.link import DeviceLink
+    from ecgedge.firmware_bridge.link import DeviceLink
     from ecgedge.firmware_bridge import protocol as P
 
     class Canned:

@@ -50,7 +50,7 @@ def test_corrupted_model_files_end_in_edge_error_not_crash(tmp_path):
 
 
 def _fw_package(tmp_path):
-    from ecgedge.firmware_bridge.testmodels import write_test_package
+    from ecgedge.device_sim.testmodels import write_test_package
 
     return write_test_package(tmp_path / "pkg", (Path(__file__).parent / "golden" / "firmware_opmix_int8.tflite")
                               .read_bytes())

@@ -77,7 +77,7 @@ class FaultTransport(Transport):
                 raise ConfigError(f"fault parameter {k}={self.params[k]}: expected >= 1")
         if not 0.05 <= self.params.get("baud_ratio", 8.0) <= 20:
             raise ConfigError(f"fault parameter baud_ratio={self.params['baud_ratio']}: expected 0.05..20")
-        from ecgedge.edge_runtime.transports import open_transport
+        from ecgedge.edge_runtime.transports.base import open_transport
 
         self.inner = open_transport(inner)
         if "reboot_every" in self.params and not hasattr(self.inner, "device"):
