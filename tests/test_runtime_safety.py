@@ -160,6 +160,18 @@ def test_bad_numbers_are_refused_at_once(pkg_dir, tmp_path, flag, value):
     assert "Traceback" not in r.stderr and list(tmp_path.iterdir()) == []
 
 
+def test_bad_numbers_are_refused_before_any_heavy_import(pkg_dir):
+    """The refusal is fast by construction, not by luck: numpy, scipy and the transports are not even imported."""
+    code = ("import sys\nfrom ecgedge.tools.edge_run import main\ntry:\n    main(sys.argv[1:])\n"
+            "except SystemExit as e:\n    assert e.code == 2, e.code\n"
+            "heavy = sorted(m for m in ('numpy', 'scipy', 'ecgedge.signals', 'ecgedge.edge_runtime.session') "
+            "if m in sys.modules)\nprint(heavy)")
+    r = subprocess.run([sys.executable, "-c", code, "--model", str(pkg_dir), "--source", SIM, "--hop", "-3"],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr)
+    assert r.stderr.strip() == "error: --hop -3: expected a whole number of model samples >= 1"
+
+
 def test_a_config_file_with_a_word_for_a_number_is_refused(pkg_dir, tmp_path):
     (tmp_path / "h.toml").write_text(f'[edge-run]\nmodel = "{pkg_dir}"\nsource = "{SIM}"\nhop = "lots"\n')
     r = subprocess.run([support.venv_bin("edge-run"), "--config", str(tmp_path / "h.toml")], capture_output=True,

@@ -118,7 +118,7 @@ def _number(a, name: str):
 def _options(a):
     from pathlib import Path
 
-    from ecgedge.edge_runtime.session import SessionOptions
+    from ecgedge.edge_runtime.options import SessionOptions  # light: no numpy/scipy before the numbers are checked
 
     mb = {k: _number(a, k) for k in ("max_record_mb", "min_free_mb")}
     opts = SessionOptions(source=a.source, out_dir=Path(a.out) if a.out else None, sessions_root=Path(a.sessions),
@@ -146,11 +146,11 @@ async def _run(a, console):
     import asyncio
     import signal
 
+    opts = _options(a)  # every number and the output folder are checked before any work (and any heavy import)
+    ui_addr = _ui_address(a.ui) if a.ui else None
+
     from ecgedge.contract.package import load_package
     from ecgedge.edge_runtime.session import Session
-
-    opts = _options(a)  # every number and the output folder are checked before any work
-    ui_addr = _ui_address(a.ui) if a.ui else None
     allow_unsigned = a.allow_unsigned or a.trust is None
     pkg = load_package(a.model, trust=a.trust, allow_unsigned=allow_unsigned)
     unsigned = not pkg.signed  # no signature verified: say so in every result and in summary.json
