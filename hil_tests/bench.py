@@ -6,7 +6,6 @@ A device that stops answering ends the run with a clear error and a PARTIAL repo
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import time
@@ -202,7 +201,12 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
         target = None
     notes: list[str] = []
     inp = manifest["input"]
-    if importlib.util.find_spec("tflite_micro") is not None:
+    try:  # the reference needs it anyway: import it rather than guess from a module spec
+        import tflite_micro  # noqa: F401
+        have_tflm = True
+    except ImportError:
+        have_tflm = False
+    if have_tflm:
         runner = open_int8_runner(package.file("model_int8.tflite"), "tflm")
     else:  # a runtime-only install has LiteRT, not tflite-micro: say what the reference is
         runner = open_int8_runner(package.file("model_int8.tflite"), "litert")
