@@ -229,7 +229,7 @@ _ATHERIS = """
 import sys, atheris
 with atheris.instrument_imports(include=["ecgedge"]):
     from ecgedge.hil_tests import fuzzing as F
-    import ecgedge.signals, ecgedge.signals.io, ecgedge.edge_runtime.package, ecgedge.firmware_bridge.protocol
+    import ecgedge.signals, ecgedge.signals.io, ecgedge.contract.package, ecgedge.firmware_bridge.protocol
 from ecgedge.errors import EdgeError
 fn = getattr(F, sys.argv[1])
 def one(data):
