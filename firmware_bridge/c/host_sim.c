@@ -1,11 +1,15 @@
 /* The device's inference path as a host program, for the simulator (device_sim): the same engine, model and
  * input quantisation as the firmware, so a simulated device answers bit for bit what the firmware answers.
- * Commands on stdin, one answer (the model's ECG_OUTPUT_SIZE int8 outputs) on stdout per command:
+ * Commands on stdin, one answer per command on stdout: the model's ECG_OUTPUT_SIZE int8 outputs, then the
+ * inference's own time in microseconds (uint32, host byte order; the thread's CPU time, so a busy host's
+ * scheduling does not count, as a device's inference counter counts only the inference):
  *   'Q' int8[ECG_INPUT_SIZE]      a quantised input (LOAD_INPUT + INFER)
  *   'U' float64[ECG_INPUT_SIZE]   filtered microvolts, quantised by ecg_input_q8 as WINDOW_INFER does
  * End of input: exit 0; a short or unknown command: exit 1 or 2. */
+#define _POSIX_C_SOURCE 199309L
 #include <stdio.h>
 #include <stdint.h>
+#include <time.h>
 #include "ecg_input.h"
 #include "model.h"
 
@@ -25,7 +29,13 @@ int main(void) {
         } else {
             return 2;
         }
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t0);
         ecg_model_invoke(in, out);
-        if (fwrite(out, 1, sizeof out, stdout) != sizeof out || fflush(stdout) != 0) return 1;
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t1);
+        int64_t ns = (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec);
+        uint32_t us = (uint32_t)(ns / 1000);
+        if (fwrite(out, 1, sizeof out, stdout) != sizeof out || fwrite(&us, sizeof us, 1, stdout) != 1 ||
+            fflush(stdout) != 0) return 1;
     }
 }
