@@ -23,14 +23,13 @@ import numpy as np
 import ecgedge
 from ecgedge.contract import quantization as Q
 from ecgedge.contract.package import Package, json_default, load_package
-from ecgedge.contract.runners import open_int8_runner
 from ecgedge.errors import EdgeError
 from ecgedge.hil_tests import scoring as S
 from ecgedge.hil_tests.devices import BenchDevice
 from ecgedge.hil_tests.evalset import EvalSet, data_eval_set, synthetic_eval_set
 from ecgedge.hil_tests.gates import GateResult, evaluate_gates, failed, load_gates
 from ecgedge.hil_tests.reference import float_reference, onnx_float_reference
-from ecgedge.hil_tests.shard import RunResult
+from ecgedge.hil_tests.shard import RunResult, reference_runner
 
 DEFAULT_WINDOWS = 200
 # QEMU counts instructions, not cycles: latency = instructions x CPI / clock. A Cortex-M7 dual-issues,
@@ -163,8 +162,7 @@ def prepare(cfg: BenchConfig, eval_set: EvalSet | None = None,
         target = get_target(manifest.get("target", ""))
     except EdgeError:
         target = None
-    runner = open_int8_runner(package.file("model_int8.tflite"), "tflm")
-    notes: list[str] = []
+    runner, notes = reference_runner(package)
     es = _eval_set(cfg, package, eval_set)
     x_model = Q.model_units(es.x_uv, manifest["input"])
     st = BenchState(cfg=cfg, package=package, outputs=sorted(manifest["outputs"], key=lambda o: o.get("index", 0)),
@@ -299,6 +297,8 @@ def _report_dict(st: BenchState) -> dict:
         "gates_passed": r.error is None and not failed(st.gates),
         "partial": r.error is not None,
         "error": r.error,
+        "device_restarts": len(r.restarts),
+        "restarts": r.restarts,
         "failed_window": fw if r.error else None,
         "failed_window_id": es.ids[fw] if r.error and fw is not None and fw < len(es) else None,
         "notes": st.notes,

@@ -76,6 +76,7 @@ class ShardResult:
     profile: dict | None = None
     int8_reference: str = ""
     notes: list = field(default_factory=list)
+    restarts: list = field(default_factory=list)   # device restarts (window, error, restart_s)
     device: str = ""
     node: str = ""
     seconds: float = 0.0
@@ -100,6 +101,7 @@ class RunResult:
     profile: dict | None
     int8_reference: str
     notes: list
+    restarts: list = field(default_factory=list)  # device restarts in window order
     shards: list = field(default_factory=list)    # per shard: windows, device, node, seconds, attempts
     retries: list = field(default_factory=list)   # shards run again after their worker or node died
     workers: int = 1
@@ -162,9 +164,24 @@ def shard_package(spec: ShardSpec) -> Package:
     return load_package(root, allow_unsigned=True)
 
 
+MAX_RESTARTS_PER_WINDOW = 2
+
+
+def reference_runner(package: Package):
+    """(the INT8 reference runner, notes): tflite-micro's interpreter, or LiteRT, named, where tflite-micro is
+    not installed (a runtime-only install)."""
+    try:  # the reference needs it anyway: import it rather than guess from a module spec
+        import tflite_micro  # noqa: F401
+    except ImportError:
+        return open_int8_runner(package.file("model_int8.tflite"), "litert"), [
+            "INT8 reference: LiteRT, because tflite-micro is not installed (runtime-only install); "
+            "LiteRT may differ from tflite-micro by 1 LSB on some windows (TF issue 66358)"]
+    return open_int8_runner(package.file("model_int8.tflite"), "tflm"), []
+
+
 def golden(package: Package, q_in: np.ndarray, progress: Progress = None) -> tuple[np.ndarray, str, list[str]]:
-    """(golden int8 outputs, the runner's name, notes): tflite-micro's interpreter, the INT8 reference."""
-    runner = open_int8_runner(package.file("model_int8.tflite"), "tflm")
+    """(golden int8 outputs, the runner's name, notes): the INT8 reference's outputs."""
+    runner, _ = reference_runner(package)  # its note (LiteRT instead of tflite-micro) is prepare's
     tick = (lambda: progress("reference", 1)) if progress else None
     return runner.run(q_in, progress=tick), runner.describe, []
 
@@ -219,12 +236,23 @@ def _drive(spec: ShardSpec, package: Package, device: BenchDevice, res: ShardRes
         if progress:
             progress("integrity", 1)
     n_out = res.ref_q.shape[1]
-    for k in range(len(spec)):
+    k, hooked = 0, -1
+    while k < len(spec):
         i = spec.start + k
-        if spec.on_window is not None:
+        if spec.on_window is not None and hooked < k:
+            hooked = k
             spec.on_window(i, device)
         res.failed_window = i
-        r = device.infer(spec.q_in[k])
+        try:
+            r = device.infer(spec.q_in[k])
+        except DEVICE_ERRORS as e:
+            # a device the host runs (QEMU) that died or hung is restarted and the shard resumes at the window
+            # it lost; a window that kills it again and again ends the run (partial report)
+            if not device.restartable or sum(x["window"] == i for x in res.restarts) >= MAX_RESTARTS_PER_WINDOW:
+                raise
+            res.restarts.append(_restart(device, package, spec.display_url, i, spec.ids[k], e))
+            res.notes.append(f"device restarted at window {i} ({spec.ids[k]}) after: {res.restarts[-1]['error']}")
+            continue
         if r.outputs.shape[0] != n_out:
             raise OutputCount(r.outputs.shape[0])
         res.dev_q[k] = r.outputs
@@ -232,10 +260,26 @@ def _drive(spec: ShardSpec, package: Package, device: BenchDevice, res: ShardRes
         res.kinds.append(r.counter_kind)
         res.infer_us.append(r.infer_us)
         res.round_trips.append(r.round_trip_s)
-        res.done = k + 1
+        k += 1
+        res.done = k
         res.failed_window = None
         if progress:
             progress("device", 1)
+
+
+def _restart(device: BenchDevice, package: Package, url: str, window: int, window_id: str, why: Exception) -> dict:
+    """Restart a dead or hung device and check that the new boot runs the same model; the record goes into the
+    report (`restarts`)."""
+    from datetime import datetime, timezone
+
+    t0 = time.perf_counter()
+    info = device.restart()
+    if not info.has_model or info.model_sha256 != package.model_sha256:
+        raise Refused(f"device {url} refused after its restart at window {window}: it runs model SHA-256 "
+                      f"{info.model_sha256} (valid: {info.has_model}), the package has {package.model_sha256}")
+    return {"window": int(window), "window_id": window_id, "error": f"{type(why).__name__}: {why}",
+            "restart_s": round(time.perf_counter() - t0, 3),
+            "at_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 def _profile(spec: ShardSpec, package: Package, device: BenchDevice, res: ShardResult, progress: Progress) -> None:
@@ -292,4 +336,4 @@ def merge_shards(results: list[ShardResult], n_outputs: int) -> RunResult:
         emulated=bool(first and first.emulated), footprint=first.footprint if first else None,
         profile=first.profile if first and last.error is None else None,
         int8_reference=first.int8_reference if first else "",
-        notes=notes)
+        notes=notes, restarts=[x for r in used for x in r.restarts])
