@@ -101,6 +101,7 @@ class BenchState:
     q_in: np.ndarray                     # int8 inputs of every window
     input_qparams: tuple[float, int]     # the INT8 model's input (scale, zero point)
     n_outputs: int                       # the INT8 model's outputs
+    reference: str = "tflm"              # the INT8 reference's runtime (LiteRT where tflite-micro is absent)
     float_raw: np.ndarray | None = None  # float reference outputs (torch zoo model, or caller-supplied)
     float_info: dict = field(default_factory=dict)
     pruned_raw: np.ndarray | None = None  # the package's own float model (model.onnx)
@@ -168,7 +169,7 @@ def prepare(cfg: BenchConfig, eval_set: EvalSet | None = None,
     st = BenchState(cfg=cfg, package=package, outputs=sorted(manifest["outputs"], key=lambda o: o.get("index", 0)),
                     task=_task(manifest), target=target, es=es, q_in=runner.to_int8(x_model),
                     input_qparams=(runner.input_scale, runner.input_zero_point), n_outputs=runner.n_outputs,
-                    notes=notes, started=started, t_start=t0)
+                    reference="litert" if notes else "tflm", notes=notes, started=started, t_start=t0)
     _float_references(st, x_model, float_fn, (len(es), runner.n_outputs))
     return st
 
@@ -222,7 +223,7 @@ def run(st: BenchState) -> BenchState:
             package=st.package, model_dir=str(cfg.model_dir), device_url=cfg.device_url, q_in=st.q_in,
             ids=st.es.ids, groups=st.es.groups, timeout_s=cfg.timeout_s, integrity_uv=integrity,
             elf=cfg.elf, defines=cfg.defines, on_window=cfg.on_window, workers=cfg.workers, ray=cfg.ray,
-            shards=cfg.shards, max_retries=cfg.max_retries), n_outputs=st.n_outputs, prog=prog)
+            shards=cfg.shards, max_retries=cfg.max_retries, reference=st.reference), n_outputs=st.n_outputs, prog=prog)
     st.notes += st.run.notes
     return st
 

@@ -50,6 +50,7 @@ class FarmPlan:
     ray: str | None = None
     shards: int | None = None
     max_retries: int = 2
+    reference: str = "tflm"           # the INT8 reference's runtime
 
 
 def device_resource(url: str) -> tuple[str, str | None]:
@@ -85,7 +86,7 @@ def make_specs(plan: FarmPlan, n_shards: int, url: str, ship_package: bool = Fal
             ids=list(plan.ids[a:b]), timeout_s=plan.timeout_s,
             integrity_uv=plan.integrity_uv if a == 0 else None, profile=(a == 0 and scheme == "qemu"),
             elf=str(elf) if elf is not None else None, defines=None if elf is not None else plan.defines,
-            on_window=plan.on_window, package_files=files))
+            on_window=plan.on_window, package_files=files, reference=plan.reference))
     return specs
 
 

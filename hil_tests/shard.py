@@ -50,6 +50,7 @@ class ShardSpec:
     defines: dict | None = None
     on_window: Callable[[int, BenchDevice], None] | None = None
     package_files: dict[str, bytes] | None = None   # the package's bytes, for a node that lacks the folder
+    reference: str = "tflm"           # the INT8 reference's runtime (prepare's choice)
 
     def __len__(self) -> int:
         return self.stop - self.start
@@ -179,9 +180,11 @@ def reference_runner(package: Package):
     return open_int8_runner(package.file("model_int8.tflite"), "tflm"), []
 
 
-def golden(package: Package, q_in: np.ndarray, progress: Progress = None) -> tuple[np.ndarray, str, list[str]]:
-    """(golden int8 outputs, the runner's name, notes): the INT8 reference's outputs."""
-    runner, _ = reference_runner(package)  # its note (LiteRT instead of tflite-micro) is prepare's
+def golden(package: Package, q_in: np.ndarray, progress: Progress = None, runtime: str = "tflm"
+           ) -> tuple[np.ndarray, str, list[str]]:
+    """(golden int8 outputs, the runner's name, notes): the INT8 reference's outputs, by the runtime prepare
+    chose (reference_runner: tflite-micro, or LiteRT where it is not installed)."""
+    runner = open_int8_runner(package.file("model_int8.tflite"), runtime)
     tick = (lambda: progress("reference", 1)) if progress else None
     return runner.run(q_in, progress=tick), runner.describe, []
 
@@ -191,7 +194,7 @@ def run_shard(spec: ShardSpec, progress: Progress = None) -> ShardResult:
     shard with `error` set (the windows it answered are kept); a device that runs another model is refused."""
     t0 = time.perf_counter()
     package = shard_package(spec)
-    ref_q, describe, notes = golden(package, spec.q_in, progress)
+    ref_q, describe, notes = golden(package, spec.q_in, progress, spec.reference)
     res = ShardResult(index=spec.index, start=spec.start, stop=spec.stop, ref_q=ref_q, dev_q=np.zeros_like(ref_q),
                       int8_reference=describe, notes=notes, device=spec.display_url, node=socket.gethostname())
     elf = spec.elf if spec.elf is None or Path(spec.elf).is_file() else None  # a node without the driver's build
