@@ -1,16 +1,18 @@
-"""Boot firmware in qemu-system-arm (mps2-an500, Cortex-M7) with UART0 on a unix socket.
+"""Boot firmware in qemu-system-arm (the QEMU machine of its core: cores.toml) with UART0 on a unix socket.
 
     with QemuDevice(elf) as dev:          # dev.uart_path: connect a socket there (server=on,wait=on)
         sock = dev.connect()              # or let edge_runtime's qemu:// transport connect
     dev.stop()                            # terminate -> kill, always bounded
 
-`-icount shift=0` (default) makes the board's 25 MHz timer count instructions (1 tick = 40), which the
-firmware reports in RESULT (counter_kind 1). `plugin=True` adds our TCG plugin for exact per-inference
-and per-layer instruction counts, read back with `dev.plugin_records()`.
+The machine is the one the ELF was linked for (its build record, <elf>.json, written by build_engine),
+unless given. `-icount shift=0` (default) makes SysTick count instructions (one tick = 1e9 / its clock),
+which the firmware reports in RESULT (counter_kind 1). `plugin=True` adds our TCG plugin for exact
+per-inference and per-layer instruction counts, read back with `dev.plugin_records()`.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import socket
 import subprocess
@@ -77,8 +79,20 @@ def parse_plugin_log(text: str) -> list[dict]:
     return recs
 
 
+def elf_machine(elf: str | Path) -> str:
+    """The QEMU machine an ELF was linked for, from its build record (<elf>.json, build_engine)."""
+    rec = Path(elf).with_suffix(".json")
+    try:
+        machine = json.loads(rec.read_text()).get("machine")
+    except (OSError, ValueError):
+        machine = None
+    if not machine:
+        raise FirmwareError(f"{elf}: no build record {rec.name} naming its QEMU machine; pass the machine")
+    return machine
+
+
 class QemuDevice:
-    def __init__(self, elf: str | Path, machine: str = "mps2-an500", icount: bool = True,
+    def __init__(self, elf: str | Path, machine: str | None = None, icount: bool = True,
                  plugin: bool | str | Path = False, timeout: float = 600.0, boot_timeout: float = 20.0):
         self.elf = Path(elf)
         if not self.elf.exists():
@@ -86,7 +100,7 @@ class QemuDevice:
         self.qemu = shutil.which("qemu-system-arm")
         if self.qemu is None:
             raise FirmwareError("qemu-system-arm not found on PATH; install it (apt-get install qemu-system-arm)")
-        self.machine = machine
+        self.machine = machine or elf_machine(self.elf)
         self.icount = icount
         self.timeout = timeout
         self.boot_timeout = boot_timeout

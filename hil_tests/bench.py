@@ -306,8 +306,7 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
             t_prof = prog.add_task("per-layer instructions (QEMU + plugin)", total=1)
             try:
                 from ecgedge.hil_tests.devices import qemu_layer_profile
-                profile = qemu_layer_profile(device.elf, q_in[0], target.qemu_machine if target else "mps2-an500",
-                                             timeout=max(cfg.timeout_s, 30.0))
+                profile = qemu_layer_profile(device.elf, q_in[0], timeout=max(cfg.timeout_s, 30.0))
             except (EdgeError, OSError) as e:
                 notes.append(f"no per-layer profile: {e}")
             prog.advance(t_prof)

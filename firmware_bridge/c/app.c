@@ -26,7 +26,11 @@
 #else
 #define ECG_EFFECTIVE_INPUT_SCALE (ECG_INPUT_SCALE)
 #endif
+#ifdef ECG_RING_LEN
+#define RING_LEN ((uint32_t)ECG_RING_LEN)   /* the machine's ring_samples (cores.toml) */
+#else
 #define RING_LEN 16384u           /* samples kept for WINDOW_INFER (> 3 windows of 5000) */
+#endif
 #define STREAM_BLOCK 25u          /* samples per SAMPLES frame when streaming */
 
 static ecg_decoder dec;

@@ -1,434 +1,7 @@
-/* Optimised INT8 convolution: im2col of two output columns into int16 (input offset added, padding
- * as 0), then 2 output channels x 2 columns per pass with dual 16-bit MACs (SMLAD) on weights
- * sign-extended in pairs (SXTB16). The column is stored pair-reordered (c0,c2,c1,c3) so one SXTB16 of
- * four filter bytes lines up with one 32-bit column load. Integer results equal the reference path. */
-#include "ecg_kernels.h"
-#include "ecg_quant.h"
-#include <string.h>
-
-#if defined(ECG_OPTIMIZED)
-#if defined(__ARM_FEATURE_DSP)
-#include <arm_acle.h>
-#define SMLAD(x, y, acc) ((int32_t)__smlad((x), (y), (acc)))
-#define SXTB16(x) ((uint32_t)__sxtb16(x))
-#define SAT8(x) __ssat((x), 8)
-static inline uint32_t SXTB16_ROR8(uint32_t x) {
-    uint32_t r;
-    __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
-    return r;
-}
-#else
-/* portable emulation (host builds): same arithmetic as the ARMv7E-M instructions */
-static inline int32_t SMLAD(uint32_t x, uint32_t y, int32_t acc) {
-    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)x * (int16_t)y) +
-                     (uint32_t)((int32_t)(int16_t)(x >> 16) * (int16_t)(y >> 16)));
-}
-static inline uint32_t SXTB16(uint32_t x) {
-    return ((uint32_t)(uint16_t)(int16_t)(int8_t)x) | ((uint32_t)(uint16_t)(int16_t)(int8_t)(x >> 16) << 16);
-}
-static inline uint32_t SXTB16_ROR8(uint32_t x) { return SXTB16((x >> 8) | (x << 24)); }
-#define SAT8(x) ((x) < -128 ? -128 : ((x) > 127 ? 127 : (x)))
-#endif
-
-static inline uint32_t load32(const void *p) {
-    uint32_t v;
-    memcpy(&v, p, 4);
-    return v;
-}
-
-/* slot of element i in a pair-reordered column: within each group of 4, order 0,2,1,3 */
-static inline int32_t slot(int32_t i) { return (i & ~3) | ((i & 1) << 1) | ((i >> 1) & 1); }
-
-#if defined(__ARM_FEATURE_DSP)
-#define SXTAB16(acc, x) ((uint32_t)__sxtab16((acc), (x)))
-#else
-static inline uint32_t SXTAB16(uint32_t acc, uint32_t x) {
-    uint32_t e = SXTB16(x);
-    return ((acc + e) & 0xFFFFu) | (((acc >> 16) + (e >> 16)) << 16);
-}
-#endif
-
-/* Fast exact requantisation. SMMULR(2a, m) = (2am + 2^31) >> 32 = floor((am + 2^30) / 2^31), TFLite's
- * SaturatingRoundingDoublingHighMul while |a| < 2^30; the rounding right shift by r >= 1 (half away from
- * zero) is (v + 2^(r-1) - (v < 0)) >> r, and the output offset rides in the same add as oo * 2^r.
- * SMMLAR adds that rounding bias for free, and (v < 0) may be replaced by (a < 0): they differ only when
- * v == 0, where both give the offset. rq_fast_ok says when a channel qualifies (no left shift, r >= 1,
- * no overflow); otherwise the generic path runs. */
-static inline int32_t SMMLAR(int32_t a, int32_t b, int32_t acc) {
-#if defined(__ARM_FEATURE_DSP)
-    int32_t r;
-    __asm__("smmlar %0, %1, %2, %3" : "=r"(r) : "r"(a), "r"(b), "r"(acc));
-    return r;
-#else
-    return (int32_t)(((int64_t)acc * ((int64_t)1 << 32) + (int64_t)a * b + ((int64_t)1 << 31)) >> 32);
-#endif
-}
-typedef struct { int32_t mult, right, rbias; } ecg_rqf;
-static inline int rq_fast_ok(int32_t shift, int32_t oo) {
-    return shift <= -1 && shift >= -22 && oo >= -128 && oo <= 127;
-}
-static inline ecg_rqf rq_fast_make(int32_t mult, int32_t shift, int32_t oo) {
-    ecg_rqf q;
-    q.mult = mult;
-    q.right = -shift;
-    q.rbias = (int32_t)((1 << (q.right - 1)) + (int32_t)((uint32_t)oo << q.right));
-    return q;
-}
-/* acc2 = 2 * accumulator (|accumulator| < 2^30); result before the clamp, output offset included */
-static inline int32_t rq_fast(int32_t acc2, int32_t mult, int32_t right, int32_t rbias) {
-    return (SMMLAR(acc2, mult, rbias) + (acc2 >> 31)) >> right;
-}
-
-#define NCOL 4   /* output columns per im2col block; columns are interleaved per 4-element group */
-
-/* Widen n bytes (n a multiple of 4) of one column into its slot of an interleaved block: each 4 input
- * bytes become two int16 pairs (c0,c2),(c1,c3) with the input offset added; consecutive groups of 4 are
- * 2 * NCOL words apart. */
-static inline void widen_run(const int8_t *src, int32_t n, uint32_t off2, uint32_t *dst) {
-#if defined(__ARM_FEATURE_DSP)
-    const int8_t *end = src + n;
-    uint32_t v0, v1, a, b, c, d;
-    if ((n & 7) == 0 && n) {
-        __asm__ volatile(
-            "1:\n\t"
-            "ldr %[v0], [%[s]], #4\n\t"
-            "ldr %[v1], [%[s]], #4\n\t"
-            "sxtab16 %[a], %[off], %[v0]\n\t"
-            "sxtab16 %[b], %[off], %[v0], ror #8\n\t"
-            "sxtab16 %[c], %[off], %[v1]\n\t"
-            "sxtab16 %[d], %[off], %[v1], ror #8\n\t"
-            "strd %[a], %[b], [%[dst]], #32\n\t"
-            "strd %[c], %[d], [%[dst]], #32\n\t"
-            "cmp %[s], %[e]\n\t"
-            "bne 1b\n\t"
-            : [s] "+r"(src), [dst] "+r"(dst), [v0] "=&r"(v0), [v1] "=&r"(v1), [a] "=&r"(a), [b] "=&r"(b),
-              [c] "=&r"(c), [d] "=&r"(d)
-            : [off] "r"(off2), [e] "r"(end) : "cc", "memory");
-        return;
-    }
-    for (; src < end; src += 4, dst += 2 * NCOL) {
-        const uint32_t x = load32(src);
-        dst[0] = SXTAB16(off2, x);
-        dst[1] = SXTAB16(off2, (x >> 8) | (x << 24));
-    }
-#else
-    for (int32_t c = 0; c < n; c += 4, dst += 2 * NCOL) {
-        const uint32_t x = load32(src + c);
-        dst[0] = SXTAB16(off2, x);
-        dst[1] = SXTAB16(off2, (x >> 8) | (x << 24));
-    }
-#endif
-}
-
-
-/* im2col of one output column into slot j of an interleaved block: element i of column j lives at
- * int16 index ((i/4)*NCOL + j)*4 + pair_slot(i%4) */
-static void im2col(const ecg_conv_params *p, const int8_t *in, int32_t ox, int32_t oy, int32_t c0,
-                   int16_t *blk, int32_t j, int32_t col_len4) {
-    const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
-    const int32_t fic = p->filter_in_c;
-    /* taps along x are contiguous in memory when the conv is not grouped: copy whole runs */
-    const int32_t run_taps = (fic == p->in_c && p->dil_w == 1) ? p->k_w : 1;
-    const uint32_t off2 = ((uint32_t)(uint16_t)p->in_offset) * 0x10001u;
-    int32_t i = 0;
-#define AT(i) (blk[(((i) >> 2) * NCOL + j) * 4 + slot((i) & 3)])
-    for (int32_t ky = 0; ky < p->k_h; ++ky) {
-        const int32_t iy = iy0 + ky * p->dil_h;
-        for (int32_t kx = 0; kx < p->k_w; kx += run_taps) {
-            const int32_t ix = ix0 + kx * p->dil_w;
-            const int32_t run = run_taps * fic;
-            const int32_t last_ix = ix + (run_taps - 1) * p->dil_w;
-            if (iy >= 0 && iy < p->in_h && ix >= 0 && last_ix < p->in_w && (run & 3) == 0 && (i & 3) == 0) {
-                const int8_t *src = in + ((size_t)iy * p->in_w + ix) * p->in_c + c0;
-                widen_run(src, run, off2, (uint32_t *)(blk + ((i >> 2) * NCOL + j) * 4));
-                i += run;
-                continue;
-            }
-            for (int32_t t = 0; t < run_taps; ++t) {
-                const int32_t tx = ix + t * p->dil_w;
-                if (iy < 0 || iy >= p->in_h || tx < 0 || tx >= p->in_w) {
-                    for (int32_t c = 0; c < fic; ++c, ++i) AT(i) = 0;
-                } else {
-                    const int8_t *src = in + ((size_t)iy * p->in_w + tx) * p->in_c + c0;
-                    for (int32_t c = 0; c < fic; ++c, ++i) AT(i) = (int16_t)(src[c] + p->in_offset);
-                }
-            }
-        }
-    }
-    for (; i < col_len4; ++i) AT(i) = 0;
-#undef AT
-}
-
-static inline int8_t requant(int32_t acc, ecg_rq rq, int32_t out_offset, int32_t lo, int32_t hi) {
-    return (int8_t)ecg_clamp(ecg_rq_apply(acc, rq) + out_offset, lo, hi);
-}
-
-/* Four accumulators of one output channel -> int8 (no fused activation): a small function whose
- * few live values stay in registers. */
-__attribute__((noinline)) static void requant4_full(int32_t a0, int32_t a1, int32_t a2, int32_t a3, int8_t *o,
-                                                    int32_t stride, int32_t mult, int32_t shift, int32_t oo) {
-    const ecg_rq rq = ecg_rq_make(mult, shift);
-    o[0] = (int8_t)SAT8(ecg_rq_apply(a0, rq) + oo);
-    o[stride] = (int8_t)SAT8(ecg_rq_apply(a1, rq) + oo);
-    o[2 * stride] = (int8_t)SAT8(ecg_rq_apply(a2, rq) + oo);
-    o[3 * stride] = (int8_t)SAT8(ecg_rq_apply(a3, rq) + oo);
-}
-
-/* All output channels of one group for one block of NCOL columns: a separate function keeps the
- * accumulators, requantiser and pointers in registers (inlined, they spilled). */
-__attribute__((noinline)) static void conv_block(const ecg_conv_params *p, const int16_t *blk, int8_t *o,
-                                                 int32_t oc0, int32_t n_oc, int32_t col_len, int32_t col_len4,
-                                                 int32_t ncols) {
-    const int32_t out_c = p->out_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
-    const int full = lo == -128 && hi == 127;
-    /* |accumulator| <= |bias| + col_len * 255 * 128 must stay below 2^30 for the fast requantiser */
-    const int32_t acc_room = (int32_t)((1 << 30) - (int64_t)col_len * 255 * 128);
-        for (int32_t oc = oc0; oc < oc0 + n_oc; ++oc) {
-            const int8_t *w = p->filter + (size_t)oc * col_len;
-            const int32_t b = p->bias ? p->bias[oc] : 0;
-            int32_t a0 = b, a1 = b, a2 = b, a3 = b;
-            const uint32_t *x = (const uint32_t *)blk;
-            const uint32_t *xend = x + (size_t)(col_len4 / 4) * 2 * NCOL;
-#if defined(__ARM_FEATURE_DSP)
-            /* per 4 taps x 4 columns: LDR + 2 SXTB16 + 4 LDRD + 8 SMLAD + loop (about 1 per MAC) */
-            uint32_t wv, w13, x0, x1;
-#define TAPS4                                                     \
-                "ldr %[wv], [%[w]], #4\n\t"                  \
-                "sxtb16 %[w13], %[wv], ror #8\n\t"           \
-                "sxtb16 %[wv], %[wv]\n\t"                    \
-                "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
-                "smlad %[a0], %[wv], %[x0], %[a0]\n\t"       \
-                "smlad %[a0], %[w13], %[x1], %[a0]\n\t"      \
-                "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
-                "smlad %[a1], %[wv], %[x0], %[a1]\n\t"       \
-                "smlad %[a1], %[w13], %[x1], %[a1]\n\t"      \
-                "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
-                "smlad %[a2], %[wv], %[x0], %[a2]\n\t"       \
-                "smlad %[a2], %[w13], %[x1], %[a2]\n\t"      \
-                "ldrd %[x0], %[x1], [%[x]], #8\n\t"          \
-                "smlad %[a3], %[wv], %[x0], %[a3]\n\t"       \
-                "smlad %[a3], %[w13], %[x1], %[a3]\n\t"
-            if (((col_len4 >> 2) & 1) == 0) {   /* two 4-tap groups per loop pass */
-                __asm__ volatile("1:\n\t" TAPS4 TAPS4 "cmp %[x], %[xend]\n\t" "bne 1b\n\t"
-                    : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
-                      [wv] "=&r"(wv), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
-                    : [xend] "r"(xend)
-                    : "cc", "memory");
-            } else
-            __asm__ volatile(
-                "1:\n\t"
-                "ldr %[wv], [%[w]], #4\n\t"
-                "sxtb16 %[w13], %[wv], ror #8\n\t"
-                "sxtb16 %[wv], %[wv]\n\t"
-                "ldrd %[x0], %[x1], [%[x]], #8\n\t"
-                "smlad %[a0], %[wv], %[x0], %[a0]\n\t"
-                "smlad %[a0], %[w13], %[x1], %[a0]\n\t"
-                "ldrd %[x0], %[x1], [%[x]], #8\n\t"
-                "smlad %[a1], %[wv], %[x0], %[a1]\n\t"
-                "smlad %[a1], %[w13], %[x1], %[a1]\n\t"
-                "ldrd %[x0], %[x1], [%[x]], #8\n\t"
-                "smlad %[a2], %[wv], %[x0], %[a2]\n\t"
-                "smlad %[a2], %[w13], %[x1], %[a2]\n\t"
-                "ldrd %[x0], %[x1], [%[x]], #8\n\t"
-                "smlad %[a3], %[wv], %[x0], %[a3]\n\t"
-                "smlad %[a3], %[w13], %[x1], %[a3]\n\t"
-                "cmp %[x], %[xend]\n\t"
-                "bne 1b\n\t"
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
-                  [wv] "=&r"(wv), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
-                : [xend] "r"(xend)
-                : "cc", "memory");
-#else
-            while (x < xend) {
-                const uint32_t wv = load32(w);
-                const uint32_t w02 = SXTB16(wv), w13 = SXTB16_ROR8(wv);
-                a0 = SMLAD(w02, x[0], a0); a0 = SMLAD(w13, x[1], a0);
-                a1 = SMLAD(w02, x[2], a1); a1 = SMLAD(w13, x[3], a1);
-                a2 = SMLAD(w02, x[4], a2); a2 = SMLAD(w13, x[5], a2);
-                a3 = SMLAD(w02, x[6], a3); a3 = SMLAD(w13, x[7], a3);
-                w += 4;
-                x += 8;
-            }
-#endif
-            const int32_t sh = p->shift[oc];
-            if (rq_fast_ok(sh, oo) && (b < 0 ? -b : b) < acc_room) {
-                const ecg_rqf q = rq_fast_make(p->mult[oc], sh, oo);
-                int32_t y0 = rq_fast(a0 + a0, q.mult, q.right, q.rbias), y1 = rq_fast(a1 + a1, q.mult, q.right, q.rbias);
-                int32_t y2 = rq_fast(a2 + a2, q.mult, q.right, q.rbias), y3 = rq_fast(a3 + a3, q.mult, q.right, q.rbias);
-                if (full) {
-                    y0 = SAT8(y0); y1 = SAT8(y1); y2 = SAT8(y2); y3 = SAT8(y3);
-                } else {
-                    y0 = ecg_clamp(y0, lo, hi); y1 = ecg_clamp(y1, lo, hi);
-                    y2 = ecg_clamp(y2, lo, hi); y3 = ecg_clamp(y3, lo, hi);
-                }
-                o[oc] = (int8_t)y0;
-                if (ncols > 1) o[out_c + oc] = (int8_t)y1;
-                if (ncols > 2) o[2 * out_c + oc] = (int8_t)y2;
-                if (ncols > 3) o[3 * out_c + oc] = (int8_t)y3;
-                continue;
-            }
-            if (full && ncols == NCOL) {
-                requant4_full(a0, a1, a2, a3, o + oc, out_c, p->mult[oc], sh, oo);
-                continue;
-            }
-            const ecg_rq rq = ecg_rq_make(p->mult[oc], p->shift[oc]);   /* after the loop: frees registers */
-            o[oc] = requant(a0, rq, oo, lo, hi);
-            if (ncols > 1) o[out_c + oc] = requant(a1, rq, oo, lo, hi);
-            if (ncols > 2) o[2 * out_c + oc] = requant(a2, rq, oo, lo, hi);
-            if (ncols > 3) o[3 * out_c + oc] = requant(a3, rq, oo, lo, hi);
-        }
-}
-
-/* Wide path: the generator's doubled int16 filter (same pair order as the im2col columns), doubled bias
- * and per-channel fast requantiser. Per 4 taps x 4 columns: LDRD (weights) + 4 LDRD + 8 SMLAD. */
-static inline __attribute__((always_inline)) void conv_block_wide_impl(
-        const ecg_conv_params *p, const int16_t *blk, int8_t *o, int32_t oc0, int32_t n_oc, int32_t col_len4,
-        int32_t ncols, const int full, const int8_t *post) {
-    const int32_t out_c = p->out_c, lo = p->act_min, hi = p->act_max;
-    const int32_t n4 = col_len4 >> 2;
-    const int16_t *w = p->wide + (size_t)oc0 * col_len4;
-    const int32_t *rq = p->rqf + 3 * oc0, *bias2 = p->bias2 + oc0;
-    o += oc0;
-    for (int32_t k = 0; k < n_oc; ++k, rq += 3, ++o) {
-        const int32_t b = bias2[k];
-        int32_t a0 = b, a1 = b, a2 = b, a3 = b;
-        const uint32_t *x = (const uint32_t *)blk;
-        const uint32_t *xend = x + (size_t)n4 * 2 * NCOL;
-#if defined(__ARM_FEATURE_DSP)
-        uint32_t w02, w13, x0, x1;
-#define WTAPS4                                                   \
-            "ldrd %[w02], %[w13], [%[w]], #8\n\t"                \
-            "ldrd %[x0], %[x1], [%[x]], #8\n\t"                  \
-            "smlad %[a0], %[w02], %[x0], %[a0]\n\t"              \
-            "smlad %[a0], %[w13], %[x1], %[a0]\n\t"              \
-            "ldrd %[x0], %[x1], [%[x]], #8\n\t"                  \
-            "smlad %[a1], %[w02], %[x0], %[a1]\n\t"              \
-            "smlad %[a1], %[w13], %[x1], %[a1]\n\t"              \
-            "ldrd %[x0], %[x1], [%[x]], #8\n\t"                  \
-            "smlad %[a2], %[w02], %[x0], %[a2]\n\t"              \
-            "smlad %[a2], %[w13], %[x1], %[a2]\n\t"              \
-            "ldrd %[x0], %[x1], [%[x]], #8\n\t"                  \
-            "smlad %[a3], %[w02], %[x0], %[a3]\n\t"              \
-            "smlad %[a3], %[w13], %[x1], %[a3]\n\t"
-        if ((n4 & 3) == 0) {
-            __asm__ volatile("1:\n\t" WTAPS4 WTAPS4 WTAPS4 WTAPS4 "cmp %[x], %[xend]\n\t" "bne 1b\n\t"
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
-                  [w02] "=&r"(w02), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
-                : [xend] "r"(xend) : "cc", "memory");
-        } else if ((n4 & 1) == 0) {
-            __asm__ volatile("1:\n\t" WTAPS4 WTAPS4 "cmp %[x], %[xend]\n\t" "bne 1b\n\t"
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
-                  [w02] "=&r"(w02), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
-                : [xend] "r"(xend) : "cc", "memory");
-        } else {
-            __asm__ volatile("1:\n\t" WTAPS4 "cmp %[x], %[xend]\n\t" "bne 1b\n\t"
-                : [a0] "+r"(a0), [a1] "+r"(a1), [a2] "+r"(a2), [a3] "+r"(a3), [w] "+r"(w), [x] "+r"(x),
-                  [w02] "=&r"(w02), [w13] "=&r"(w13), [x0] "=&r"(x0), [x1] "=&r"(x1)
-                : [xend] "r"(xend) : "cc", "memory");
-        }
-#undef WTAPS4
-#else
-        while (x < xend) {
-            const uint32_t w02 = load32(w), w13 = load32(w + 2);
-            a0 = SMLAD(w02, x[0], a0); a0 = SMLAD(w13, x[1], a0);
-            a1 = SMLAD(w02, x[2], a1); a1 = SMLAD(w13, x[3], a1);
-            a2 = SMLAD(w02, x[4], a2); a2 = SMLAD(w13, x[5], a2);
-            a3 = SMLAD(w02, x[6], a3); a3 = SMLAD(w13, x[7], a3);
-            w += 4;
-            x += 8;
-        }
-#endif
-        const int32_t m = rq[0], r = rq[1], rb = rq[2];
-        int32_t y0 = rq_fast(a0, m, r, rb), y1 = rq_fast(a1, m, r, rb);
-        int32_t y2 = rq_fast(a2, m, r, rb), y3 = rq_fast(a3, m, r, rb);
-        if (full) {
-            y0 = SAT8(y0); y1 = SAT8(y1); y2 = SAT8(y2); y3 = SAT8(y3);
-        } else {
-            y0 = ecg_clamp(y0, lo, hi); y1 = ecg_clamp(y1, lo, hi);
-            y2 = ecg_clamp(y2, lo, hi); y3 = ecg_clamp(y3, lo, hi);
-        }
-        if (post) {
-            y0 = post[y0]; y1 = post[y1]; y2 = post[y2]; y3 = post[y3];
-        }
-        if (ncols == NCOL) {
-            o[0] = (int8_t)y0; o[out_c] = (int8_t)y1; o[2 * out_c] = (int8_t)y2; o[3 * out_c] = (int8_t)y3;
-        } else {
-            o[0] = (int8_t)y0;
-            if (ncols > 1) o[out_c] = (int8_t)y1;
-            if (ncols > 2) o[2 * out_c] = (int8_t)y2;
-        }
-    }
-}
-
-/* specialised copies (full-range output, whole block, with/without a fused table) keep the epilogue
- * branch-free; the generic one handles clamps and the short last block */
-__attribute__((noinline)) static void conv_block_wide_full4(const ecg_conv_params *p, const int16_t *blk, int8_t *o,
-                                                            int32_t oc0, int32_t n_oc, int32_t col_len4) {
-    conv_block_wide_impl(p, blk, o, oc0, n_oc, col_len4, NCOL, 1, NULL);
-}
-__attribute__((noinline)) static void conv_block_wide_full4_post(const ecg_conv_params *p, const int16_t *blk,
-                                                                 int8_t *o, int32_t oc0, int32_t n_oc, int32_t col_len4) {
-    conv_block_wide_impl(p, blk, o, oc0, n_oc, col_len4, NCOL, 1, p->post_lut);
-}
-__attribute__((noinline)) static void conv_block_wide_any(const ecg_conv_params *p, const int16_t *blk, int8_t *o,
-                                                          int32_t oc0, int32_t n_oc, int32_t col_len4, int32_t ncols) {
-    conv_block_wide_impl(p, blk, o, oc0, n_oc, col_len4, ncols, p->act_min == -128 && p->act_max == 127,
-                         p->post_lut);
-}
-static inline void conv_block_wide(const ecg_conv_params *p, const int16_t *blk, int8_t *o, int32_t oc0,
-                                   int32_t n_oc, int32_t col_len4, int32_t ncols) {
-    if (ncols == NCOL && p->act_min == -128 && p->act_max == 127) {
-        if (p->post_lut) conv_block_wide_full4_post(p, blk, o, oc0, n_oc, col_len4);
-        else conv_block_wide_full4(p, blk, o, oc0, n_oc, col_len4);
-    } else {
-        conv_block_wide_any(p, blk, o, oc0, n_oc, col_len4, ncols);
-    }
-}
-
-/* 1x1 convolution, stride 1, no padding, channels a multiple of 4: the NCOL columns are consecutive
- * pixels, widened (input offset added) straight into the interleaved block without per-tap indexing */
-static void widen_1x1(const int8_t *src, int32_t in_c, int32_t ncols, uint32_t off2, int16_t *blk) {
-    uint32_t *dst = (uint32_t *)blk;
-    for (int32_t j = 0; j < NCOL; ++j) {
-        widen_run(src + (size_t)(j < ncols ? j : 0) * in_c, in_c, off2, dst + 2 * j);
-    }
-}
-
-/* 4 columns x 1 output channel: per 4 filter taps one word load + two SXTB16, 8 SMLAD */
-void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
-    const int32_t fic = p->filter_in_c;
-    const int32_t groups = p->in_c / fic;
-    const int32_t per_group = p->out_c / groups;
-    const int32_t col_len = p->k_h * p->k_w * fic;
-    const int32_t col_len4 = (col_len + 3) & ~3;
-    const int32_t n_pos = p->out_h * p->out_w;
-    int16_t *blk = (int16_t *)p->col_buf;
-    if (p->wide && groups == 1 && p->k_h == 1 && p->k_w == 1 && p->stride_h == 1 && p->stride_w == 1 &&
-        p->pad_h == 0 && p->pad_w == 0 && (p->in_c & 3) == 0 && p->in_h == p->out_h && p->in_w == p->out_w) {
-        const uint32_t off2 = ((uint32_t)(uint16_t)p->in_offset) * 0x10001u;
-        for (int32_t pos = 0; pos < n_pos; pos += NCOL) {
-            const int32_t ncols = n_pos - pos < NCOL ? n_pos - pos : NCOL;
-            widen_1x1(in + (size_t)pos * p->in_c, p->in_c, ncols, off2, blk);
-            conv_block_wide(p, blk, out + (size_t)pos * p->out_c, 0, p->out_c, col_len4, ncols);
-        }
-        return;
-    }
-    for (int32_t g = 0; g < groups; ++g) {
-        const int32_t oc0 = g * per_group, c0 = g * fic;
-        for (int32_t pos = 0; pos < n_pos; pos += NCOL) {
-            const int32_t ncols = n_pos - pos < NCOL ? n_pos - pos : NCOL;
-            for (int32_t j = 0; j < NCOL; ++j) {
-                const int32_t q = pos + (j < ncols ? j : 0);   /* short block: repeat a column */
-                im2col(p, in, q % p->out_w, q / p->out_w, c0, blk, j, col_len4);
-            }
-            if (p->wide)
-                conv_block_wide(p, blk, out + (size_t)pos * p->out_c, oc0, per_group, col_len4, ncols);
-            else
-                conv_block(p, blk, out + (size_t)pos * p->out_c, oc0, per_group, col_len, col_len4, ncols);
-        }
-    }
-}
-#endif
+/* Optimised INT8 kernels shared by every kernel path (elementwise, pooling, padding, mean, tables,
+ * depthwise and fully connected on the c and dsp paths): DSP instructions where the core has them, C
+ * emulations with the same arithmetic elsewhere. Integer results equal the reference path. */
+#include "ecg_opt.h"
 
 #if defined(ECG_OPTIMIZED)
 /* Elementwise ops: same integer formulas as the reference kernels, without 4-D index arithmetic. */
@@ -704,20 +277,123 @@ void ecg_maxpool_opt(const ecg_pool_params *p, const int8_t *in, int8_t *out) {
 #if defined(ECG_OPTIMIZED)
 
 
-/* Depthwise conv, channel-outer so each channel's requantiser and taps stay in registers
- * (the converter also emits 1x1 depthwise convs for folded per-channel affines). */
-void ecg_depthwise_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
+/* Depthwise conv (c and dsp paths): channel by channel. One input channel is copied once into a padded
+ * int16 plane with the input offset added (padding 0, so every output is a plain dot product over the
+ * taps, edges included); its taps go into registers and each output is a dot product of rows of the
+ * plane: on the dsp path two taps per SMLAD (the row widened to an even tap count with a zero tap),
+ * on the c path one 32-bit multiply-accumulate per tap. Common shapes (1x16, 3x3, 1xk small) are
+ * unrolled at compile time. The 1x1 convs the converter emits for per-channel affines stream. */
+static void dw_plane_fill(const ecg_conv_params *p, const int8_t *in, int32_t ic, int16_t *plane, int32_t rows,
+                          int32_t cols) {
+    const int32_t pw = p->plane_w, in_c = p->in_c, off = p->in_offset;
+    for (int32_t r = 0; r < rows; ++r) {
+        int16_t *dst = plane + (size_t)r * pw;
+        const int32_t iy = r - p->pad_h;
+        if (iy < 0 || iy >= p->in_h) {
+            for (int32_t x = 0; x < cols; ++x) dst[x] = 0;
+            continue;
+        }
+        const int32_t x0 = p->pad_w, x1 = p->pad_w + p->in_w < cols ? p->pad_w + p->in_w : cols;
+        int32_t x = 0;
+        for (; x < x0 && x < cols; ++x) dst[x] = 0;
+        const int8_t *src = in + ((size_t)iy * p->in_w + (x - p->pad_w)) * in_c + ic;
+        for (; x + 2 <= x1; x += 2, src += 2 * in_c) {
+            const int32_t a = src[0], b = src[in_c];
+            dst[x] = (int16_t)(a + off);
+            dst[x + 1] = (int16_t)(b + off);
+        }
+        for (; x < x1; ++x, src += in_c) dst[x] = (int16_t)(*src + off);
+        for (; x < cols; ++x) dst[x] = 0;
+    }
+}
+
+typedef struct {
+    int32_t mult, shift, oo, lo, hi, fast, right, rbias;
+} dw_rq;
+
+static inline int8_t dw_store(int32_t acc, const dw_rq *q) {
+    int32_t v;
+    if (q->fast) v = rq_fast(acc + acc, q->mult, q->right, q->rbias);
+    else v = ecg_rq_apply(acc, ecg_rq_make(q->mult, q->shift)) + q->oo;
+    return (int8_t)ecg_clamp(v, q->lo, q->hi);
+}
+
+/* One output channel over its plane. KH, KW2: compile-time kernel rows and row length (even, with a
+ * zero tap when the kernel's is odd) for unrolled shapes, 0 for the run-time loop. */
+static inline __attribute__((always_inline)) void dw_channel(
+        const ecg_conv_params *p, const int16_t *plane, const int16_t *wt, int32_t bias, const dw_rq *q,
+        int8_t *out, const int KH, const int KW2) {
+    const int32_t kh = KH ? KH : p->k_h, kw2 = KW2 ? KW2 : ((p->k_w + 1) & ~1);
+    const int32_t pw = p->plane_w, sh = p->stride_h, sw = p->stride_w, dh = p->dil_h, out_c = p->out_c;
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int16_t *row0 = plane + (size_t)oy * sh * pw;
+        int8_t *o = out + (size_t)oy * p->out_w * out_c;
+        for (int32_t ox = 0; ox < p->out_w; ++ox, o += out_c) {
+            const int16_t *x = row0 + ox * sw;
+            int32_t acc = bias;
+#pragma GCC unroll 16
+            for (int32_t ky = 0; ky < kh; ++ky) {
+                const int16_t *xr = x + (size_t)ky * dh * pw;
+                const int16_t *wr = wt + ky * kw2;
+#if defined(ECG_KERNELS_DSP)
+#pragma GCC unroll 16
+                for (int32_t k = 0; k < kw2; k += 2) acc = SMLAD(load32(xr + k), load32(wr + k), acc);
+#else
+#pragma GCC unroll 16
+                for (int32_t k = 0; k < kw2; ++k) acc += (int32_t)xr[k] * wr[k];
+#endif
+            }
+            *o = dw_store(acc, q);
+        }
+    }
+}
+
+__attribute__((noinline)) static void dw_channel_1x16(const ecg_conv_params *p, const int16_t *plane, const int16_t *wt,
+                                                      int32_t bias, const dw_rq *q, int8_t *out) {
+    dw_channel(p, plane, wt, bias, q, out, 1, 16);
+}
+__attribute__((noinline)) static void dw_channel_3x4(const ecg_conv_params *p, const int16_t *plane, const int16_t *wt,
+                                                     int32_t bias, const dw_rq *q, int8_t *out) {
+    dw_channel(p, plane, wt, bias, q, out, 3, 4);
+}
+__attribute__((noinline)) static void dw_channel_1x4(const ecg_conv_params *p, const int16_t *plane, const int16_t *wt,
+                                                     int32_t bias, const dw_rq *q, int8_t *out) {
+    dw_channel(p, plane, wt, bias, q, out, 1, 4);
+}
+__attribute__((noinline)) static void dw_channel_1x6(const ecg_conv_params *p, const int16_t *plane, const int16_t *wt,
+                                                     int32_t bias, const dw_rq *q, int8_t *out) {
+    dw_channel(p, plane, wt, bias, q, out, 1, 6);
+}
+__attribute__((noinline)) static void dw_channel_any(const ecg_conv_params *p, const int16_t *plane, const int16_t *wt,
+                                                     int32_t bias, const dw_rq *q, int8_t *out) {
+    dw_channel(p, plane, wt, bias, q, out, 0, 0);
+}
+
+/* dilated taps along a row: the plain loop over the taps */
+__attribute__((noinline)) static void dw_channel_dilated(const ecg_conv_params *p, const int16_t *plane,
+                                                         const int16_t *wt, int32_t bias, const dw_rq *q, int8_t *out) {
+    const int32_t kw2 = (p->k_w + 1) & ~1, pw = p->plane_w;
+    for (int32_t oy = 0; oy < p->out_h; ++oy)
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            int32_t acc = bias;
+            for (int32_t ky = 0; ky < p->k_h; ++ky)
+                for (int32_t kx = 0; kx < p->k_w; ++kx)
+                    acc += (int32_t)plane[(size_t)(oy * p->stride_h + ky * p->dil_h) * pw + ox * p->stride_w +
+                                          kx * p->dil_w] * wt[ky * kw2 + kx];
+            out[((size_t)oy * p->out_w + ox) * p->out_c] = dw_store(acc, q);
+        }
+}
+
+#define DW_MAX_TAPS 256
+void ecg_depthwise_plane(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_multiplier;
     const int32_t in_off = p->in_offset, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
-    const int32_t kh = p->k_h, kw = p->k_w;
-    for (int32_t oc = 0; oc < out_c; ++oc) {
-        const int32_t ic = oc / dm;
-        const ecg_rq rq = ecg_rq_make(p->mult[oc], p->shift[oc]);
-        const int32_t b = p->bias ? p->bias[oc] : 0;
-        const int8_t *w = p->filter + oc;
-        if (kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0) {
-            const int32_t wv = w[0], n = p->out_h * p->out_w;
-            const int8_t *src = in + ic;
+    const int32_t kh = p->k_h, kw = p->k_w, kw2 = (kw + 1) & ~1;
+    if (kh == 1 && kw == 1 && p->stride_h == 1 && p->stride_w == 1 && p->pad_h == 0 && p->pad_w == 0) {
+        for (int32_t oc = 0; oc < out_c; ++oc) {
+            const ecg_rq rq = ecg_rq_make(p->mult[oc], p->shift[oc]);
+            const int32_t b = p->bias ? p->bias[oc] : 0, wv = p->filter[oc], n = p->out_h * p->out_w;
+            const int8_t *src = in + oc / dm;
             int8_t *dst = out + oc;
             if (affine_ok(rq, lo, hi) && affine_small(b + in_off * wv, wv)) {
                 affine_stream(src, dst, n, in_c, out_c, wv, b + in_off * wv, rq.mult, rq.right, oo);
@@ -725,23 +401,40 @@ void ecg_depthwise_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out) 
             }
             for (int32_t i = 0; i < n; ++i, src += in_c, dst += out_c)
                 *dst = (int8_t)ecg_clamp(ecg_rq_apply(b + (*src + in_off) * wv, rq) + oo, lo, hi);
-            continue;
         }
-        for (int32_t oy = 0; oy < p->out_h; ++oy)
-            for (int32_t ox = 0; ox < p->out_w; ++ox) {
-                const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
-                int32_t acc = b;
-                for (int32_t ky = 0; ky < kh; ++ky) {
-                    const int32_t iy = iy0 + ky * p->dil_h;
-                    if (iy < 0 || iy >= p->in_h) continue;
-                    for (int32_t kx = 0; kx < kw; ++kx) {
-                        const int32_t ix = ix0 + kx * p->dil_w;
-                        if (ix < 0 || ix >= p->in_w) continue;
-                        acc += (in[((size_t)iy * p->in_w + ix) * in_c + ic] + in_off) * w[((size_t)ky * kw + kx) * out_c];
-                    }
-                }
-                out[((size_t)oy * p->out_w + ox) * out_c + oc] = (int8_t)ecg_clamp(ecg_rq_apply(acc, rq) + oo, lo, hi);
+        return;
+    }
+    if (!p->col_buf || kh * kw2 > DW_MAX_TAPS) {
+        ecg_depthwise_ref(p, in, out);
+        return;
+    }
+    int16_t *plane = (int16_t *)p->col_buf;
+    const int32_t rows = (p->out_h - 1) * p->stride_h + (kh - 1) * p->dil_h + 1;
+    const int32_t cols = (p->out_w - 1) * p->stride_w + (kw - 1) * p->dil_w + 2;   /* + the zero tap */
+    int16_t wt[DW_MAX_TAPS];
+    for (int32_t ic = 0; ic < in_c; ++ic) {
+        dw_plane_fill(p, in, ic, plane, rows, cols);
+        for (int32_t m = 0; m < dm; ++m) {
+            const int32_t oc = ic * dm + m;
+            for (int32_t ky = 0; ky < kh; ++ky) {
+                for (int32_t kx = 0; kx < kw; ++kx) wt[ky * kw2 + kx] = p->filter[((size_t)ky * kw + kx) * out_c + oc];
+                if (kw2 > kw) wt[ky * kw2 + kw] = 0;
             }
+            const int32_t bias = p->bias ? p->bias[oc] : 0;
+            dw_rq q = {p->mult[oc], p->shift[oc], oo, lo, hi, 0, 0, 0};
+            /* the fast requantiser needs |acc| < 2^30: |bias| + taps * 255 * 128 */
+            if (rq_fast_ok(q.shift, oo) && (bias < 0 ? -(int64_t)bias : bias) + (int64_t)kh * kw * 255 * 128 < (1 << 29)) {
+                const ecg_rqf f = rq_fast_make(q.mult, q.shift, oo);
+                q.fast = 1; q.right = f.right; q.rbias = f.rbias;
+            }
+            int8_t *o = out + oc;
+            if (p->dil_w != 1) dw_channel_dilated(p, plane, wt, bias, &q, o);
+            else if (kh == 1 && kw2 == 16) dw_channel_1x16(p, plane, wt, bias, &q, o);
+            else if (kh == 3 && kw2 == 4) dw_channel_3x4(p, plane, wt, bias, &q, o);
+            else if (kh == 1 && kw2 == 4) dw_channel_1x4(p, plane, wt, bias, &q, o);
+            else if (kh == 1 && kw2 == 6) dw_channel_1x6(p, plane, wt, bias, &q, o);
+            else dw_channel_any(p, plane, wt, bias, &q, o);
+        }
     }
 }
 #endif

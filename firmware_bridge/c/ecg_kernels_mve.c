@@ -1,0 +1,278 @@
+/* Optimised INT8 kernels, Helium path (Cortex-M55, ARMv8.1-M MVE; arm_mve.h intrinsics).
+ *
+ * The dot products take int8 on both sides: VMLADAVA.S8 multiplies 16 int8 lanes and adds the 16
+ * products to a 32-bit scalar. The input offset is folded into the bias (sum (x + off) w =
+ * sum x w + off sum w, the generator's bias_eff for conv and fully connected, the channel's tap sum
+ * for depthwise); padding is the input zero point (x + off = 0), so padded taps add nothing.
+ * Requantisation runs on four outputs at once: VQRDMULH is TFLite's SaturatingRoundingDoublingHighMul
+ * ((2ab + 2^31) >> 32 = floor((ab + 2^30) / 2^31)), and its RoundingDivideByPOT (half away from zero) is
+ * VRSHL by -e after adding -1 to negative values when e > 0 (gemmlowp's fixup: (x & -e) >> 31).
+ * Integer results equal the reference path. */
+#include "ecg_opt.h"
+
+#if defined(ECG_OPTIMIZED) && defined(ECG_KERNELS_MVE)
+#include <arm_mve.h>
+
+/* TFLite MultiplyByQuantizedMultiplier on four lanes, one multiplier and shift for all */
+static inline int32x4_t rq4(int32x4_t acc, int32_t mult, int32_t shift) {
+    const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    acc = vshlq_r_s32(acc, left);
+    acc = vqrdmulhq_n_s32(acc, mult);
+    const int32x4_t fixup = vshrq_n_s32(vandq_s32(acc, vdupq_n_s32(-right)), 31);
+    return vrshlq_n_s32(vqaddq_s32(acc, fixup), -right);
+}
+
+/* the same with a multiplier and shift per lane (left = max(shift, 0), neg_right = min(shift, 0)) */
+static inline int32x4_t rq4v(int32x4_t acc, int32x4_t mult, int32x4_t left, int32x4_t neg_right) {
+    acc = vshlq_s32(acc, left);
+    acc = vqrdmulhq_s32(acc, mult);
+    const int32x4_t fixup = vshrq_n_s32(vandq_s32(acc, neg_right), 31);
+    return vrshlq_s32(vqaddq_s32(acc, fixup), neg_right);
+}
+
+static inline int32x4_t lanes4(int32_t a0, int32_t a1, int32_t a2, int32_t a3) {
+    int32x4_t v = vdupq_n_s32(a0);
+    v = vsetq_lane_s32(a1, v, 1);
+    v = vsetq_lane_s32(a2, v, 2);
+    return vsetq_lane_s32(a3, v, 3);
+}
+
+/* offset + clamp, the fused table (Swish) if any, then the int8 stores at o + offs[k] */
+static inline void store4(int32x4_t v, int32_t oo, int32_t lo, int32_t hi, const int8_t *post, int8_t *o,
+                          uint32x4_t offs, int32_t n) {
+    v = vminq_s32(vmaxq_s32(vaddq_n_s32(v, oo), vdupq_n_s32(lo)), vdupq_n_s32(hi));
+    if (post) v = vldrbq_gather_offset_s32(post - 128, vreinterpretq_u32_s32(vaddq_n_s32(v, 128)));
+    if (n >= 4) vstrbq_scatter_offset_s32(o, offs, v);
+    else vstrbq_scatter_offset_p_s32(o, offs, v, vctp32q((uint32_t)n));
+}
+
+/* n bytes from src to dst, or the byte `fill` when src is NULL (16 per vector, the tail predicated) */
+static inline void copy_or_fill(int8_t *dst, const int8_t *src, int32_t n, int8_t fill) {
+    const int8x16_t f = vdupq_n_s8(fill);
+    for (int32_t i = 0; i < n; i += 16) {
+        const mve_pred16_t pr = vctp8q((uint32_t)(n - i));
+        vstrbq_p_s8(dst + i, src ? vldrbq_z_s8(src + i, pr) : f, pr);
+    }
+}
+
+/* ---------------------------------------------------------------- convolution */
+
+/* column of output (ox, oy) for group channels c0.. into dst (col_len bytes), padding = zero point */
+static void im2col_mve(const ecg_conv_params *p, const int8_t *in, int32_t ox, int32_t oy, int32_t c0, int8_t *dst) {
+    const int32_t iy0 = oy * p->stride_h - p->pad_h, ix0 = ox * p->stride_w - p->pad_w;
+    const int32_t fic = p->filter_in_c;
+    const int8_t zp = (int8_t)(-p->in_offset);
+    const int run_taps = fic == p->in_c && p->dil_w == 1;   /* taps along x are contiguous */
+    for (int32_t ky = 0; ky < p->k_h; ++ky) {
+        const int32_t iy = iy0 + ky * p->dil_h;
+        const int row_ok = iy >= 0 && iy < p->in_h;
+        if (run_taps && row_ok && ix0 >= 0 && ix0 + p->k_w <= p->in_w) {
+            copy_or_fill(dst, in + ((size_t)iy * p->in_w + ix0) * p->in_c, p->k_w * fic, 0);
+            dst += p->k_w * fic;
+            continue;
+        }
+        for (int32_t kx = 0; kx < p->k_w; ++kx, dst += fic) {
+            const int32_t ix = ix0 + kx * p->dil_w;
+            const int ok = row_ok && ix >= 0 && ix < p->in_w;
+            copy_or_fill(dst, ok ? in + ((size_t)iy * p->in_w + ix) * p->in_c + c0 : NULL, fic, zp);
+        }
+    }
+}
+
+/* all output channels oc0.. of a group for four columns: per 16 taps one filter load, four column loads,
+ * four VMLADAVA.S8 */
+__attribute__((noinline)) static void conv_block_mve(const ecg_conv_params *p, const int8_t *const cols[NCOL], int8_t *o,
+                                                     int32_t oc0, int32_t n_oc, int32_t col_len, int32_t ncols) {
+    const int32_t out_c = p->out_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+    const int8_t *post = p->post_lut;
+    const int8_t *c0 = cols[0], *c1 = cols[1], *c2 = cols[2], *c3 = cols[3];
+    const int32_t full = col_len & ~15, tail = col_len - full;
+    const mve_pred16_t pt = vctp8q((uint32_t)tail);
+    const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)out_c);
+    for (int32_t oc = oc0; oc < oc0 + n_oc; ++oc) {
+        const int8_t *w = p->filter + (size_t)oc * col_len;
+        const int32_t b = p->bias_eff[oc];
+        int32_t a0 = b, a1 = b, a2 = b, a3 = b;
+        for (int32_t i = 0; i < full; i += 16) {
+            const int8x16_t wv = vldrbq_s8(w + i);
+            a0 = vmladavaq_s8(a0, vldrbq_s8(c0 + i), wv);
+            a1 = vmladavaq_s8(a1, vldrbq_s8(c1 + i), wv);
+            a2 = vmladavaq_s8(a2, vldrbq_s8(c2 + i), wv);
+            a3 = vmladavaq_s8(a3, vldrbq_s8(c3 + i), wv);
+        }
+        if (tail) {
+            const int8x16_t wv = vldrbq_z_s8(w + full, pt);
+            a0 = vmladavaq_p_s8(a0, vldrbq_z_s8(c0 + full, pt), wv, pt);
+            a1 = vmladavaq_p_s8(a1, vldrbq_z_s8(c1 + full, pt), wv, pt);
+            a2 = vmladavaq_p_s8(a2, vldrbq_z_s8(c2 + full, pt), wv, pt);
+            a3 = vmladavaq_p_s8(a3, vldrbq_z_s8(c3 + full, pt), wv, pt);
+        }
+        store4(rq4(lanes4(a0, a1, a2, a3), p->mult[oc], p->shift[oc]), oo, lo, hi, post, o + oc, offs, ncols);
+    }
+}
+
+void ecg_conv2d_mve(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
+    const int32_t fic = p->filter_in_c, groups = p->in_c / fic, per_group = p->out_c / groups;
+    const int32_t col_len = p->k_h * p->k_w * fic, col16 = (col_len + 15) & ~15;
+    const int32_t n_pos = p->out_h * p->out_w;
+    int8_t *scratch = (int8_t *)p->col_buf;
+    if (!scratch || !p->bias_eff) {
+        ecg_conv2d_ref(p, in, out);
+        return;
+    }
+    /* a column that is one contiguous run of the input (no groups, one kernel row, inside the input)
+     * is read where it is; others are built in the scratch block */
+    const int direct = groups == 1 && p->dil_w == 1 && p->k_h == 1;
+    for (int32_t g = 0; g < groups; ++g) {
+        const int32_t oc0 = g * per_group, c0 = g * fic;
+        for (int32_t pos = 0; pos < n_pos; pos += NCOL) {
+            const int32_t ncols = n_pos - pos < NCOL ? n_pos - pos : NCOL;
+            const int8_t *cols[NCOL];
+            for (int32_t j = 0; j < NCOL; ++j) {
+                const int32_t q = pos + (j < ncols ? j : 0);   /* short block: repeat a column */
+                const int32_t ox = q % p->out_w, oy = q / p->out_w;
+                const int32_t iy = oy * p->stride_h - p->pad_h, ix = ox * p->stride_w - p->pad_w;
+                if (direct && iy >= 0 && iy < p->in_h && ix >= 0 && ix + p->k_w <= p->in_w) {
+                    cols[j] = in + ((size_t)iy * p->in_w + ix) * p->in_c;
+                } else {
+                    im2col_mve(p, in, ox, oy, c0, scratch + j * col16);
+                    cols[j] = scratch + j * col16;
+                }
+            }
+            conv_block_mve(p, cols, out + (size_t)pos * p->out_c, oc0, per_group, col_len, ncols);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- depthwise convolution */
+
+/* one input channel into an int8 plane padded with the zero point: rows x p->plane_w */
+static void dw_plane_fill_mve(const ecg_conv_params *p, const int8_t *in, int32_t ic, int8_t *plane, int32_t rows,
+                              int32_t cols) {
+    const int32_t pw = p->plane_w, in_c = p->in_c;
+    const int8_t zp = (int8_t)(-p->in_offset);
+    const uint16x8_t offs = vmulq_n_u16(vidupq_n_u16(0, 1), (uint16_t)in_c);
+    for (int32_t r = 0; r < rows; ++r) {
+        int8_t *dst = plane + (size_t)r * pw;
+        const int32_t iy = r - p->pad_h;
+        if (iy < 0 || iy >= p->in_h) {
+            copy_or_fill(dst, NULL, cols, zp);
+            continue;
+        }
+        const int32_t x0 = p->pad_w < cols ? p->pad_w : cols;
+        const int32_t x1 = p->pad_w + p->in_w < cols ? p->pad_w + p->in_w : cols;
+        copy_or_fill(dst, NULL, x0, zp);
+        const int8_t *src = in + (size_t)iy * p->in_w * in_c + ic;
+        for (int32_t x = x0; x < x1; x += 8, src += 8 * in_c) {
+            const mve_pred16_t pr = vctp16q((uint32_t)(x1 - x));
+            vstrbq_p_s16(dst + x, vldrbq_gather_offset_z_s16(src, offs, pr), pr);
+        }
+        if (cols > x1) copy_or_fill(dst + x1, NULL, cols - x1, zp);
+    }
+}
+
+#define DW_MAX_ROWS 16
+/* one output channel: per output and kernel row one load of 16 plane bytes and one VMLADAVA.S8 with the
+ * row's taps (lanes past the kernel width are zero); four outputs requantised at once */
+__attribute__((noinline)) static void dw_channel_mve(const ecg_conv_params *p, const int8_t *plane, const int8x16_t *wrow,
+                                                     int32_t bias, int32_t mult, int32_t shift, int8_t *out) {
+    const int32_t kh = p->k_h, pw = p->plane_w, sh = p->stride_h, sw = p->stride_w, dpw = p->dil_h * pw;
+    const int32_t out_c = p->out_c, oo = p->out_offset, lo = p->act_min, hi = p->act_max, ow = p->out_w;
+    const uint32x4_t offs = vmulq_n_u32(vidupq_n_u32(0, 1), (uint32_t)out_c);
+    const int8x16_t w0 = wrow[0];
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int8_t *row = plane + (size_t)oy * sh * pw;
+        int8_t *o = out + (size_t)oy * ow * out_c;
+        for (int32_t ox = 0; ox < ow; ox += 4, o += 4 * out_c) {
+            int32_t acc[4];
+            for (int32_t j = 0; j < 4; ++j) {
+                const int8_t *x = row + (ox + (ox + j < ow ? j : 0)) * sw;
+                int32_t a = vmladavaq_s8(bias, vldrbq_s8(x), w0);
+                for (int32_t ky = 1; ky < kh; ++ky) a = vmladavaq_s8(a, vldrbq_s8(x + ky * dpw), wrow[ky]);
+                acc[j] = a;
+            }
+            store4(rq4(lanes4(acc[0], acc[1], acc[2], acc[3]), mult, shift), oo, lo, hi, NULL, o, offs, ow - ox);
+        }
+    }
+}
+
+void ecg_depthwise_mve(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
+    const int32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_multiplier, kh = p->k_h, kw = p->k_w;
+    if (!p->col_buf || kw > 16 || p->dil_w != 1 || kh > DW_MAX_ROWS) {
+        ecg_depthwise_ref(p, in, out);
+        return;
+    }
+    int8_t *plane = (int8_t *)p->col_buf;
+    const int32_t rows = (p->out_h - 1) * p->stride_h + (kh - 1) * p->dil_h + 1;
+    const int32_t cols = (p->out_w - 1) * p->stride_w + kw;
+    int8x16_t wrow[DW_MAX_ROWS];
+    for (int32_t ic = 0; ic < in_c; ++ic) {
+        dw_plane_fill_mve(p, in, ic, plane, rows, cols);
+        for (int32_t m = 0; m < dm; ++m) {
+            const int32_t oc = ic * dm + m;
+            int32_t wsum = 0;
+            for (int32_t ky = 0; ky < kh; ++ky) {
+                int8_t t[16] = {0};
+                for (int32_t kx = 0; kx < kw; ++kx) {
+                    t[kx] = p->filter[((size_t)ky * kw + kx) * out_c + oc];
+                    wsum += t[kx];
+                }
+                wrow[ky] = vldrbq_s8(t);
+            }
+            const int32_t bias = (p->bias ? p->bias[oc] : 0) + p->in_offset * wsum;
+            dw_channel_mve(p, plane, wrow, bias, p->mult[oc], p->shift[oc], out + oc);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- fully connected */
+
+void ecg_fc_mve(const ecg_fc_params *p, const int8_t *in, int8_t *out) {
+    if (!p->bias_eff) {
+        ecg_fc_ref(p, in, out);
+        return;
+    }
+    const int32_t depth = p->in_depth, n_out = p->out_depth, full = depth & ~15, tail = depth - full;
+    const mve_pred16_t pt = vctp8q((uint32_t)tail);
+    const int32_t oo = p->out_offset, lo = p->act_min, hi = p->act_max;
+    const uint32x4_t offs = vidupq_n_u32(0, 1);
+    for (int32_t bt = 0; bt < p->batches; ++bt, in += depth, out += n_out) {
+        for (int32_t o = 0; o < n_out; o += 4) {
+            int32_t a[4];
+            const int32_t n = n_out - o < 4 ? n_out - o : 4;
+            for (int32_t k = 0; k < 4; ++k) a[k] = p->bias_eff[o + (k < n ? k : 0)];
+            const int8_t *w0 = p->filter + (size_t)o * depth;
+            const int8_t *w1 = p->filter + (size_t)(o + (1 < n ? 1 : 0)) * depth;
+            const int8_t *w2 = p->filter + (size_t)(o + (2 < n ? 2 : 0)) * depth;
+            const int8_t *w3 = p->filter + (size_t)(o + (3 < n ? 3 : 0)) * depth;
+            int32_t a0 = a[0], a1 = a[1], a2 = a[2], a3 = a[3];
+            for (int32_t i = 0; i < full; i += 16) {
+                const int8x16_t xv = vldrbq_s8(in + i);
+                a0 = vmladavaq_s8(a0, xv, vldrbq_s8(w0 + i));
+                a1 = vmladavaq_s8(a1, xv, vldrbq_s8(w1 + i));
+                a2 = vmladavaq_s8(a2, xv, vldrbq_s8(w2 + i));
+                a3 = vmladavaq_s8(a3, xv, vldrbq_s8(w3 + i));
+            }
+            if (tail) {
+                const int8x16_t xv = vldrbq_z_s8(in + full, pt);
+                a0 = vmladavaq_p_s8(a0, xv, vldrbq_z_s8(w0 + full, pt), pt);
+                a1 = vmladavaq_p_s8(a1, xv, vldrbq_z_s8(w1 + full, pt), pt);
+                a2 = vmladavaq_p_s8(a2, xv, vldrbq_z_s8(w2 + full, pt), pt);
+                a3 = vmladavaq_p_s8(a3, xv, vldrbq_z_s8(w3 + full, pt), pt);
+            }
+            int32x4_t v = lanes4(a0, a1, a2, a3);
+            if (p->per_channel) {
+                int32_t m[4], l[4], r[4];
+                for (int32_t k = 0; k < 4; ++k) {
+                    const int32_t c = o + (k < n ? k : 0), s = p->shift[c];
+                    m[k] = p->mult[c]; l[k] = s > 0 ? s : 0; r[k] = s > 0 ? 0 : s;
+                }
+                v = rq4v(v, vldrwq_s32(m), vldrwq_s32(l), vldrwq_s32(r));
+            } else {
+                v = rq4(v, p->mult[0], p->shift[0]);
+            }
+            store4(v, oo, lo, hi, NULL, out + o, offs, n);
+        }
+    }
+}
+#endif
