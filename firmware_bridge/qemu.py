@@ -93,7 +93,8 @@ def elf_machine(elf: str | Path) -> str:
 
 class QemuDevice:
     def __init__(self, elf: str | Path, machine: str | None = None, icount: bool = True,
-                 plugin: bool | str | Path = False, timeout: float = 600.0, boot_timeout: float = 20.0):
+                 plugin: bool | str | Path = False, timeout: float = 600.0, boot_timeout: float = 20.0,
+                 monitor: bool = False):
         self.elf = Path(elf)
         if not self.elf.exists():
             raise FirmwareError(f"firmware ELF {self.elf} does not exist")
@@ -107,13 +108,15 @@ class QemuDevice:
         self._dir = Path(tempfile.mkdtemp(prefix="ecg-qemu-"))
         self.uart_path = str(self._dir / "uart0.sock")
         self.plugin_log = self._dir / "icount.log" if plugin else None
+        self.monitor_path = str(self._dir / "monitor.sock") if monitor else None
         self._plugin = plugin
         self.proc: subprocess.Popen | None = None
         self._log = self._dir / "qemu.log"
 
     def command(self) -> list[str]:
+        mon = f"unix:{self.monitor_path},server=on,wait=off" if self.monitor_path else "none"
         cmd = ["timeout", "-k", "5", str(int(self.timeout)), self.qemu, "-M", self.machine, "-nographic",
-               "-monitor", "none", "-semihosting-config", "enable=on,target=native",
+               "-monitor", mon, "-semihosting-config", "enable=on,target=native",
                "-chardev", f"socket,id=u0,path={self.uart_path},server=on,wait=on", "-serial", "chardev:u0",
                "-kernel", str(self.elf)]
         if self.icount:
@@ -128,7 +131,8 @@ class QemuDevice:
         if self.proc is not None:
             return self
         log = open(self._log, "wb")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=self._dir)
         deadline = time.monotonic() + self.boot_timeout
         while not self._listening():
             if self.proc.poll() is not None:
@@ -171,6 +175,35 @@ class QemuDevice:
                     raise FirmwareError(f"cannot connect to QEMU UART {self.uart_path}: {e}; "
                                         f"qemu log: {self.log_text()[-1500:]}") from e
                 time.sleep(0.05)
+
+    def read_memory(self, address: int, size: int, timeout: float = 30.0) -> bytes:
+        """`size` bytes of guest memory at `address` (the CPU's view: Secure aliases included), through
+        the QEMU monitor's memsave (QemuDevice(..., monitor=True))."""
+        if not self.monitor_path or self.proc is None:
+            raise FirmwareError("read_memory needs a running QemuDevice started with monitor=True")
+        dump = self._dir / f"mem-{address:x}-{size}.bin"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.monitor_path)
+
+            def prompt() -> str:
+                buf = b""
+                while not buf.endswith(b"(qemu) "):
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    buf += chunk
+                return buf.decode(errors="replace")
+
+            prompt()
+            # a relative file name (QEMU runs in self._dir): the monitor would read "/" as a division
+            s.sendall(f"memsave {address:#x} {size} {dump.name}\n".encode())
+            reply = prompt()
+        if not dump.exists() or dump.stat().st_size != size:
+            raise FirmwareError(f"memsave {address:#x} {size} failed: {reply[-300:]}")
+        data = dump.read_bytes()
+        dump.unlink()
+        return data
 
     def plugin_records(self) -> list[dict]:
         if self.plugin_log is None or not self.plugin_log.exists():

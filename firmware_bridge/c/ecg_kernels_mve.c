@@ -79,6 +79,37 @@ static void im2col_mve(const ecg_conv_params *p, const int8_t *in, int32_t ox, i
     }
 }
 
+/* *a_j += dot(w[0:n], x_j[0:n]) for n a multiple of 16: per 16 bytes one filter load, four column loads
+ * (post-incremented) and four VMLADAVA.S8 in a low-overhead loop (VMLADAVA takes even accumulators) */
+static inline __attribute__((always_inline)) void dot4_mve(const int8_t *w, const int8_t *x0, const int8_t *x1,
+                                                          const int8_t *x2, const int8_t *x3, int32_t n, int32_t *a0,
+                                                          int32_t *a1, int32_t *a2, int32_t *a3) {
+    if (n <= 0) return;
+    register int32_t r0 __asm__("r0") = *a0;
+    register int32_t r2 __asm__("r2") = *a1;
+    register int32_t r4 __asm__("r4") = *a2;
+    register int32_t r12 __asm__("r12") = *a3;
+    register int32_t count __asm__("lr") = n >> 4;
+    __asm__ volatile(
+        "dls lr, lr\n"
+        "1:\n\t"
+        "vldrb.u8 q0, [%[w]], #16\n\t"
+        "vldrb.u8 q1, [%[x0]], #16\n\t"
+        "vmlava.s8 %[a0], q1, q0\n\t"
+        "vldrb.u8 q2, [%[x1]], #16\n\t"
+        "vmlava.s8 %[a1], q2, q0\n\t"
+        "vldrb.u8 q3, [%[x2]], #16\n\t"
+        "vmlava.s8 %[a2], q3, q0\n\t"
+        "vldrb.u8 q4, [%[x3]], #16\n\t"
+        "vmlava.s8 %[a3], q4, q0\n\t"
+        "le lr, 1b\n"
+        : [a0] "+r"(r0), [a1] "+r"(r2), [a2] "+r"(r4), [a3] "+r"(r12), [w] "+r"(w), [x0] "+r"(x0),
+          [x1] "+r"(x1), [x2] "+r"(x2), [x3] "+r"(x3), "+r"(count)
+        :
+        : "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "memory");
+    *a0 = r0; *a1 = r2; *a2 = r4; *a3 = r12;
+}
+
 /* all output channels oc0.. of a group for four columns: per 16 taps one filter load, four column loads,
  * four VMLADAVA.S8 */
 __attribute__((noinline)) static void conv_block_mve(const ecg_conv_params *p, const int8_t *const cols[NCOL], int8_t *o,
@@ -93,13 +124,7 @@ __attribute__((noinline)) static void conv_block_mve(const ecg_conv_params *p, c
         const int8_t *w = p->filter + (size_t)oc * col_len;
         const int32_t b = p->bias_eff[oc];
         int32_t a0 = b, a1 = b, a2 = b, a3 = b;
-        for (int32_t i = 0; i < full; i += 16) {
-            const int8x16_t wv = vldrbq_s8(w + i);
-            a0 = vmladavaq_s8(a0, vldrbq_s8(c0 + i), wv);
-            a1 = vmladavaq_s8(a1, vldrbq_s8(c1 + i), wv);
-            a2 = vmladavaq_s8(a2, vldrbq_s8(c2 + i), wv);
-            a3 = vmladavaq_s8(a3, vldrbq_s8(c3 + i), wv);
-        }
+        dot4_mve(w, c0, c1, c2, c3, full, &a0, &a1, &a2, &a3);
         if (tail) {
             const int8x16_t wv = vldrbq_z_s8(w + full, pt);
             a0 = vmladavaq_p_s8(a0, vldrbq_z_s8(c0 + full, pt), wv, pt);
