@@ -11,16 +11,6 @@
 #include "ecg_opt.h"
 
 #if defined(ECG_OPTIMIZED) && defined(ECG_KERNELS_MVE)
-#include <arm_mve.h>
-
-/* TFLite MultiplyByQuantizedMultiplier on four lanes, one multiplier and shift for all */
-static inline int32x4_t rq4(int32x4_t acc, int32_t mult, int32_t shift) {
-    const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
-    acc = vshlq_r_s32(acc, left);
-    acc = vqrdmulhq_n_s32(acc, mult);
-    const int32x4_t fixup = vshrq_n_s32(vandq_s32(acc, vdupq_n_s32(-right)), 31);
-    return vrshlq_n_s32(vqaddq_s32(acc, fixup), -right);
-}
 
 /* the same with a multiplier and shift per lane (left = max(shift, 0), neg_right = min(shift, 0)) */
 static inline int32x4_t rq4v(int32x4_t acc, int32x4_t mult, int32x4_t left, int32x4_t neg_right) {
@@ -48,10 +38,16 @@ static inline void store4(int32x4_t v, int32_t oo, int32_t lo, int32_t hi, const
 
 /* n bytes from src to dst, or the byte `fill` when src is NULL (16 per vector, the tail predicated) */
 static inline void copy_or_fill(int8_t *dst, const int8_t *src, int32_t n, int8_t fill) {
-    const int8x16_t f = vdupq_n_s8(fill);
-    for (int32_t i = 0; i < n; i += 16) {
+    int32_t i = 0;
+    if (src) {
+        for (; i + 16 <= n; i += 16) vstrbq_s8(dst + i, vldrbq_s8(src + i));
+    } else {
+        const int8x16_t f = vdupq_n_s8(fill);
+        for (; i + 16 <= n; i += 16) vstrbq_s8(dst + i, f);
+    }
+    if (i < n) {
         const mve_pred16_t pr = vctp8q((uint32_t)(n - i));
-        vstrbq_p_s8(dst + i, src ? vldrbq_z_s8(src + i, pr) : f, pr);
+        vstrbq_p_s8(dst + i, src ? vldrbq_z_s8(src + i, pr) : vdupq_n_s8(fill), pr);
     }
 }
 
@@ -136,6 +132,72 @@ __attribute__((noinline)) static void conv_block_mve(const ecg_conv_params *p, c
     }
 }
 
+/* Columns of 16 taps (1x1 convs of 16 input channels, the 1->16 stem): weight-stationary. Four
+ * output channels' filters stay in vector registers while the columns stream past; per column: one LDM
+ * puts the four channels' biases in the accumulators, one load, four VMLADAVA.S8, two VMOV (core pairs to
+ * the D halves of q7: not MVE's two-lane VMOV, which QEMU 7.2 executes with its lanes swapped),  the requantisation of the four as one vector with per-lane multipliers and shifts (q4, q5),
+ * the output offset, saturation to int8 (VQSHL #24, VSHR #24), the fused table if any (a gather), and
+ * one store of four consecutive bytes. Columns start at x + j * xstride (inside the input). Needs
+ * 16 taps exactly, out_c % 4 == 0, no left shift and a full-range output (the caller checks). */
+__attribute__((noinline)) static void conv_cols16_mve(const ecg_conv_params *p, const int8_t *x, int32_t xstride,
+                                                      int32_t ncols, int8_t *o) {
+    const int32_t out_c = p->out_c;
+    const int8_t *post = p->post_lut;
+    for (int32_t oc = 0; oc < out_c; oc += 4) {
+        /* r0, r2, r4: the filter, multipliers and shifts while q0-q5 load; then accumulators */
+        register int32_t r0 __asm__("r0") = (int32_t)(p->filter + (size_t)oc * 16);
+        register int32_t r2 __asm__("r2") = (int32_t)(p->mult + oc);
+        register int32_t r4 __asm__("r4") = (int32_t)(p->shift + oc);
+        register int32_t r6 __asm__("r6");
+        register int32_t count __asm__("lr") = ncols;
+        const int32_t *bias = p->bias_eff + oc;
+        const int8_t *xc = x;
+        int8_t *oj = o + oc;
+#define COLS16_HEAD                                                                          \
+        "vldrb.u8 q0, [r0]\n\t" "vldrb.u8 q1, [r0, #16]\n\t" "vldrb.u8 q2, [r0, #32]\n\t"  \
+        "vldrb.u8 q3, [r0, #48]\n\t" "vldrw.u32 q4, [r2]\n\t" "vldrw.u32 q5, [r4]\n\t"     \
+        "dls lr, lr\n"                                                                       \
+        "1:\n\t"                                                                             \
+        "ldm %[b], {r0, r2, r4, r6}\n\t"                                                     \
+        "vldrb.u8 q7, [%[x]]\n\t"                                                            \
+        "add %[x], %[xs]\n\t"                                                                \
+        "vmlava.s8 r0, q7, q0\n\t" "vmlava.s8 r2, q7, q1\n\t"                                \
+        "vmlava.s8 r4, q7, q2\n\t" "vmlava.s8 r6, q7, q3\n\t"                                \
+        "vmov d14, r0, r2\n\t" "vmov d15, r4, r6\n\t"                                        \
+        "vqrdmulh.s32 q7, q7, q4\n\t"                                                        \
+        "vand q6, q7, q5\n\t" "vshr.s32 q6, q6, #31\n\t" "vqadd.s32 q7, q7, q6\n\t"          \
+        "vrshl.s32 q7, q7, q5\n\t"                                                           \
+        "vadd.i32 q7, q7, %[oo]\n\t"
+        if (post) {
+            /* output offset + 128, saturated to 0..255: the fused table's index */
+            __asm__ volatile(
+                COLS16_HEAD
+                "vqshlu.s32 q7, q7, #24\n\t" "vshr.u32 q7, q7, #24\n\t"
+                "vldrb.s32 q6, [%[post], q7]\n\t"
+                "vstrb.32 q6, [%[o]]\n\t"
+                "add %[o], %[os]\n\t"
+                "le lr, 1b\n"
+                : [x] "+r"(xc), [o] "+r"(oj), "+r"(count), "+r"(r0), "+r"(r2), "+r"(r4), "=&r"(r6)
+                : [b] "r"(bias), [xs] "r"(xstride), [os] "r"(out_c), [oo] "r"(p->out_offset + 128),
+                  [post] "r"(post - 128)
+                : "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10", "d11", "d12", "d13", "d14",
+                  "d15", "memory");
+        } else {
+            __asm__ volatile(
+                COLS16_HEAD
+                "vqshl.s32 q7, q7, #24\n\t" "vshr.s32 q7, q7, #24\n\t"
+                "vstrb.32 q7, [%[o]]\n\t"
+                "add %[o], %[os]\n\t"
+                "le lr, 1b\n"
+                : [x] "+r"(xc), [o] "+r"(oj), "+r"(count), "+r"(r0), "+r"(r2), "+r"(r4), "=&r"(r6)
+                : [b] "r"(bias), [xs] "r"(xstride), [os] "r"(out_c), [oo] "r"(p->out_offset)
+                : "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10", "d11", "d12", "d13", "d14",
+                  "d15", "memory");
+        }
+#undef COLS16_HEAD
+    }
+}
+
 void ecg_conv2d_mve(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t fic = p->filter_in_c, groups = p->in_c / fic, per_group = p->out_c / groups;
     const int32_t col_len = p->k_h * p->k_w * fic, col16 = (col_len + 15) & ~15;
@@ -148,6 +210,33 @@ void ecg_conv2d_mve(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
     /* a column that is one contiguous run of the input (no groups, one kernel row, inside the input)
      * is read where it is; others are built in the scratch block */
     const int direct = groups == 1 && p->dil_w == 1 && p->k_h == 1;
+    int no_left = 1;
+    for (int32_t oc = 0; oc < p->out_c; ++oc) no_left &= p->shift[oc] <= 0;
+    if (direct && col_len == 16 && (p->out_c & 3) == 0 && no_left && p->act_min == -128 && p->act_max == 127) {
+        /* interior columns of each output row stream through the weight-stationary kernel; the
+         * columns that reach into the padding take the block path below */
+        const int32_t xstride = p->stride_w * p->in_c;
+        for (int32_t oy = 0; oy < p->out_h; ++oy) {
+            const int32_t iy = oy * p->stride_h - p->pad_h;
+            int32_t x0 = 0, x1 = p->out_w;   /* interior: ox * sw - pad_w >= 0 and + k_w <= in_w */
+            while (x0 < x1 && x0 * p->stride_w - p->pad_w < 0) ++x0;
+            while (x1 > x0 && (x1 - 1) * p->stride_w - p->pad_w + p->k_w > p->in_w) --x1;
+            if (iy < 0 || iy >= p->in_h) x1 = x0;
+            int8_t *orow = out + (size_t)oy * p->out_w * p->out_c;
+            if (x1 > x0)
+                conv_cols16_mve(p, in + ((size_t)iy * p->in_w + x0 * p->stride_w - p->pad_w) * p->in_c, xstride,
+                                x1 - x0, orow + (size_t)x0 * p->out_c);
+            for (int32_t ox = 0; ox < p->out_w; ++ox) {
+                if (ox == x0 && x1 > x0) ox = x1;   /* past the interior */
+                if (ox >= p->out_w) break;
+                const int8_t *cols[NCOL];
+                im2col_mve(p, in, ox, oy, 0, scratch);
+                cols[0] = cols[1] = cols[2] = cols[3] = scratch;
+                conv_block_mve(p, cols, orow + (size_t)ox * p->out_c, 0, p->out_c, col_len, 1);
+            }
+        }
+        return;
+    }
     for (int32_t g = 0; g < groups; ++g) {
         const int32_t oc0 = g * per_group, c0 = g * fic;
         for (int32_t pos = 0; pos < n_pos; pos += NCOL) {
@@ -188,7 +277,9 @@ static void dw_plane_fill_mve(const ecg_conv_params *p, const int8_t *in, int32_
         const int32_t x1 = p->pad_w + p->in_w < cols ? p->pad_w + p->in_w : cols;
         copy_or_fill(dst, NULL, x0, zp);
         const int8_t *src = in + (size_t)iy * p->in_w * in_c + ic;
-        for (int32_t x = x0; x < x1; x += 8, src += 8 * in_c) {
+        int32_t x = x0;
+        for (; x + 8 <= x1; x += 8, src += 8 * in_c) vstrbq_s16(dst + x, vldrbq_gather_offset_s16(src, offs));
+        if (x < x1) {
             const mve_pred16_t pr = vctp16q((uint32_t)(x1 - x));
             vstrbq_p_s16(dst + x, vldrbq_gather_offset_z_s16(src, offs, pr), pr);
         }

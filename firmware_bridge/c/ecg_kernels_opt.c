@@ -68,6 +68,20 @@ static int affine_small(int32_t b, int32_t w) {
 void ecg_lut_opt(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out) {
     const uint8_t *t = (const uint8_t *)lut + 128;   /* index by the signed value */
     int32_t i = 0;
+#if defined(ECG_KERNELS_MVE)
+    /* 16 lookups per gather: byte u of x is the index of x + 128 once its top bit is flipped */
+    const uint8x16_t flip = vdupq_n_u8(0x80);
+    for (; i + 16 <= size; i += 16) {
+        const uint8x16_t idx = veorq_u8(vldrbq_u8((const uint8_t *)in + i), flip);
+        vstrbq_u8((uint8_t *)out + i, vldrbq_gather_offset_u8((const uint8_t *)lut, idx));
+    }
+    if (i < size) {
+        const mve_pred16_t pr = vctp8q((uint32_t)(size - i));
+        const uint8x16_t idx = veorq_u8(vldrbq_z_u8((const uint8_t *)in + i, pr), flip);
+        vstrbq_p_u8((uint8_t *)out + i, vldrbq_gather_offset_z_u8((const uint8_t *)lut, idx, pr), pr);
+    }
+    return;
+#endif
     for (; i + 4 <= size; i += 4) {
         const int8_t a = in[i], b = in[i + 1], c = in[i + 2], d = in[i + 3];
         out[i] = (int8_t)t[a]; out[i + 1] = (int8_t)t[b]; out[i + 2] = (int8_t)t[c]; out[i + 3] = (int8_t)t[d];
@@ -110,6 +124,29 @@ void ecg_mul_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, i
         for (int32_t i = 0; i < size; ++i) out[i] = MUL_Q(a[i], b[i]);
     } else if (per_channel_b(p)) {
         const int32_t c = p->out_dims[3], rows = size / c;
+#if defined(ECG_KERNELS_MVE)
+        if ((c & 3) == 0 && c <= 256) {
+            /* four channels per vector: (a + off1) * m = a * m + off1 * m, m = b + off2 per channel */
+            int32_t mv[256], om[256];
+            for (int32_t k = 0; k < c; ++k) {
+                mv[k] = b[k] + off2;
+                om[k] = off1 * mv[k];
+            }
+            const int32_t shift = p->shift;
+            const int32x4_t vlo = vdupq_n_s32(lo), vhi = vdupq_n_s32(hi);
+            for (int32_t k = 0; k < c; k += 4) {
+                const int32x4_t m4 = vldrwq_s32(mv + k), o4 = vldrwq_s32(om + k);
+                const int8_t *src = a + k;
+                int8_t *dst = out + k;
+                for (int32_t r = 0; r < rows; ++r, src += c, dst += c) {
+                    int32x4_t v = vaddq_s32(vmulq_s32(vldrbq_s32(src), m4), o4);
+                    v = vaddq_n_s32(rq4(v, rq.mult, shift), oo);
+                    vstrbq_s32(dst, vminq_s32(vmaxq_s32(v, vlo), vhi));
+                }
+            }
+            return;
+        }
+#endif
         if (affine_ok(rq, lo, hi) && affine_small(off1 * 255, 255)) {
             for (int32_t k = 0; k < c; ++k) {   /* (a + off1) * m = a * m + off1 * m, m per channel */
                 const int32_t m = b[k] + off2;
@@ -157,6 +194,19 @@ void ecg_add_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, i
         const uint8_t *ua = (const uint8_t *)a, *ub = (const uint8_t *)b;
         const int8_t *pair = p->pair;
         int32_t i = 0;
+#if defined(ECG_KERNELS_MVE)
+        /* 8 results per gather: index (b << 8) | a in 16-bit lanes (VSLI) */
+        for (; i + 8 <= size; i += 8) {
+            const uint16x8_t idx = vsliq_n_u16(vldrbq_u16(ua + i), vldrbq_u16(ub + i), 8);
+            vstrbq_u16((uint8_t *)out + i, vldrbq_gather_offset_u16((const uint8_t *)pair, idx));
+        }
+        if (i < size) {
+            const mve_pred16_t pr = vctp16q((uint32_t)(size - i));
+            const uint16x8_t idx = vsliq_n_u16(vldrbq_z_u16(ua + i, pr), vldrbq_z_u16(ub + i, pr), 8);
+            vstrbq_p_u16((uint8_t *)out + i, vldrbq_gather_offset_z_u16((const uint8_t *)pair, idx, pr), pr);
+        }
+        return;
+#endif
         for (; i + 2 <= size; i += 2) {
             const int8_t y0 = pair[ua[i] | (ub[i] << 8)], y1 = pair[ua[i + 1] | (ub[i + 1] << 8)];
             out[i] = y0;
@@ -179,6 +229,14 @@ void ecg_add_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, i
 /* word-wise copy and fill (newlib-nano's memcpy/memset go byte by byte) */
 static void copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
     int32_t i = 0;
+#if defined(ECG_KERNELS_MVE)
+    for (; i + 16 <= n; i += 16) vstrbq_s8(dst + i, vldrbq_s8(src + i));
+    if (i < n) {
+        const mve_pred16_t pr = vctp8q((uint32_t)(n - i));
+        vstrbq_p_s8(dst + i, vldrbq_z_s8(src + i, pr), pr);
+    }
+    return;
+#endif
     for (; i + 8 <= n; i += 8) {
         const uint32_t a = load32(src + i), b = load32(src + i + 4);
         memcpy(dst + i, &a, 4);
@@ -189,6 +247,12 @@ static void copy_bytes(int8_t *dst, const int8_t *src, int32_t n) {
 static void fill_bytes(int8_t *dst, int8_t value, int32_t n) {
     const uint32_t v = (uint32_t)(uint8_t)value * 0x01010101u;
     int32_t i = 0;
+#if defined(ECG_KERNELS_MVE)
+    const int8x16_t f = vdupq_n_s8(value);
+    for (; i + 16 <= n; i += 16) vstrbq_s8(dst + i, f);
+    if (i < n) vstrbq_p_s8(dst + i, f, vctp8q((uint32_t)(n - i)));
+    return;
+#endif
     for (; i + 4 <= n; i += 4) memcpy(dst + i, &v, 4);
     for (; i < n; ++i) dst[i] = value;
 }
@@ -250,6 +314,11 @@ void ecg_maxpool_opt(const ecg_pool_params *p, const int8_t *in, int8_t *out) {
             if (ya + 1 == yb && xa + 2 == xb) {   /* the 1x2 window of the shortcut pools */
                 const int8_t *s0 = in + ((size_t)ya * p->in_w + xa) * c, *s1 = s0 + c;
                 int32_t k = 0;
+#if defined(ECG_KERNELS_MVE)
+                const int8x16_t vlo = vdupq_n_s8((int8_t)lo), vhi = vdupq_n_s8((int8_t)hi);
+                for (; k + 16 <= c; k += 16)
+                    vstrbq_s8(out + k, vminq_s8(vmaxq_s8(vmaxq_s8(vldrbq_s8(s0 + k), vldrbq_s8(s1 + k)), vlo), vhi));
+#endif
                 if (lo == -128 && hi == 127)
                     for (; k + 4 <= c; k += 4) {
                         const uint32_t m4 = max4_s8(load32(s0 + k), load32(s1 + k));
@@ -492,6 +561,16 @@ void ecg_mean_opt(const ecg_mean_params *p, const int8_t *in, int8_t *out) {
         for (int32_t i = 0; i < inner; i += 4) {
             const int8_t *src = in + (size_t)o * n * inner + i;
             int32_t acc[4] = {0, 0, 0, 0};
+#if defined(ECG_KERNELS_MVE)
+            int32x4_t sum = vdupq_n_s32(0);
+            for (int32_t r = 0; r < n; ++r, src += inner) sum = vaddq_s32(sum, vldrbq_s32(src));
+            vstrwq_s32(acc, sum);
+            for (int32_t k = 0; k < 4; ++k) {
+                const int32_t v = p->variant == 1 ? acc[k] / n : ecg_mbqm(acc[k] - p->in_zp * n, mult, shift) + p->out_zp;
+                out[(size_t)o * inner + i + k] = (int8_t)ecg_clamp(v, -128, 127);
+            }
+            continue;
+#endif
             int32_t s0 = 0, s1 = 0, s2 = 0, s3 = 0;
             /* 16-bit lane sums (SXTAB16) of at most 128 rows cannot overflow; then into 32-bit sums */
             for (int32_t r0 = 0; r0 < n; r0 += 128) {
@@ -521,6 +600,18 @@ void ecg_mean_opt(const ecg_mean_params *p, const int8_t *in, int8_t *out) {
 #if defined(ECG_OPTIMIZED)
 /* out[r][c] = tables[c][in[r][c]]: the generator's per-channel tables (affine, optionally + Swish) */
 void ecg_channel_lut_opt(const int8_t *tables, int32_t rows, int32_t channels, const int8_t *in, int8_t *out) {
+#if defined(ECG_KERNELS_MVE)
+    if ((channels & 7) == 0) {
+        /* 8 channels of a row per gather: index (c + j) * 256 + x + 128 in 16-bit lanes */
+        const uint16x8_t lane = vaddq_n_u16(vmulq_n_u16(vidupq_n_u16(0, 1), 256), 128);
+        for (int32_t r = 0; r < rows; ++r, in += channels, out += channels)
+            for (int32_t c = 0; c < channels; c += 8) {
+                const uint16x8_t idx = vaddq_u16(vreinterpretq_u16_s16(vldrbq_s16(in + c)), lane);
+                vstrbq_u16((uint8_t *)out + c, vldrbq_gather_offset_u16((const uint8_t *)tables + (size_t)c * 256, idx));
+            }
+        return;
+    }
+#endif
     for (int32_t c = 0; c < channels; ++c) {
         const int8_t *t = tables + (size_t)c * 256 + 128;
         const int8_t *s = in + c;

@@ -79,4 +79,17 @@ static inline int32_t rq_fast(int32_t acc2, int32_t mult, int32_t right, int32_t
 }
 
 #define NCOL 4   /* output columns per conv block */
+
+#if defined(ECG_KERNELS_MVE)
+#include <arm_mve.h>
+/* TFLite MultiplyByQuantizedMultiplier on four lanes, one multiplier and shift for all (ecg_kernels_mve.c
+ * explains the VQRDMULH / VRSHL identities) */
+static inline int32x4_t rq4(int32x4_t acc, int32_t mult, int32_t shift) {
+    const int32_t left = shift > 0 ? shift : 0, right = shift > 0 ? 0 : -shift;
+    acc = vshlq_r_s32(acc, left);
+    acc = vqrdmulhq_n_s32(acc, mult);
+    const int32x4_t fixup = vshrq_n_s32(vandq_s32(acc, vdupq_n_s32(-right)), 31);
+    return vrshlq_n_s32(vqaddq_s32(acc, fixup), -right);
+}
+#endif
 #endif
