@@ -32,6 +32,7 @@ typedef struct {
     const int32_t *mult, *shift;      /* per output channel */
     void *col_buf;                    /* optimised scratch: conv im2col block, depthwise channel plane */
     int32_t plane_h, plane_w;         /* depthwise: the padded channel plane's rows and row length */
+    int32_t depthwise_planes;         /* depthwise: channel planes the scratch holds (1 or 4) */
     const int32_t *bias_eff;          /* mve conv: bias + in_offset * filter row sum */
     /* optimised conv, set by the generator when every channel suits the fast requantiser (else NULL):
      * 2 x filter widened to int16, pair-reordered per 4 taps, [out_c][col_len rounded up to 4];

@@ -346,17 +346,23 @@ void ecg_maxpool_opt(const ecg_pool_params *p, const int8_t *in, int8_t *out) {
 #if defined(ECG_OPTIMIZED)
 
 
-/* Depthwise conv (c and dsp paths): channel by channel. One input channel is copied once into a padded
- * int16 plane with the input offset added (padding 0, so every output is a plain dot product over the
- * taps, edges included); its taps go into registers and each output is a dot product of rows of the
- * plane: on the dsp path two taps per SMLAD (the row widened to an even tap count with a zero tap),
- * on the c path one 32-bit multiply-accumulate per tap. Common shapes (1x16, 3x3, 1xk small) are
- * unrolled at compile time. The 1x1 convs the converter emits for per-channel affines stream. */
-static void dw_plane_fill(const ecg_conv_params *p, const int8_t *in, int32_t ic, int16_t *plane, int32_t rows,
+/* Depthwise conv (c and dsp paths): channel by channel. Input channels are copied into padded planes
+ * with the input offset added (padding 0, so every output is a plain dot product over the taps, edges
+ * included): int16 on the dsp path (two taps per SMLAD), int32 on the c path (LDM loads four); four
+ * channels at a time from one word load per pixel when the input channels are a multiple of 4. The
+ * taps go into registers; common shapes are unrolled at compile time, 3x3 stride 1 computes two
+ * outputs per pass in assembly. The 1x1 convs the converter emits for per-channel affines stream. */
+#if defined(ECG_KERNELS_DSP)
+typedef int16_t dw_t;
+#else
+typedef int32_t dw_t;
+#endif
+
+static void dw_plane_fill(const ecg_conv_params *p, const int8_t *in, int32_t ic, dw_t *plane, int32_t rows,
                           int32_t cols) {
     const int32_t pw = p->plane_w, in_c = p->in_c, off = p->in_offset;
     for (int32_t r = 0; r < rows; ++r) {
-        int16_t *dst = plane + (size_t)r * pw;
+        dw_t *dst = plane + (size_t)r * pw;
         const int32_t iy = r - p->pad_h;
         if (iy < 0 || iy >= p->in_h) {
             for (int32_t x = 0; x < cols; ++x) dst[x] = 0;
@@ -368,11 +374,70 @@ static void dw_plane_fill(const ecg_conv_params *p, const int8_t *in, int32_t ic
         const int8_t *src = in + ((size_t)iy * p->in_w + (x - p->pad_w)) * in_c + ic;
         for (; x + 2 <= x1; x += 2, src += 2 * in_c) {
             const int32_t a = src[0], b = src[in_c];
-            dst[x] = (int16_t)(a + off);
-            dst[x + 1] = (int16_t)(b + off);
+            dst[x] = (dw_t)(a + off);
+            dst[x + 1] = (dw_t)(b + off);
         }
-        for (; x < x1; ++x, src += in_c) dst[x] = (int16_t)(*src + off);
+        for (; x < x1; ++x, src += in_c) dst[x] = (dw_t)(*src + off);
         for (; x < cols; ++x) dst[x] = 0;
+    }
+}
+
+#if defined(ECG_KERNELS_DSP) && defined(__ARM_FEATURE_DSP)
+static inline uint32_t PKHBT16(uint32_t a, uint32_t b) {   /* (a.bottom, b.bottom) */
+    uint32_t r;
+    __asm__("pkhbt %0, %1, %2, lsl #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t PKHTB16(uint32_t a, uint32_t b) {   /* (a.top, b.top) */
+    uint32_t r;
+    __asm__("pkhtb %0, %2, %1, asr #16" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+static inline uint32_t SXTAB16_R8(uint32_t acc, uint32_t x) {
+    uint32_t r;
+    __asm__("sxtab16 %0, %1, %2, ror #8" : "=r"(r) : "r"(acc), "r"(x));
+    return r;
+}
+#endif
+
+/* Four channels ic..ic+3 into four planes (plane k at planes + k * plane_stride): one word load per pixel
+ * feeds all four; the padding is 0 as in dw_plane_fill. */
+static void dw_plane_fill4(const ecg_conv_params *p, const int8_t *in, int32_t ic, dw_t *planes,
+                           size_t plane_stride, int32_t rows, int32_t cols) {
+    const int32_t pw = p->plane_w, in_c = p->in_c, off = p->in_offset;
+    for (int32_t r = 0; r < rows; ++r) {
+        dw_t *d0 = planes + (size_t)r * pw, *d1 = d0 + plane_stride, *d2 = d1 + plane_stride, *d3 = d2 + plane_stride;
+        const int32_t iy = r - p->pad_h;
+        const int inside = iy >= 0 && iy < p->in_h;
+        const int32_t x0 = p->pad_w < cols ? p->pad_w : cols;
+        const int32_t x1 = !inside ? x0 : (p->pad_w + p->in_w < cols ? p->pad_w + p->in_w : cols);
+        int32_t x = 0;
+        for (; x < (inside ? x0 : cols); ++x) d0[x] = d1[x] = d2[x] = d3[x] = 0;
+        if (!inside) continue;
+        const int8_t *src = in + (size_t)iy * p->in_w * in_c + ic;
+#if defined(ECG_KERNELS_DSP) && defined(__ARM_FEATURE_DSP)
+        /* two pixels per pass from an even plane index: one word store per channel (PKHBT/PKHTB) */
+        const uint32_t off2 = ((uint32_t)(uint16_t)off) * 0x10001u;
+        if (x < x1 && (x & 1)) {
+            const uint32_t v = load32(src), e = SXTAB16(off2, v), o = SXTAB16_R8(off2, v);
+            d0[x] = (int16_t)e; d2[x] = (int16_t)(e >> 16); d1[x] = (int16_t)o; d3[x] = (int16_t)(o >> 16);
+            ++x;
+            src += in_c;
+        }
+        for (; x + 2 <= x1; x += 2, src += 2 * in_c) {
+            const uint32_t v = load32(src), u = load32(src + in_c);
+            const uint32_t ev = SXTAB16(off2, v), ov = SXTAB16_R8(off2, v);   /* (c0,c2), (c1,c3) */
+            const uint32_t eu = SXTAB16(off2, u), ou = SXTAB16_R8(off2, u);
+            const uint32_t p0 = PKHBT16(ev, eu), p2 = PKHTB16(ev, eu), p1 = PKHBT16(ov, ou), p3 = PKHTB16(ov, ou);
+            memcpy(d0 + x, &p0, 4); memcpy(d1 + x, &p1, 4); memcpy(d2 + x, &p2, 4); memcpy(d3 + x, &p3, 4);
+        }
+#endif
+        for (; x < x1; ++x, src += in_c) {
+            const uint32_t v = load32(src);
+            d0[x] = (dw_t)((int8_t)v + off); d1[x] = (dw_t)((int8_t)(v >> 8) + off);
+            d2[x] = (dw_t)((int8_t)(v >> 16) + off); d3[x] = (dw_t)((int8_t)(v >> 24) + off);
+        }
+        for (; x < cols; ++x) d0[x] = d1[x] = d2[x] = d3[x] = 0;
     }
 }
 
@@ -387,59 +452,194 @@ static inline int8_t dw_store(int32_t acc, const dw_rq *q) {
     return (int8_t)ecg_clamp(v, q->lo, q->hi);
 }
 
-/* One output channel over its plane. KH, KW2: compile-time kernel rows and row length (even, with a
- * zero tap when the kernel's is odd) for unrolled shapes, 0 for the run-time loop. */
+static inline __attribute__((always_inline)) int32_t dw_out(int32_t acc, const dw_rq *q, int fast) {
+    return fast ? SAT8(rq_fast(acc + acc, q->mult, q->right, q->rbias)) : dw_store(acc, q);
+}
+
+/* One output channel over its plane, taps in registers. KH, KW2: compile-time kernel rows and row length
+ * (even, with a zero tap when the kernel's is odd). FAST: the fast requantiser with a full-range output
+ * (SMMLAR, ADD, ASR, SSAT per output); otherwise the generic one. */
 static inline __attribute__((always_inline)) void dw_channel(
-        const ecg_conv_params *p, const int16_t *plane, const int16_t *wt, int32_t bias, const dw_rq *q,
-        int8_t *out, const int KH, const int KW2) {
-    const int32_t kh = KH ? KH : p->k_h, kw2 = KW2 ? KW2 : ((p->k_w + 1) & ~1);
-    const int32_t pw = p->plane_w, sh = p->stride_h, sw = p->stride_w, dh = p->dil_h, out_c = p->out_c;
+        const ecg_conv_params *p, const dw_t *plane, const int16_t *wt, int32_t bias, const dw_rq *q,
+        int8_t *out, const int KH, const int KW2, const int FAST) {
+#if defined(ECG_KERNELS_DSP)
+    uint32_t w[KH * KW2 / 2];
+#pragma GCC unroll 32
+    for (int k = 0; k < KH * KW2 / 2; ++k) w[k] = load32(wt + 2 * k);
+#else
+    int32_t w[KH * KW2];
+#pragma GCC unroll 32
+    for (int k = 0; k < KH * KW2; ++k) w[k] = wt[k];
+#endif
+    const int32_t pw = p->plane_w, sw = p->stride_w, out_c = p->out_c, ow = p->out_w;
+    const size_t rstep = (size_t)p->dil_h * pw, ystep = (size_t)p->stride_h * pw;
     for (int32_t oy = 0; oy < p->out_h; ++oy) {
-        const int16_t *row0 = plane + (size_t)oy * sh * pw;
-        int8_t *o = out + (size_t)oy * p->out_w * out_c;
-        for (int32_t ox = 0; ox < p->out_w; ++ox, o += out_c) {
-            const int16_t *x = row0 + ox * sw;
+        const dw_t *x = plane + oy * ystep;
+        int8_t *o = out + (size_t)oy * ow * out_c;
+        for (int32_t ox = 0; ox < ow; ++ox, o += out_c, x += sw) {
             int32_t acc = bias;
 #pragma GCC unroll 16
-            for (int32_t ky = 0; ky < kh; ++ky) {
-                const int16_t *xr = x + (size_t)ky * dh * pw;
-                const int16_t *wr = wt + ky * kw2;
+            for (int ky = 0; ky < KH; ++ky) {
+                const dw_t *xr = x + ky * rstep;
 #if defined(ECG_KERNELS_DSP)
 #pragma GCC unroll 16
-                for (int32_t k = 0; k < kw2; k += 2) acc = SMLAD(load32(xr + k), load32(wr + k), acc);
+                for (int k = 0; k < KW2 / 2; ++k) acc = SMLAD(load32(xr + 2 * k), w[ky * KW2 / 2 + k], acc);
 #else
 #pragma GCC unroll 16
-                for (int32_t k = 0; k < kw2; ++k) acc += (int32_t)xr[k] * wr[k];
+                for (int k = 0; k < KW2; ++k) acc += xr[k] * w[ky * KW2 + k];
 #endif
             }
-            *o = dw_store(acc, q);
+            *o = (int8_t)dw_out(acc, q, FAST);
         }
     }
 }
 
-__attribute__((noinline)) static void dw_channel_1x16(const ecg_conv_params *p, const int16_t *plane, const int16_t *wt,
-                                                      int32_t bias, const dw_rq *q, int8_t *out) {
-    dw_channel(p, plane, wt, bias, q, out, 1, 16);
+#define DW_SHAPE(KH, KW2)                                                                                          \
+    __attribute__((noinline)) static void dw_channel_##KH##x##KW2(const ecg_conv_params *p, const dw_t *plane,     \
+                                                                 const int16_t *wt, int32_t bias, const dw_rq *q, \
+                                                                 int8_t *out) {                                  \
+        if (q->fast && q->lo == -128 && q->hi == 127) dw_channel(p, plane, wt, bias, q, out, KH, KW2, 1);        \
+        else dw_channel(p, plane, wt, bias, q, out, KH, KW2, 0);                                                 \
+    }
+DW_SHAPE(1, 16)
+DW_SHAPE(3, 4)
+DW_SHAPE(1, 4)
+DW_SHAPE(1, 6)
+DW_SHAPE(5, 6)
+
+/* 3x3, stride 1 along x: two adjacent outputs per pass share each row's four plane values x0..x3.
+ * DSP: with the row's words lo = (x0,x1), hi = (x2,x3) and the tap words wA = (w0,w1), wB = (w1,w2),
+ *   out0 += SMLAD(lo, wA) + SMLABT(hi, wB)  [x0 w0 + x1 w1, x2 w2]
+ *   out1 += SMLAD(hi, wB) + SMLATB(lo, wA)  [x2 w1 + x3 w2, x1 w0]
+ * four multiply instructions per row for six MACs. C (ARMv7-M): one LDM of the four int32 plane values,
+ * one of the row's three taps, six MLA. */
+static inline __attribute__((always_inline)) void dw3x3_pair(const dw_t *x, int32_t rs_bytes, const int32_t *w,
+                                                             int32_t bias, int32_t *a0, int32_t *a1) {
+    int32_t r0 = bias, r1 = bias;
+#if defined(ECG_KERNELS_DSP) && defined(__ARM_FEATURE_DSP)
+    uint32_t lo, hi, wa, wb;
+    const dw_t *t = x;
+#define DW3_ROW(WOFF)                                                       \
+        "ldr %[lo], [%[t]]\n\t"                                             \
+        "ldr %[hi], [%[t], #4]\n\t"                                         \
+        "ldrd %[wa], %[wb], [%[w], #" WOFF "]\n\t"                          \
+        "smlad %[a0], %[lo], %[wa], %[a0]\n\t"                              \
+        "smlabt %[a0], %[hi], %[wb], %[a0]\n\t"                             \
+        "smlad %[a1], %[hi], %[wb], %[a1]\n\t"                              \
+        "smlatb %[a1], %[lo], %[wa], %[a1]\n\t"
+    __asm__("" DW3_ROW("0") "add %[t], %[t], %[rs]\n\t" DW3_ROW("8") "add %[t], %[t], %[rs]\n\t" DW3_ROW("16")
+            : [a0] "+&r"(r0), [a1] "+&r"(r1), [lo] "=&r"(lo), [hi] "=&r"(hi), [wa] "=&r"(wa), [wb] "=&r"(wb),
+              [t] "+&r"(t)
+            : [w] "r"(w), [rs] "r"(rs_bytes)
+            : "memory");
+#undef DW3_ROW
+#elif defined(ECG_KERNELS_DSP)
+    for (int ky = 0; ky < 3; ++ky, x = (const dw_t *)((const char *)x + rs_bytes)) {
+        const uint32_t lo = load32(x), hi = load32(x + 2), wa = (uint32_t)w[2 * ky], wb = (uint32_t)w[2 * ky + 1];
+        r0 = SMLAD(lo, wa, r0);
+        r0 = SMLABB(hi, wb >> 16, r0);
+        r1 = SMLAD(hi, wb, r1);
+        r1 = SMLATB(lo, wa, r1);
+    }
+#elif defined(ECG_KERNELS_C) && __ARM_ARCH >= 7 && defined(__thumb2__)
+    /* LDM fills registers in number order: the plane values and taps in fixed, ascending registers */
+    register int32_t x0 __asm__("r2"), x1 __asm__("r3"), x2 __asm__("r4"), x3 __asm__("r5");
+    register int32_t w0 __asm__("r8"), w1 __asm__("r9"), w2 __asm__("r10");
+    const dw_t *t = x;
+    const int32_t *wp = w;
+#define DW3_ROW                                                                          \
+        "ldm %[t], {r2, r3, r4, r5}\n\t"                                                 \
+        "ldm %[wp]!, {r8, r9, r10}\n\t"                                                  \
+        "mla %[a0], r2, r8, %[a0]\n\t" "mla %[a1], r3, r8, %[a1]\n\t"                    \
+        "mla %[a0], r3, r9, %[a0]\n\t" "mla %[a1], r4, r9, %[a1]\n\t"                    \
+        "mla %[a0], r4, r10, %[a0]\n\t" "mla %[a1], r5, r10, %[a1]\n\t"
+    __asm__(DW3_ROW "add %[t], %[t], %[rs]\n\t" DW3_ROW "add %[t], %[t], %[rs]\n\t" DW3_ROW
+            : [a0] "+&r"(r0), [a1] "+&r"(r1), "=&r"(x0), "=&r"(x1), "=&r"(x2), "=&r"(x3), "=&r"(w0), "=&r"(w1),
+              "=&r"(w2), [t] "+&r"(t), [wp] "+&r"(wp)
+            : [rs] "r"(rs_bytes)
+            : "memory");
+#undef DW3_ROW
+#else
+    for (int ky = 0; ky < 3; ++ky, x = (const dw_t *)((const char *)x + rs_bytes)) {
+        const int32_t x0 = x[0], x1 = x[1], x2 = x[2], x3 = x[3];
+        const int32_t w0 = w[3 * ky], w1 = w[3 * ky + 1], w2 = w[3 * ky + 2];
+        r0 += x0 * w0 + x1 * w1 + x2 * w2;
+        r1 += x1 * w0 + x2 * w1 + x3 * w2;
+    }
+#endif
+    *a0 = r0;
+    *a1 = r1;
 }
-__attribute__((noinline)) static void dw_channel_3x4(const ecg_conv_params *p, const int16_t *plane, const int16_t *wt,
-                                                     int32_t bias, const dw_rq *q, int8_t *out) {
-    dw_channel(p, plane, wt, bias, q, out, 3, 4);
+
+static inline __attribute__((always_inline)) void dw_3x3_pairs(const ecg_conv_params *p, const dw_t *plane,
+                                                               const int16_t *wt, int32_t bias, const dw_rq *q,
+                                                               int8_t *out, const int fast) {
+    const int32_t pw = p->plane_w, out_c = p->out_c, ow = p->out_w;
+    const int32_t rs_bytes = (int32_t)sizeof(dw_t) * p->dil_h * pw;
+    const size_t ystep = (size_t)p->stride_h * pw;
+    int32_t w[9];
+#if defined(ECG_KERNELS_DSP)
+    for (int ky = 0; ky < 3; ++ky) {   /* wA = (w0, w1), wB = (w1, w2) per row */
+        const int16_t *r = wt + 4 * ky;
+        w[2 * ky] = (int32_t)((uint32_t)(uint16_t)r[0] | (uint32_t)(uint16_t)r[1] << 16);
+        w[2 * ky + 1] = (int32_t)((uint32_t)(uint16_t)r[1] | (uint32_t)(uint16_t)r[2] << 16);
+    }
+#else
+    for (int ky = 0; ky < 3; ++ky)
+        for (int k = 0; k < 3; ++k) w[3 * ky + k] = wt[4 * ky + k];
+#endif
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const dw_t *x = plane + oy * ystep;
+        int8_t *o = out + (size_t)oy * ow * out_c;
+        int32_t ox = 0;
+        if (fast) {
+            const int32_t mult = q->mult, right = q->right, rbias = q->rbias;
+            for (; ox + 2 <= ow; ox += 2, x += 2, o += 2 * out_c) {
+                int32_t a0, a1;
+                dw3x3_pair(x, rs_bytes, w, bias, &a0, &a1);
+                o[0] = (int8_t)SAT8(rq_fast(a0 + a0, mult, right, rbias));
+                o[out_c] = (int8_t)SAT8(rq_fast(a1 + a1, mult, right, rbias));
+            }
+        }
+        for (; ox + 2 <= ow; ox += 2, x += 2, o += 2 * out_c) {
+            int32_t a0, a1;
+            dw3x3_pair(x, rs_bytes, w, bias, &a0, &a1);
+            o[0] = (int8_t)dw_out(a0, q, fast);
+            o[out_c] = (int8_t)dw_out(a1, q, fast);
+        }
+        if (ox < ow) {
+            int32_t a0 = bias;
+            for (int ky = 0; ky < 3; ++ky)
+                for (int k = 0; k < 3; ++k) a0 += x[ky * (rs_bytes / (int32_t)sizeof(dw_t)) + k] * wt[ky * 4 + k];
+            o[0] = (int8_t)dw_out(a0, q, fast);
+        }
+    }
 }
-__attribute__((noinline)) static void dw_channel_1x4(const ecg_conv_params *p, const int16_t *plane, const int16_t *wt,
-                                                     int32_t bias, const dw_rq *q, int8_t *out) {
-    dw_channel(p, plane, wt, bias, q, out, 1, 4);
+__attribute__((noinline)) static void dw_channel_3x3s1(const ecg_conv_params *p, const dw_t *plane, const int16_t *wt,
+                                                       int32_t bias, const dw_rq *q, int8_t *out) {
+    if (q->fast && q->lo == -128 && q->hi == 127) dw_3x3_pairs(p, plane, wt, bias, q, out, 1);
+    else dw_3x3_pairs(p, plane, wt, bias, q, out, 0);
 }
-__attribute__((noinline)) static void dw_channel_1x6(const ecg_conv_params *p, const int16_t *plane, const int16_t *wt,
+
+/* any other shape: taps from memory */
+__attribute__((noinline)) static void dw_channel_any(const ecg_conv_params *p, const dw_t *plane, const int16_t *wt,
                                                      int32_t bias, const dw_rq *q, int8_t *out) {
-    dw_channel(p, plane, wt, bias, q, out, 1, 6);
-}
-__attribute__((noinline)) static void dw_channel_any(const ecg_conv_params *p, const int16_t *plane, const int16_t *wt,
-                                                     int32_t bias, const dw_rq *q, int8_t *out) {
-    dw_channel(p, plane, wt, bias, q, out, 0, 0);
+    const int32_t kh = p->k_h, kw2 = (p->k_w + 1) & ~1, pw = p->plane_w;
+    for (int32_t oy = 0; oy < p->out_h; ++oy)
+        for (int32_t ox = 0; ox < p->out_w; ++ox) {
+            const dw_t *x = plane + (size_t)oy * p->stride_h * pw + ox * p->stride_w;
+            int32_t acc = bias;
+            for (int32_t ky = 0; ky < kh; ++ky) {
+                const dw_t *xr = x + (size_t)ky * p->dil_h * pw;
+                const int16_t *wr = wt + ky * kw2;
+                for (int32_t k = 0; k < kw2; ++k) acc += xr[k] * wr[k];
+            }
+            out[((size_t)oy * p->out_w + ox) * p->out_c] = dw_store(acc, q);
+        }
 }
 
 /* dilated taps along a row: the plain loop over the taps */
-__attribute__((noinline)) static void dw_channel_dilated(const ecg_conv_params *p, const int16_t *plane,
+__attribute__((noinline)) static void dw_channel_dilated(const ecg_conv_params *p, const dw_t *plane,
                                                          const int16_t *wt, int32_t bias, const dw_rq *q, int8_t *out) {
     const int32_t kw2 = (p->k_w + 1) & ~1, pw = p->plane_w;
     for (int32_t oy = 0; oy < p->out_h; ++oy)
@@ -447,8 +647,8 @@ __attribute__((noinline)) static void dw_channel_dilated(const ecg_conv_params *
             int32_t acc = bias;
             for (int32_t ky = 0; ky < p->k_h; ++ky)
                 for (int32_t kx = 0; kx < p->k_w; ++kx)
-                    acc += (int32_t)plane[(size_t)(oy * p->stride_h + ky * p->dil_h) * pw + ox * p->stride_w +
-                                          kx * p->dil_w] * wt[ky * kw2 + kx];
+                    acc += plane[(size_t)(oy * p->stride_h + ky * p->dil_h) * pw + ox * p->stride_w + kx * p->dil_w] *
+                           wt[ky * kw2 + kx];
             out[((size_t)oy * p->out_w + ox) * p->out_c] = dw_store(acc, q);
         }
 }
@@ -477,12 +677,17 @@ void ecg_depthwise_plane(const ecg_conv_params *p, const int8_t *in, int8_t *out
         ecg_depthwise_ref(p, in, out);
         return;
     }
-    int16_t *plane = (int16_t *)p->col_buf;
+    dw_t *plane = (dw_t *)p->col_buf;
     const int32_t rows = (p->out_h - 1) * p->stride_h + (kh - 1) * p->dil_h + 1;
     const int32_t cols = (p->out_w - 1) * p->stride_w + (kw - 1) * p->dil_w + 2;   /* + the zero tap */
     int16_t wt[DW_MAX_TAPS];
+    /* four planes at a time when the scratch has room for them (kernel_params.py) */
+    const size_t plane_elems = (size_t)p->plane_h * p->plane_w;
+    const int32_t group = (in_c & 3) == 0 && p->depthwise_planes >= 4 ? 4 : 1;
     for (int32_t ic = 0; ic < in_c; ++ic) {
-        dw_plane_fill(p, in, ic, plane, rows, cols);
+        if (group == 4 && (ic & 3) == 0) dw_plane_fill4(p, in, ic, (dw_t *)p->col_buf, plane_elems, rows, cols);
+        if (group == 4) plane = (dw_t *)p->col_buf + (size_t)(ic & 3) * plane_elems;
+        else dw_plane_fill(p, in, ic, plane, rows, cols);
         for (int32_t m = 0; m < dm; ++m) {
             const int32_t oc = ic * dm + m;
             for (int32_t ky = 0; ky < kh; ++ky) {
@@ -499,9 +704,11 @@ void ecg_depthwise_plane(const ecg_conv_params *p, const int8_t *in, int8_t *out
             int8_t *o = out + oc;
             if (p->dil_w != 1) dw_channel_dilated(p, plane, wt, bias, &q, o);
             else if (kh == 1 && kw2 == 16) dw_channel_1x16(p, plane, wt, bias, &q, o);
+            else if (kh == 3 && kw == 3 && p->stride_w == 1) dw_channel_3x3s1(p, plane, wt, bias, &q, o);
             else if (kh == 3 && kw2 == 4) dw_channel_3x4(p, plane, wt, bias, &q, o);
             else if (kh == 1 && kw2 == 4) dw_channel_1x4(p, plane, wt, bias, &q, o);
             else if (kh == 1 && kw2 == 6) dw_channel_1x6(p, plane, wt, bias, &q, o);
+            else if (kh == 5 && kw2 == 6) dw_channel_5x6(p, plane, wt, bias, &q, o);
             else dw_channel_any(p, plane, wt, bias, &q, o);
         }
     }

@@ -11,6 +11,8 @@
 #define SMLAD(x, y, acc) ((int32_t)__smlad((x), (y), (acc)))
 #define SXTB16(x) ((uint32_t)__sxtb16(x))
 #define SAT8(x) __ssat((x), 8)
+#define SMLABB(x, y, acc) ((int32_t)__smlabb((x), (y), (acc)))
+#define SMLATB(x, y, acc) ((int32_t)__smlatb((x), (y), (acc)))
 static inline uint32_t SXTB16_ROR8(uint32_t x) {
     uint32_t r;
     __asm__("sxtb16 %0, %1, ror #8" : "=r"(r) : "r"(x));
@@ -26,7 +28,18 @@ static inline uint32_t SXTB16(uint32_t x) {
     return ((uint32_t)(uint16_t)(int16_t)(int8_t)x) | ((uint32_t)(uint16_t)(int16_t)(int8_t)(x >> 16) << 16);
 }
 static inline uint32_t SXTB16_ROR8(uint32_t x) { return SXTB16((x >> 8) | (x << 24)); }
+static inline int32_t SMLABB(uint32_t x, uint32_t y, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)x * (int16_t)y));
+}
+static inline int32_t SMLATB(uint32_t x, uint32_t y, int32_t acc) {
+    return (int32_t)((uint32_t)acc + (uint32_t)((int32_t)(int16_t)(x >> 16) * (int16_t)y));
+}
+#if defined(__ARM_FEATURE_SAT)
+#include <arm_acle.h>
+#define SAT8(x) __ssat((x), 8)     /* ARMv7-M has SSAT without the DSP extension */
+#else
 #define SAT8(x) ((x) < -128 ? -128 : ((x) > 127 ? 127 : (x)))
+#endif
 #endif
 
 static inline uint32_t load32(const void *p) {
