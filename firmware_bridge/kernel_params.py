@@ -8,8 +8,9 @@ kernels use them; "size": int8 weights only).
   the input offset folded in (sum (x + off) w = sum x w + off sum w: the im2col pads with the zero
   point, so padded taps add nothing), the filter as it is (VMLADAVA.S8 takes int8).
 - DEPTHWISE_CONV_2D: scratch for padded input planes (with the offset added: int16 on "dsp", int32 on "c"; four
-  channels at a time when the input channels are a multiple of 4; one int8 plane padded with the zero
-  point on "mve"); the taps are gathered per channel at run time.
+  channels at a time when the input channels are a multiple of 4; int8 padded with the zero point on
+  "mve", eight channels at a time when they are a multiple of 8); the taps are gathered per channel at
+  run time.
 - FULLY_CONNECTED: the bias with the input offset folded in.
 - ADD: each input's rescaled value for every int8 value (tables); speed: the result for every
   (a, b) byte pair of a flat ADD of two activations (64 KiB).
@@ -90,7 +91,8 @@ def _depthwise(layer: Layer, kernels: str, optimize: str) -> Layer:
     pw_alloc = (pw + MVE_LANES + 1) // 2 * 2     # reads of a 16-lane (or 2-tap) vector may run past the last tap
     elem = {"mve": 1, "dsp": 2, "c": 4}[kernels]
     # c/dsp: four channel planes filled from one word load per pixel (input channels a multiple of 4)
-    planes = 4 if kernels != "mve" and p["in_c"] % 4 == 0 else 1
+    # mve: eight int8 planes from one load per pixel (input channels a multiple of 8)
+    planes = (8 if p["in_c"] % 8 == 0 else 1) if kernels == "mve" else (4 if p["in_c"] % 4 == 0 else 1)
     scratch = ph * pw_alloc * elem * planes
     p.update(col_buf="(void *)({scratch})", plane_h=ph, plane_w=pw_alloc, depthwise_planes=planes)
     return Layer(layer.index, layer.op, layer.inputs, layer.outputs, layer.params_type, p, layer.call, layer.consts,

@@ -312,6 +312,207 @@ __attribute__((noinline)) static void dw_channel_mve(const ecg_conv_params *p, c
     }
 }
 
+/* 3x3, stride 1, full-range output: four adjacent outputs of one channel in the four lanes. Per tap one
+ * VLDRB.S32 of four plane bytes and one VMLA.S32 by the tap; the nine taps live in r4-r12, the plane's
+ * three rows in r0-r2 (post-incremented by the row's last load), the bias, multiplier, shift and
+ * output offset in q4-q7; the four results go out with one scatter at stride out_c (offsets q3,
+ * advanced by q2 each pass). 30 instructions per 36 MACs. */
+__attribute__((noinline)) static void dw3x3_mve(const ecg_conv_params *p, const int8_t *plane, const int8_t *taps,
+                                                int32_t bias, int32_t mult, int32_t shift, int8_t *out) {
+    const int32_t pw = p->plane_w, ow = p->out_w, out_c = p->out_c, oo = p->out_offset, n4 = ow >> 2;
+    const int32_t t0 = taps[0], t1 = taps[1], t2 = taps[2], t3 = taps[3], t4 = taps[4], t5 = taps[5], t6 = taps[6],
+                  t7 = taps[7], t8 = taps[8];
+    /* q2: the offsets' step, q3: the offsets, q4-q7: bias, multiplier, shift, output offset */
+    int32_t blk[24];
+    for (int k = 0; k < 4; ++k) {
+        blk[k] = 4 * out_c;
+        blk[4 + k] = k * out_c;
+        blk[8 + k] = bias;
+        blk[12 + k] = mult;
+        blk[16 + k] = shift;
+        blk[20 + k] = oo;
+    }
+    if ((ow & 3) == 0 && n4 && p->out_h > 0) {
+        /* whole rows of four-output groups: every row in one assembly block, the row counter, the pass
+         * count and the row step on the stack (lr is free between rows) */
+        int32_t rowinfo[3] = {p->out_h, n4, pw - 4 * n4};
+        register const int8_t *x0 __asm__("r0") = plane;
+        register const int8_t *x1 __asm__("r1") = plane + pw;
+        register const int8_t *x2 __asm__("r2") = plane + 2 * pw;
+        register int8_t *op __asm__("r3") = out;
+        register const int32_t *vb __asm__("r4") = blk;
+        register const int8_t *tp __asm__("r5") = taps;
+        register const int32_t *ri __asm__("lr") = rowinfo;
+        __asm__ volatile(
+            "ldm lr, {r6, r7, r8}\n\t"
+            "push {r6, r7, r8}\n\t"
+            "vldrw.u32 q2, [r4]\n\t" "vldrw.u32 q3, [r4, #16]\n\t" "vldrw.u32 q4, [r4, #32]\n\t"
+            "vldrw.u32 q5, [r4, #48]\n\t" "vldrw.u32 q6, [r4, #64]\n\t" "vldrw.u32 q7, [r4, #80]\n\t"
+            "ldrsb r4, [r5]\n\t" "ldrsb r6, [r5, #2]\n\t" "ldrsb r7, [r5, #3]\n\t" "ldrsb r8, [r5, #4]\n\t"
+            "ldrsb r9, [r5, #5]\n\t" "ldrsb r10, [r5, #6]\n\t" "ldrsb r11, [r5, #7]\n\t" "ldrsb r12, [r5, #8]\n\t"
+            "ldrsb r5, [r5, #1]\n"
+            "2:\n\t"
+            "ldr lr, [sp, #4]\n\t"
+            "dls lr, lr\n"
+            "1:\n\t"
+            "vmov q0, q4\n\t"
+            "vldrb.s32 q1, [r0, #1]\n\t" "vmla.s32 q0, q1, r5\n\t"
+            "vldrb.s32 q1, [r0, #2]\n\t" "vmla.s32 q0, q1, r6\n\t"
+            "vldrb.s32 q1, [r0], #4\n\t" "vmla.s32 q0, q1, r4\n\t"
+            "vldrb.s32 q1, [r1, #1]\n\t" "vmla.s32 q0, q1, r8\n\t"
+            "vldrb.s32 q1, [r1, #2]\n\t" "vmla.s32 q0, q1, r9\n\t"
+            "vldrb.s32 q1, [r1], #4\n\t" "vmla.s32 q0, q1, r7\n\t"
+            "vldrb.s32 q1, [r2, #1]\n\t" "vmla.s32 q0, q1, r11\n\t"
+            "vldrb.s32 q1, [r2, #2]\n\t" "vmla.s32 q0, q1, r12\n\t"
+            "vldrb.s32 q1, [r2], #4\n\t" "vmla.s32 q0, q1, r10\n\t"
+            "vqrdmulh.s32 q0, q0, q5\n\t"
+            "vand q1, q0, q6\n\t" "vshr.s32 q1, q1, #31\n\t" "vqadd.s32 q0, q0, q1\n\t"
+            "vrshl.s32 q0, q0, q6\n\t"
+            "vadd.i32 q0, q0, q7\n\t"
+            "vqshl.s32 q0, q0, #24\n\t" "vshr.s32 q0, q0, #24\n\t"
+            "vstrb.32 q0, [r3, q3]\n\t"
+            "vadd.i32 q3, q3, q2\n\t"
+            "le lr, 1b\n\t"
+            "ldr lr, [sp, #8]\n\t"
+            "add r0, lr\n\t" "add r1, lr\n\t" "add r2, lr\n\t"
+            "ldr lr, [sp]\n\t"
+            "subs lr, #1\n\t"
+            "str lr, [sp]\n\t"
+            "bne 2b\n\t"
+            "add sp, #12\n"
+            : "+r"(x0), "+r"(x1), "+r"(x2), "+r"(op), "+r"(vb), "+r"(tp), "+r"(ri)
+            :
+            : "r6", "r7", "r8", "r9", "r10", "r11", "r12", "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8",
+              "d9", "d10", "d11", "d12", "d13", "d14", "d15", "cc", "memory");
+        return;
+    }
+    for (int32_t oy = 0; oy < p->out_h; ++oy) {
+        const int8_t *row = plane + (size_t)oy * pw;
+        int8_t *o = out + (size_t)oy * ow * out_c;
+        if (n4) {
+            register const int8_t *x0 __asm__("r0") = row;
+            register const int8_t *x1 __asm__("r1") = row + pw;
+            register const int8_t *x2 __asm__("r2") = row + 2 * pw;
+            register int8_t *op __asm__("r3") = o;
+            register const int32_t *vb __asm__("r4") = blk;
+            register const int8_t *tp __asm__("r5") = taps;
+            register int32_t count __asm__("lr") = n4;
+            __asm__ volatile(
+                "vldrw.u32 q2, [r4]\n\t" "vldrw.u32 q3, [r4, #16]\n\t" "vldrw.u32 q4, [r4, #32]\n\t"
+                "vldrw.u32 q5, [r4, #48]\n\t" "vldrw.u32 q6, [r4, #64]\n\t" "vldrw.u32 q7, [r4, #80]\n\t"
+                "ldrsb r4, [r5]\n\t" "ldrsb r6, [r5, #2]\n\t" "ldrsb r7, [r5, #3]\n\t" "ldrsb r8, [r5, #4]\n\t"
+                "ldrsb r9, [r5, #5]\n\t" "ldrsb r10, [r5, #6]\n\t" "ldrsb r11, [r5, #7]\n\t" "ldrsb r12, [r5, #8]\n\t"
+                "ldrsb r5, [r5, #1]\n\t"
+                "dls lr, lr\n"
+                "1:\n\t"
+                "vmov q0, q4\n\t"
+                "vldrb.s32 q1, [r0, #1]\n\t" "vmla.s32 q0, q1, r5\n\t"
+                "vldrb.s32 q1, [r0, #2]\n\t" "vmla.s32 q0, q1, r6\n\t"
+                "vldrb.s32 q1, [r0], #4\n\t" "vmla.s32 q0, q1, r4\n\t"
+                "vldrb.s32 q1, [r1, #1]\n\t" "vmla.s32 q0, q1, r8\n\t"
+                "vldrb.s32 q1, [r1, #2]\n\t" "vmla.s32 q0, q1, r9\n\t"
+                "vldrb.s32 q1, [r1], #4\n\t" "vmla.s32 q0, q1, r7\n\t"
+                "vldrb.s32 q1, [r2, #1]\n\t" "vmla.s32 q0, q1, r11\n\t"
+                "vldrb.s32 q1, [r2, #2]\n\t" "vmla.s32 q0, q1, r12\n\t"
+                "vldrb.s32 q1, [r2], #4\n\t" "vmla.s32 q0, q1, r10\n\t"
+                "vqrdmulh.s32 q0, q0, q5\n\t"
+                "vand q1, q0, q6\n\t" "vshr.s32 q1, q1, #31\n\t" "vqadd.s32 q0, q0, q1\n\t"
+                "vrshl.s32 q0, q0, q6\n\t"
+                "vadd.i32 q0, q0, q7\n\t"
+                "vqshl.s32 q0, q0, #24\n\t" "vshr.s32 q0, q0, #24\n\t"
+                "vstrb.32 q0, [r3, q3]\n\t"
+                "vadd.i32 q3, q3, q2\n\t"
+                "le lr, 1b\n"
+                : "+r"(x0), "+r"(x1), "+r"(x2), "+r"(op), "+r"(vb), "+r"(tp), "+r"(count)
+                :
+                : "r6", "r7", "r8", "r9", "r10", "r11", "r12", "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8",
+                  "d9", "d10", "d11", "d12", "d13", "d14", "d15", "memory");
+        }
+        const int8_t *r0 = row + 4 * n4, *r1 = r0 + pw, *r2 = r1 + pw;
+        for (int32_t ox = 4 * n4; ox < ow; ++ox, ++r0, ++r1, ++r2) {   /* the row's last outputs */
+            const int32_t acc = bias + r0[0] * t0 + r0[1] * t1 + r0[2] * t2 + r1[0] * t3 + r1[1] * t4 + r1[2] * t5 +
+                                r2[0] * t6 + r2[1] * t7 + r2[2] * t8;
+            o[(size_t)ox * out_c] = (int8_t)ecg_clamp(ecg_mbqm(acc, mult, shift) + oo, -128, 127);
+        }
+    }
+}
+
+/* One kernel row of at most 16 taps (1-D depthwise), stride 1 or 2, full-range output, no left shift:
+ * four adjacent outputs per pass, each one 16-byte load and one VMLADAVA.S8 with the taps (lanes past
+ * the kernel width are zero), the four requantised as one vector and stored with one scatter at stride
+ * out_c. 26 instructions per four outputs. */
+#define DW_ROW16_ASM(S)                                                                   \
+    __asm__ volatile(                                                                     \
+        "vldrw.u32 q2, [r4]\n\t" "vldrw.u32 q3, [r4, #16]\n\t" "vldrw.u32 q4, [r4, #32]\n\t" \
+        "vldrw.u32 q5, [r4, #48]\n\t" "vldrw.u32 q6, [r4, #64]\n\t" "vldrb.u8 q0, [r5]\n\t" \
+        "dls lr, lr\n"                                                                    \
+        "1:\n\t"                                                                          \
+        "mov r0, r8\n\t" "mov r2, r8\n\t" "mov r4, r8\n\t" "mov r6, r8\n\t"               \
+        "vldrb.u8 q1, [r1]\n\t" "vmlava.s8 r0, q1, q0\n\t"                                \
+        "vldrb.u8 q1, [r1, #" #S "]\n\t" "vmlava.s8 r2, q1, q0\n\t"                       \
+        "vldrb.u8 q1, [r1, #2 * " #S "]\n\t" "vmlava.s8 r4, q1, q0\n\t"                   \
+        "vldrb.u8 q1, [r1, #3 * " #S "]\n\t" "vmlava.s8 r6, q1, q0\n\t"                   \
+        "adds r1, #4 * " #S "\n\t"                                                        \
+        "vmov d2, r0, r2\n\t" "vmov d3, r4, r6\n\t"                                       \
+        "vqrdmulh.s32 q1, q1, q4\n\t"                                                     \
+        "vand q7, q1, q5\n\t" "vshr.s32 q7, q7, #31\n\t" "vqadd.s32 q1, q1, q7\n\t"       \
+        "vrshl.s32 q1, q1, q5\n\t"                                                        \
+        "vadd.i32 q1, q1, q6\n\t"                                                         \
+        "vqshl.s32 q1, q1, #24\n\t" "vshr.s32 q1, q1, #24\n\t"                            \
+        "vstrb.32 q1, [r3, q3]\n\t"                                                       \
+        "vadd.i32 q3, q3, q2\n\t"                                                         \
+        "le lr, 1b\n"                                                                     \
+        : "+r"(xp), "+r"(vb), "+r"(count)                                                 \
+        : "r"(op), "r"(wp), "r"(b8)                                                       \
+        : "r0", "r2", "r6", "d0", "d1", "d2", "d3", "d4", "d5", "d6", "d7", "d8", "d9", "d10", \
+          "d11", "d12", "d13", "d14", "d15", "cc", "memory")
+
+__attribute__((noinline)) static void dw_row16_mve(const ecg_conv_params *p, const int8_t *row, const int8x16_t *w,
+                                                   int32_t bias, int32_t mult, int32_t shift, int8_t *out,
+                                                   int32_t n4) {
+    const int32_t out_c = p->out_c;
+    int32_t blk[20];
+    for (int k = 0; k < 4; ++k) {
+        blk[k] = 4 * out_c;
+        blk[4 + k] = k * out_c;
+        blk[8 + k] = mult;
+        blk[12 + k] = shift;
+        blk[16 + k] = p->out_offset;
+    }
+    int8_t taps[16];
+    vstrbq_s8(taps, *w);
+    register const int8_t *xp __asm__("r1") = row;
+    register int8_t *op __asm__("r3") = out;
+    register const int32_t *vb __asm__("r4") = blk;
+    register const int8_t *wp __asm__("r5") = taps;
+    register int32_t b8 __asm__("r8") = bias;
+    register int32_t count __asm__("lr") = n4;
+    if (p->stride_w == 1) DW_ROW16_ASM(1);
+    else DW_ROW16_ASM(2);
+}
+#undef DW_ROW16_ASM
+
+/* eight channels ic..ic+7 into eight int8 planes (plane k at planes + k * plane_stride), padded with the
+ * zero point: per pixel one load of the eight channel bytes and one scatter store (16-bit lane offsets) */
+static void dw_plane_fill8_mve(const ecg_conv_params *p, const int8_t *in, int32_t ic, int8_t *planes,
+                               uint32_t plane_stride, int32_t rows, int32_t cols) {
+    const int32_t pw = p->plane_w, in_c = p->in_c;
+    const uint16x8_t offs = vmulq_n_u16(vidupq_n_u16(0, 1), (uint16_t)plane_stride);
+    const int16x8_t zp = vdupq_n_s16((int16_t)(int8_t)(-p->in_offset));
+    for (int32_t r = 0; r < rows; ++r) {
+        int8_t *dst = planes + (size_t)r * pw;
+        const int32_t iy = r - p->pad_h;
+        const int inside = iy >= 0 && iy < p->in_h;
+        const int32_t x0 = !inside ? cols : (p->pad_w < cols ? p->pad_w : cols);
+        const int32_t x1 = !inside ? cols : (p->pad_w + p->in_w < cols ? p->pad_w + p->in_w : cols);
+        int32_t x = 0;
+        for (; x < x0; ++x) vstrbq_scatter_offset_s16(dst + x, offs, zp);
+        const int8_t *src = in + ((size_t)iy * p->in_w + (x - p->pad_w)) * in_c + ic;
+        for (; x < x1; ++x, src += in_c) vstrbq_scatter_offset_s16(dst + x, offs, vldrbq_s16(src));
+        for (; x < cols; ++x) vstrbq_scatter_offset_s16(dst + x, offs, zp);
+    }
+}
+
 void ecg_depthwise_mve(const ecg_conv_params *p, const int8_t *in, int8_t *out) {
     const int32_t in_c = p->in_c, out_c = p->out_c, dm = p->depth_multiplier, kh = p->k_h, kw = p->k_w;
     if (!p->col_buf || kw > 16 || p->dil_w != 1 || kh > DW_MAX_ROWS) {
@@ -321,12 +522,28 @@ void ecg_depthwise_mve(const ecg_conv_params *p, const int8_t *in, int8_t *out) 
     int8_t *plane = (int8_t *)p->col_buf;
     const int32_t rows = (p->out_h - 1) * p->stride_h + (kh - 1) * p->dil_h + 1;
     const int32_t cols = (p->out_w - 1) * p->stride_w + kw;
+    const uint32_t plane_elems = (uint32_t)p->plane_h * (uint32_t)p->plane_w;
+    const int group = p->depthwise_planes >= 8 && (in_c & 7) == 0 && plane_elems * 7 < 65536u ? 8 : 1;
+    const int fast3x3 = kh == 3 && kw == 3 && p->stride_w == 1 && p->stride_h == 1 && p->dil_h == 1 &&
+                        p->act_min == -128 && p->act_max == 127;
     int8x16_t wrow[DW_MAX_ROWS];
     for (int32_t ic = 0; ic < in_c; ++ic) {
-        dw_plane_fill_mve(p, in, ic, plane, rows, cols);
+        if (group == 8) {
+            if ((ic & 7) == 0) dw_plane_fill8_mve(p, in, ic, (int8_t *)p->col_buf, plane_elems, rows, cols);
+            plane = (int8_t *)p->col_buf + (size_t)(ic & 7) * plane_elems;
+        } else {
+            dw_plane_fill_mve(p, in, ic, plane, rows, cols);
+        }
         for (int32_t m = 0; m < dm; ++m) {
             const int32_t oc = ic * dm + m;
             int32_t wsum = 0;
+            if (fast3x3 && p->shift[oc] <= 0) {
+                int8_t t9[9];
+                for (int32_t k = 0; k < 9; ++k) wsum += t9[k] = p->filter[(size_t)k * out_c + oc];
+                const int32_t bias = (p->bias ? p->bias[oc] : 0) + p->in_offset * wsum;
+                dw3x3_mve(p, plane, t9, bias, p->mult[oc], p->shift[oc], out + oc);
+                continue;
+            }
             for (int32_t ky = 0; ky < kh; ++ky) {
                 int8_t t[16] = {0};
                 for (int32_t kx = 0; kx < kw; ++kx) {
@@ -336,6 +553,20 @@ void ecg_depthwise_mve(const ecg_conv_params *p, const int8_t *in, int8_t *out) 
                 wrow[ky] = vldrbq_s8(t);
             }
             const int32_t bias = (p->bias ? p->bias[oc] : 0) + p->in_offset * wsum;
+            if (kh == 1 && p->out_h == 1 && (p->stride_w == 1 || p->stride_w == 2) && p->shift[oc] <= 0 &&
+                p->act_min == -128 && p->act_max == 127 && p->out_w >= 4) {
+                const int32_t n4 = p->out_w >> 2;
+                dw_row16_mve(p, plane, wrow, bias, p->mult[oc], p->shift[oc], out + oc, n4);
+                if (p->out_w & 3) {   /* the last outputs: the generic loop on a shifted view */
+                    const int32_t done = 4 * n4;
+                    for (int32_t ox = done; ox < p->out_w; ++ox) {
+                        const int32_t acc = vmladavaq_s8(bias, vldrbq_s8(plane + ox * p->stride_w), wrow[0]);
+                        out[(size_t)ox * out_c + oc] =
+                            (int8_t)ecg_clamp(ecg_mbqm(acc, p->mult[oc], p->shift[oc]) + p->out_offset, -128, 127);
+                    }
+                }
+                continue;
+            }
             dw_channel_mve(p, plane, wrow, bias, p->mult[oc], p->shift[oc], out + oc);
         }
     }
