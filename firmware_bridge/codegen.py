@@ -132,15 +132,21 @@ def _fault_block(fault_shift, layers: list[Layer]) -> str:
     bad[0] += 1
     fault = [f"static const int32_t {nm}_fault[{bad.size}] = {_c_init(bad.tolist())};\n#undef {nm}\n"
              f"#define {nm} {nm}_fault\n"]
-    rqf = next((a for l in layers if l.index == li for a in l.consts if a.name == f"L{li}_rqf"), None)
-    if rqf is not None and rqf.name in _referenced(layers):
-        # the optimised conv requantises from (mult, right, rounding bias) triples
-        t = np.asarray(rqf.values, np.int64).reshape(-1, 3).copy()
-        oo = (int(t[0, 2]) - (1 << int(t[0, 1] - 1))) >> int(t[0, 1])
-        t[0, 1] -= 1
-        t[0, 2] = ((1 << int(t[0, 1] - 1)) if t[0, 1] >= 1 else 0) + oo * (1 << int(t[0, 1]))
-        fault.append(f"static const int32_t {rqf.name}_fault[{t.size}] = {_c_init(t.reshape(-1).tolist())};\n"
-                     f"#undef {rqf.name}\n#define {rqf.name} {rqf.name}_fault\n")
+    layer = next(l for l in layers if l.index == li)
+    wide = next((a for a in layer.consts if a.name in (f"L{li}_wide", f"L{li}_wide2")), None)
+    if wide is not None and wide.name in _referenced(layers):
+        # the dsp conv requantises from the (mult, right, rounding bias) tail of each packed record (one per
+        # channel, or per pair of channels with channel 0's triple first in the tail of six)
+        pair = wide.name.endswith("_wide2")
+        rec = np.asarray(wide.values, np.int64).reshape(layer.params["out_c"] // (2 if pair else 1), -1).copy()
+        ri, bi = (-5, -4) if pair else (-2, -1)
+        right = int(rec[0, ri])
+        oo = (int(rec[0, bi]) - (1 << (right - 1))) >> right
+        right -= 1
+        rec[0, ri] = right
+        rec[0, bi] = ((1 << (right - 1)) if right >= 1 else 0) + oo * (1 << right)
+        fault.append(f"static const int32_t {wide.name}_fault[{rec.size}] = {_c_init(rec.reshape(-1).tolist())};\n"
+                     f"#undef {wide.name}\n#define {wide.name} {wide.name}_fault\n")
     return ("#ifdef ECG_FAULT_REQUANT_SHIFT\n/* fault injection: off-by-one requant shift, channel 0 of "
             f"layer {li} */\n" + "".join(fault) + "#endif\n\n")
 

@@ -33,10 +33,12 @@ def _consts(layer: Layer) -> dict[str, np.ndarray]:
 
 
 def _conv_wide(index: int, p: dict, consts: dict[str, np.ndarray], col: int) -> list[CArray]:
-    """"dsp" speed constants: filter x2 widened to int16, pair-reordered (0,2,1,3) per 4 taps like
-    the im2col columns, so the inner loop is LDRD + SMLAD; bias x2 (the doubled accumulator feeds
-    SMMULR directly); per channel (multiplier, right shift, rounding bias with the output offset).
-    Only when every channel's shift and accumulator range suit the exact fast requantiser."""
+    """"dsp" speed constants, one packed record per output channel (int32 words, one pointer walks them):
+    the doubled bias four times (one LDM sets the four column accumulators), the filter x2 widened to
+    int16 and pair-reordered (0,2,1,3) per 4 taps like the im2col columns (LDRD + SMLAD), then the fast
+    requantiser's (multiplier, right shift, rounding bias with the output offset). The doubled
+    accumulator feeds SMMULR directly. Only when every channel's shift and accumulator range suit the
+    exact fast requantiser."""
     mult, shift = consts["mult"], consts["shift"]
     bias = consts.get("bias", np.zeros(p["out_c"], np.int64))
     oo = p["out_offset"]
@@ -47,12 +49,28 @@ def _conv_wide(index: int, p: dict, consts: dict[str, np.ndarray], col: int) -> 
     w = np.zeros((p["out_c"], col4), np.int64)
     w[:, :col] = consts["filter"].reshape(p["out_c"], col)
     w = w.reshape(p["out_c"], col4 // 4, 4)[:, :, [0, 2, 1, 3]].reshape(p["out_c"], col4) * 2
+    words = (w[:, 0::2] & 0xFFFF) | ((w[:, 1::2] & 0xFFFF) << 16)          # int16 pairs, little-endian
+    words = np.where(words >= 2**31, words - 2**32, words)
     right = -shift
     rbias = (1 << (right - 1)) + oo * (1 << right)
+    tail = np.stack([mult, right, rbias], axis=1)
     pre = f"L{index}"
-    p.update(wide=f"{pre}_wide", bias2=f"{pre}_bias2", rqf=f"{pre}_rqf", filter="NULL")
-    return [CArray(f"{pre}_wide", "int16_t", w.reshape(-1)), CArray(f"{pre}_bias2", "int32_t", 2 * bias),
-            CArray(f"{pre}_rqf", "int32_t", np.stack([mult, right, rbias], axis=1).reshape(-1))]
+    per_group = p["out_c"] // (p["in_c"] // p["filter_in_c"])
+    if col4 > 16 and per_group % 2 == 0:
+        # longer columns: records per pair of output channels A, B for the 2-channel x 2-column kernel:
+        # biases A, A, B, B; per 4 taps A (w02, w13), B (w02, w13); A's and B's requantiser
+        a, b = slice(0, None, 2), slice(1, None, 2)
+        taps = np.stack([words[a].reshape(-1, col4 // 4, 2), words[b].reshape(-1, col4 // 4, 2)], axis=2)
+        pack = np.concatenate([np.repeat((2 * bias)[a, None], 2, axis=1), np.repeat((2 * bias)[b, None], 2, axis=1),
+                               taps.reshape(-1, col4), tail[a], tail[b]], axis=1)
+        p.update(wide2=f"{pre}_wide2", filter="NULL")
+        return [CArray(f"{pre}_wide2", "int32_t", pack.reshape(-1))]
+    pack = np.concatenate([np.repeat((2 * bias)[:, None], 4, axis=1), words, tail], axis=1)
+    p.update(wide=f"{pre}_wide", filter="NULL")
+    return [CArray(f"{pre}_wide", "int32_t", pack.reshape(-1))]
+
+
+WIDE_HEAD, WIDE_TAIL = 4, 3    # words before / after the filter in a packed channel record (c/ecg_kernels_dsp.c)
 
 
 def _offset_bias(layer: Layer, rows: int, depth: int, offset: int) -> np.ndarray | None:
@@ -76,7 +94,7 @@ def _conv(layer: Layer, kernels: str, optimize: str) -> Layer:
             p["bias_eff"] = f"L{layer.index}_beff"
     else:
         col4 = (col + 3) // 4 * 4
-        scratch = 2 * NCOL * col4                               # int16 columns
+        scratch = 2 * NCOL * col4                               # int16 columns (the pair kernel uses 2)
         if kernels == "dsp" and optimize == "speed":
             consts += _conv_wide(layer.index, p, _consts(layer), col)
     p["col_buf"] = "(void *)({scratch})"

@@ -34,11 +34,12 @@ typedef struct {
     int32_t plane_h, plane_w;         /* depthwise: the padded channel plane's rows and row length */
     int32_t depthwise_planes;         /* depthwise: channel planes the scratch holds (1 or 4) */
     const int32_t *bias_eff;          /* mve conv: bias + in_offset * filter row sum */
-    /* optimised conv, set by the generator when every channel suits the fast requantiser (else NULL):
-     * 2 x filter widened to int16, pair-reordered per 4 taps, [out_c][col_len rounded up to 4];
-     * 2 x bias; per channel {multiplier, right shift, rounding bias incl. output offset} */
-    const int16_t *wide;
-    const int32_t *bias2, *rqf;
+    /* dsp conv, set by the generator when every channel suits the fast requantiser (else NULL): per
+     * output channel {2 x bias four times, 2 x filter widened to int16 and pair-reordered per 4 taps
+     * (col_len rounded up to 4, two taps a word), multiplier, right shift, rounding bias incl. the
+     * output offset} */
+    const int32_t *wide;
+    const int32_t *wide2;             /* dsp conv, longer columns: the same per pair of output channels */
     const int8_t *post_lut;           /* wide path: table applied to each int8 result (fused Swish), or NULL */
 } ecg_conv_params;
 

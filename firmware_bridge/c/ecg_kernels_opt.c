@@ -716,24 +716,60 @@ void ecg_depthwise_plane(const ecg_conv_params *p, const int8_t *in, int8_t *out
 #endif
 
 #if defined(ECG_OPTIMIZED)
-/* Fully connected: int8 x int8 dot products, 4 per SXTB16 pair + 2 SMLAD; offset folded into bias_eff. */
+/* Fully connected: the input offset folded into bias_eff (generator). The input vector is widened once
+ * into int16 pairs in SXTB16 order ((x0,x2), (x1,x3) per 4), so per 4 taps and two outputs: two word
+ * loads of filter bytes, four SXTB16, one LDRD of the input pairs and four SMLAD. The fast exact
+ * requantiser when the channel suits it. */
+#define FC_MAX_DEPTH 2048
+static inline int8_t fc_out(int32_t acc, int32_t mult, int32_t shift, int32_t oo, int32_t lo, int32_t hi, int fast) {
+    if (fast) return (int8_t)ecg_clamp(rq_fast(acc + acc, mult, -shift, (1 << (-shift - 1)) + oo * (1 << -shift)), lo, hi);
+    return (int8_t)ecg_clamp(ecg_rq_apply(acc, ecg_rq_make(mult, shift)) + oo, lo, hi);
+}
 void ecg_fc_opt(const ecg_fc_params *p, const int8_t *in, int8_t *out) {
     if (!p->bias_eff) { ecg_fc_ref(p, in, out); return; }
     const int32_t depth = p->in_depth, n_out = p->out_depth, d4 = depth & ~3;
     const int32_t oo = p->out_offset, lo = p->act_min, hi = p->act_max;
-    for (int32_t bt = 0; bt < p->batches; ++bt, in += depth, out += n_out) {
-        for (int32_t o = 0; o < n_out; ++o) {
-            const int8_t *w = p->filter + (size_t)o * depth;
-            int32_t acc = p->bias_eff[o];
-            int32_t d = 0;
-            for (; d < d4; d += 4) {
-                const uint32_t xv = load32(in + d), wv = load32(w + d);
-                acc = SMLAD(SXTB16(xv), SXTB16(wv), acc);
-                acc = SMLAD(SXTB16_ROR8(xv), SXTB16_ROR8(wv), acc);
+    if (depth > FC_MAX_DEPTH) {
+        for (int32_t bt = 0; bt < p->batches; ++bt, in += depth, out += n_out)
+            for (int32_t o = 0; o < n_out; ++o) {
+                const int8_t *w = p->filter + (size_t)o * depth;
+                int32_t acc = p->bias_eff[o];
+                for (int32_t d = 0; d < depth; ++d) acc += in[d] * w[d];
+                const int32_t c = p->per_channel ? o : 0;
+                out[o] = (int8_t)ecg_clamp(ecg_rq_apply(acc, ecg_rq_make(p->mult[c], p->shift[c])) + oo, lo, hi);
             }
-            for (; d < depth; ++d) acc += in[d] * w[d];
-            const int32_t c = p->per_channel ? o : 0;
-            out[o] = (int8_t)ecg_clamp(ecg_rq_apply(acc, ecg_rq_make(p->mult[c], p->shift[c])) + oo, lo, hi);
+        return;
+    }
+    uint32_t xw[FC_MAX_DEPTH / 2];
+    for (int32_t bt = 0; bt < p->batches; ++bt, in += depth, out += n_out) {
+        for (int32_t d = 0; d < d4; d += 4) {
+            const uint32_t v = load32(in + d);
+            xw[d / 2] = SXTB16(v);
+            xw[d / 2 + 1] = SXTB16_ROR8(v);
+        }
+        int32_t o = 0;
+        for (; o < n_out; o += 2) {
+            const int two = o + 1 < n_out;
+            const int8_t *w0 = p->filter + (size_t)o * depth, *w1 = two ? w0 + depth : w0;
+            int32_t a0 = p->bias_eff[o], a1 = two ? p->bias_eff[o + 1] : 0;
+            const uint32_t *x = xw;
+            for (int32_t d = 0; d < d4; d += 4, x += 2) {
+                const uint32_t v0 = load32(w0 + d), v1 = load32(w1 + d), xe = x[0], xo = x[1];
+                a0 = SMLAD(SXTB16(v0), xe, a0);
+                a0 = SMLAD(SXTB16_ROR8(v0), xo, a0);
+                a1 = SMLAD(SXTB16(v1), xe, a1);
+                a1 = SMLAD(SXTB16_ROR8(v1), xo, a1);
+            }
+            for (int32_t d = d4; d < depth; ++d) {
+                a0 += in[d] * w0[d];
+                a1 += in[d] * w1[d];
+            }
+            for (int k = 0; k < 1 + two; ++k) {
+                const int32_t c = p->per_channel ? o + k : 0, acc = k ? a1 : a0;
+                const int32_t sh = p->shift[c];
+                const int fast = rq_fast_ok(sh, oo) && acc > -(1 << 30) && acc < (1 << 30);
+                out[o + k] = fc_out(acc, p->mult[c], sh, oo, lo, hi, fast);
+            }
         }
     }
 }
@@ -807,6 +843,7 @@ void ecg_mean_opt(const ecg_mean_params *p, const int8_t *in, int8_t *out) {
 #if defined(ECG_OPTIMIZED)
 /* out[r][c] = tables[c][in[r][c]]: the generator's per-channel tables (affine, optionally + Swish) */
 void ecg_channel_lut_opt(const int8_t *tables, int32_t rows, int32_t channels, const int8_t *in, int8_t *out) {
+
 #if defined(ECG_KERNELS_MVE)
     if ((channels & 7) == 0) {
         /* 8 channels of a row per gather: index (c + j) * 256 + x + 128 in 16-bit lanes */
