@@ -33,7 +33,7 @@ FIRMWARE = ["startup.c", "hal_common.c"]          # + hal_<machine.hal>.c
 COMMON_CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-Wno-unused-parameter", "-ffp-contract=off",
                  "-fno-strict-aliasing"]
 FAULTS = ("ECG_FAULT_REQUANT_SHIFT", "ECG_FAULT_SWAP_OUTPUTS", "ECG_FAULT_INPUT_SCALE", "ECG_FAULT_DROP_SAMPLES",
-          "ECG_FAULT_MODEL_HASH")
+          "ECG_FAULT_MODEL_HASH", "ECG_FAULT_UNALIGNED")
 OPTIMIZE = ("speed", "size")   # speed: widened weights and pair tables where the kernels use them; size: int8 weights
 
 

@@ -115,6 +115,14 @@ static void run_and_report(const int8_t *in, uint32_t count, uint32_t warmup) {
     if (count > 2) count = 2;          /* keep fuzz iterations fast */
     if (warmup > 1) warmup = 1;
 #endif
+#if defined(ECG_FAULT_UNALIGNED) && defined(__arm__)
+    {   /* fault: one word load from an odd address (cores that trap unaligned accesses stop here) */
+        static volatile uint8_t bytes[8];
+        uint32_t v;
+        __asm__ volatile("ldr %0, [%1]" : "=l"(v) : "l"(bytes + 1) : "memory");
+        (void)v;
+    }
+#endif
     for (uint32_t i = 0; i < warmup + count; ++i) {
         memcpy(model_in, in, ECG_INPUT_SIZE);
         uint64_t c0 = ecg_hal_counter(), t0 = ecg_hal_time_us();
