@@ -94,9 +94,10 @@ def _conv(layer: Layer, kernels: str, optimize: str) -> Layer:
             p["bias_eff"] = f"L{layer.index}_beff"
     else:
         col4 = (col + 3) // 4 * 4
-        scratch = 2 * NCOL * col4                               # int16 columns (the pair kernel uses 2)
         if kernels == "dsp" and optimize == "speed":
             consts += _conv_wide(layer.index, p, _consts(layer), col)
+        ncol = 2 if "wide2" in p else NCOL                      # the channel-pair kernel takes 2 columns
+        scratch = 2 * ncol * col4                               # int16 columns
     p["col_buf"] = "(void *)({scratch})"
     return Layer(layer.index, layer.op, layer.inputs, layer.outputs, layer.params_type, p, layer.call, consts,
                  layer.macs, layer.alias_of, scratch, layer.summary)
@@ -109,8 +110,11 @@ def _depthwise(layer: Layer, kernels: str, optimize: str) -> Layer:
     pw_alloc = (pw + MVE_LANES + 1) // 2 * 2     # reads of a 16-lane (or 2-tap) vector may run past the last tap
     elem = {"mve": 1, "dsp": 2, "c": 4}[kernels]
     # c/dsp: four channel planes filled from one word load per pixel (input channels a multiple of 4)
-    # mve: eight int8 planes from one load per pixel (input channels a multiple of 8)
+    # speed: several planes filled from one load per pixel (mve: eight int8 planes when the input channels
+    # are a multiple of 8; c/dsp: four when a multiple of 4); size: one plane (the smallest scratch)
     planes = (8 if p["in_c"] % 8 == 0 else 1) if kernels == "mve" else (4 if p["in_c"] % 4 == 0 else 1)
+    if optimize == "size":
+        planes = 1
     scratch = ph * pw_alloc * elem * planes
     p.update(col_buf="(void *)({scratch})", plane_h=ph, plane_w=pw_alloc, depthwise_planes=planes)
     return Layer(layer.index, layer.op, layer.inputs, layer.outputs, layer.params_type, p, layer.call, layer.consts,
