@@ -342,6 +342,20 @@ struct wide_state {
     "smlad r2, r4, r8, r2\n\t" "smlad r2, r5, r9, r2\n\t"            \
     "smlad r3, r4, r10, r3\n\t" "smlad r3, r5, r11, r3\n\t"
 
+/* after the taps: the requantiser's triple, four outputs requantised (SMMLAR, sign, ASR, SSAT), the fused
+ * table, four stores at stride out_c, the output pointer advanced to the next channel */
+#define WIDE_EPILOGUE(POST)                                                                             \
+        "ldm r12!, {r4, r5, r7}\n\t"                        /* multiplier, right shift, rounding bias */ \
+        "smmlar r8, r0, r4, r7\n\t" "add r8, r8, r0, asr #31\n\t" "asr r8, r8, r5\n\t" "ssat r8, #8, r8\n\t" \
+        "smmlar r9, r1, r4, r7\n\t" "add r9, r9, r1, asr #31\n\t" "asr r9, r9, r5\n\t" "ssat r9, #8, r9\n\t" \
+        "smmlar r10, r2, r4, r7\n\t" "add r10, r10, r2, asr #31\n\t" "asr r10, r10, r5\n\t" "ssat r10, #8, r10\n\t" \
+        "smmlar r11, r3, r4, r7\n\t" "add r11, r11, r3, asr #31\n\t" "asr r11, r11, r5\n\t" "ssat r11, #8, r11\n\t" \
+        POST                                                                                            \
+        "ldrd r4, r5, [r6]\n\t"                             /* output, its stride */                    \
+        "strb r8, [r4]\n\t" "strb r9, [r4, r5]\n\t" "strb r10, [r4, r5, lsl #1]\n\t"                    \
+        "add r5, r5, r5, lsl #1\n\t" "strb r11, [r4, r5]\n\t"                                           \
+        "adds r4, #1\n\t" "str r4, [r6]\n\t"
+
 #define WIDE_BLOCK_ASM(TAPLOOP, POST)                                                                   \
     __asm__ volatile(                                                                                   \
         "push {r4-r11}\n\t"                                                                             \
@@ -354,16 +368,7 @@ struct wide_state {
         TAPLOOP                                                                                         \
         "subs lr, lr, #1\n\t"                                                                           \
         "bne 2b\n\t"                                                                                    \
-        "ldm r12!, {r4, r5, r7}\n\t"                        /* multiplier, right shift, rounding bias */ \
-        "smmlar r8, r0, r4, r7\n\t" "add r8, r8, r0, asr #31\n\t" "asr r8, r8, r5\n\t" "ssat r8, #8, r8\n\t" \
-        "smmlar r9, r1, r4, r7\n\t" "add r9, r9, r1, asr #31\n\t" "asr r9, r9, r5\n\t" "ssat r9, #8, r9\n\t" \
-        "smmlar r10, r2, r4, r7\n\t" "add r10, r10, r2, asr #31\n\t" "asr r10, r10, r5\n\t" "ssat r10, #8, r10\n\t" \
-        "smmlar r11, r3, r4, r7\n\t" "add r11, r11, r3, asr #31\n\t" "asr r11, r11, r5\n\t" "ssat r11, #8, r11\n\t" \
-        POST                                                                                            \
-        "ldrd r4, r5, [r6]\n\t"                             /* output, its stride */                    \
-        "strb r8, [r4]\n\t" "strb r9, [r4, r5]\n\t" "strb r10, [r4, r5, lsl #1]\n\t"                    \
-        "add r5, r5, r5, lsl #1\n\t" "strb r11, [r4, r5]\n\t"                                           \
-        "adds r4, #1\n\t" "str r4, [r6]\n\t"                                                            \
+        WIDE_EPILOGUE(POST)                                                                             \
         "ldr r4, [r6, #20]\n\t" "subs r4, #1\n\t" "str r4, [r6, #20]\n\t"                               \
         "bne 3b\n\t"                                                                                    \
         "pop {r4-r11}\n"                                                                                \
@@ -386,16 +391,7 @@ struct wide_state {
         "ldm r12!, {r0, r1, r2, r3}\n\t"                                                                \
         "ldr r7, [r6, #12]\n\t"                                                                         \
         WT4 WT4 WT4 WT4                                                                                 \
-        "ldm r12!, {r4, r5, r7}\n\t"                                                                    \
-        "smmlar r8, r0, r4, r7\n\t" "add r8, r8, r0, asr #31\n\t" "asr r8, r8, r5\n\t" "ssat r8, #8, r8\n\t" \
-        "smmlar r9, r1, r4, r7\n\t" "add r9, r9, r1, asr #31\n\t" "asr r9, r9, r5\n\t" "ssat r9, #8, r9\n\t" \
-        "smmlar r10, r2, r4, r7\n\t" "add r10, r10, r2, asr #31\n\t" "asr r10, r10, r5\n\t" "ssat r10, #8, r10\n\t" \
-        "smmlar r11, r3, r4, r7\n\t" "add r11, r11, r3, asr #31\n\t" "asr r11, r11, r5\n\t" "ssat r11, #8, r11\n\t" \
-        POST                                                                                            \
-        "ldrd r4, r5, [r6]\n\t"                                                                         \
-        "strb r8, [r4]\n\t" "strb r9, [r4, r5]\n\t" "strb r10, [r4, r5, lsl #1]\n\t"                    \
-        "add r5, r5, r5, lsl #1\n\t" "strb r11, [r4, r5]\n\t"                                           \
-        "adds r4, #1\n\t" "str r4, [r6]\n\t"                                                            \
+        WIDE_EPILOGUE(POST)                                                                             \
         "subs lr, lr, #1\n\t"                                                                           \
         "bne 3b\n\t"                                                                                    \
         "pop {r4-r11}\n"                                                                                \
@@ -430,6 +426,7 @@ __attribute__((noinline)) static void conv_block_wide_full4(const ecg_conv_param
     }
 }
 #undef WT4
+#undef WIDE_EPILOGUE
 #undef WIDE_BLOCK_ASM
 #undef WIDE16_ASM
 #undef WIDE_POST

@@ -317,6 +317,33 @@ __attribute__((noinline)) static void dw_channel_mve(const ecg_conv_params *p, c
  * three rows in r0-r2 (post-incremented by the row's last load), the bias, multiplier, shift and
  * output offset in q4-q7; the four results go out with one scatter at stride out_c (offsets q3,
  * advanced by q2 each pass). 30 instructions per 36 MACs. */
+/* the nine taps into r4-r12 and q2-q7 from the vector block at r4 (step, offsets, bias, multiplier,
+ * shift, output offset); one pass of four outputs over the three plane rows in r0-r2 */
+#define DW3X3_SETUP                                                                                          \
+    "vldrw.u32 q2, [r4]\n\t" "vldrw.u32 q3, [r4, #16]\n\t" "vldrw.u32 q4, [r4, #32]\n\t"                  \
+    "vldrw.u32 q5, [r4, #48]\n\t" "vldrw.u32 q6, [r4, #64]\n\t" "vldrw.u32 q7, [r4, #80]\n\t"              \
+    "ldrsb r4, [r5]\n\t" "ldrsb r6, [r5, #2]\n\t" "ldrsb r7, [r5, #3]\n\t" "ldrsb r8, [r5, #4]\n\t"          \
+    "ldrsb r9, [r5, #5]\n\t" "ldrsb r10, [r5, #6]\n\t" "ldrsb r11, [r5, #7]\n\t" "ldrsb r12, [r5, #8]\n\t"    \
+    "ldrsb r5, [r5, #1]"
+#define DW3X3_PASS                                                                                           \
+    "vmov q0, q4\n\t"                                                                                        \
+    "vldrb.s32 q1, [r0, #1]\n\t" "vmla.s32 q0, q1, r5\n\t"                                                  \
+    "vldrb.s32 q1, [r0, #2]\n\t" "vmla.s32 q0, q1, r6\n\t"                                                  \
+    "vldrb.s32 q1, [r0], #4\n\t" "vmla.s32 q0, q1, r4\n\t"                                                  \
+    "vldrb.s32 q1, [r1, #1]\n\t" "vmla.s32 q0, q1, r8\n\t"                                                  \
+    "vldrb.s32 q1, [r1, #2]\n\t" "vmla.s32 q0, q1, r9\n\t"                                                  \
+    "vldrb.s32 q1, [r1], #4\n\t" "vmla.s32 q0, q1, r7\n\t"                                                  \
+    "vldrb.s32 q1, [r2, #1]\n\t" "vmla.s32 q0, q1, r11\n\t"                                                 \
+    "vldrb.s32 q1, [r2, #2]\n\t" "vmla.s32 q0, q1, r12\n\t"                                                 \
+    "vldrb.s32 q1, [r2], #4\n\t" "vmla.s32 q0, q1, r10\n\t"                                                 \
+    "vqrdmulh.s32 q0, q0, q5\n\t"                                                                           \
+    "vand q1, q0, q6\n\t" "vshr.s32 q1, q1, #31\n\t" "vqadd.s32 q0, q0, q1\n\t"                              \
+    "vrshl.s32 q0, q0, q6\n\t"                                                                              \
+    "vadd.i32 q0, q0, q7\n\t"                                                                               \
+    "vqshl.s32 q0, q0, #24\n\t" "vshr.s32 q0, q0, #24\n\t"                                                  \
+    "vstrb.32 q0, [r3, q3]\n\t"                                                                             \
+    "vadd.i32 q3, q3, q2\n\t"
+
 __attribute__((noinline)) static void dw3x3_mve(const ecg_conv_params *p, const int8_t *plane, const int8_t *taps,
                                                 int32_t bias, int32_t mult, int32_t shift, int8_t *out) {
     const int32_t pw = p->plane_w, ow = p->out_w, out_c = p->out_c, oo = p->out_offset, n4 = ow >> 2;
@@ -346,32 +373,12 @@ __attribute__((noinline)) static void dw3x3_mve(const ecg_conv_params *p, const 
         __asm__ volatile(
             "ldm lr, {r6, r7, r8}\n\t"
             "push {r6, r7, r8}\n\t"
-            "vldrw.u32 q2, [r4]\n\t" "vldrw.u32 q3, [r4, #16]\n\t" "vldrw.u32 q4, [r4, #32]\n\t"
-            "vldrw.u32 q5, [r4, #48]\n\t" "vldrw.u32 q6, [r4, #64]\n\t" "vldrw.u32 q7, [r4, #80]\n\t"
-            "ldrsb r4, [r5]\n\t" "ldrsb r6, [r5, #2]\n\t" "ldrsb r7, [r5, #3]\n\t" "ldrsb r8, [r5, #4]\n\t"
-            "ldrsb r9, [r5, #5]\n\t" "ldrsb r10, [r5, #6]\n\t" "ldrsb r11, [r5, #7]\n\t" "ldrsb r12, [r5, #8]\n\t"
-            "ldrsb r5, [r5, #1]\n"
+            DW3X3_SETUP "\n"
             "2:\n\t"
             "ldr lr, [sp, #4]\n\t"
             "dls lr, lr\n"
             "1:\n\t"
-            "vmov q0, q4\n\t"
-            "vldrb.s32 q1, [r0, #1]\n\t" "vmla.s32 q0, q1, r5\n\t"
-            "vldrb.s32 q1, [r0, #2]\n\t" "vmla.s32 q0, q1, r6\n\t"
-            "vldrb.s32 q1, [r0], #4\n\t" "vmla.s32 q0, q1, r4\n\t"
-            "vldrb.s32 q1, [r1, #1]\n\t" "vmla.s32 q0, q1, r8\n\t"
-            "vldrb.s32 q1, [r1, #2]\n\t" "vmla.s32 q0, q1, r9\n\t"
-            "vldrb.s32 q1, [r1], #4\n\t" "vmla.s32 q0, q1, r7\n\t"
-            "vldrb.s32 q1, [r2, #1]\n\t" "vmla.s32 q0, q1, r11\n\t"
-            "vldrb.s32 q1, [r2, #2]\n\t" "vmla.s32 q0, q1, r12\n\t"
-            "vldrb.s32 q1, [r2], #4\n\t" "vmla.s32 q0, q1, r10\n\t"
-            "vqrdmulh.s32 q0, q0, q5\n\t"
-            "vand q1, q0, q6\n\t" "vshr.s32 q1, q1, #31\n\t" "vqadd.s32 q0, q0, q1\n\t"
-            "vrshl.s32 q0, q0, q6\n\t"
-            "vadd.i32 q0, q0, q7\n\t"
-            "vqshl.s32 q0, q0, #24\n\t" "vshr.s32 q0, q0, #24\n\t"
-            "vstrb.32 q0, [r3, q3]\n\t"
-            "vadd.i32 q3, q3, q2\n\t"
+            DW3X3_PASS
             "le lr, 1b\n\t"
             "ldr lr, [sp, #8]\n\t"
             "add r0, lr\n\t" "add r1, lr\n\t" "add r2, lr\n\t"
@@ -398,30 +405,10 @@ __attribute__((noinline)) static void dw3x3_mve(const ecg_conv_params *p, const 
             register const int8_t *tp __asm__("r5") = taps;
             register int32_t count __asm__("lr") = n4;
             __asm__ volatile(
-                "vldrw.u32 q2, [r4]\n\t" "vldrw.u32 q3, [r4, #16]\n\t" "vldrw.u32 q4, [r4, #32]\n\t"
-                "vldrw.u32 q5, [r4, #48]\n\t" "vldrw.u32 q6, [r4, #64]\n\t" "vldrw.u32 q7, [r4, #80]\n\t"
-                "ldrsb r4, [r5]\n\t" "ldrsb r6, [r5, #2]\n\t" "ldrsb r7, [r5, #3]\n\t" "ldrsb r8, [r5, #4]\n\t"
-                "ldrsb r9, [r5, #5]\n\t" "ldrsb r10, [r5, #6]\n\t" "ldrsb r11, [r5, #7]\n\t" "ldrsb r12, [r5, #8]\n\t"
-                "ldrsb r5, [r5, #1]\n\t"
+                DW3X3_SETUP "\n\t"
                 "dls lr, lr\n"
                 "1:\n\t"
-                "vmov q0, q4\n\t"
-                "vldrb.s32 q1, [r0, #1]\n\t" "vmla.s32 q0, q1, r5\n\t"
-                "vldrb.s32 q1, [r0, #2]\n\t" "vmla.s32 q0, q1, r6\n\t"
-                "vldrb.s32 q1, [r0], #4\n\t" "vmla.s32 q0, q1, r4\n\t"
-                "vldrb.s32 q1, [r1, #1]\n\t" "vmla.s32 q0, q1, r8\n\t"
-                "vldrb.s32 q1, [r1, #2]\n\t" "vmla.s32 q0, q1, r9\n\t"
-                "vldrb.s32 q1, [r1], #4\n\t" "vmla.s32 q0, q1, r7\n\t"
-                "vldrb.s32 q1, [r2, #1]\n\t" "vmla.s32 q0, q1, r11\n\t"
-                "vldrb.s32 q1, [r2, #2]\n\t" "vmla.s32 q0, q1, r12\n\t"
-                "vldrb.s32 q1, [r2], #4\n\t" "vmla.s32 q0, q1, r10\n\t"
-                "vqrdmulh.s32 q0, q0, q5\n\t"
-                "vand q1, q0, q6\n\t" "vshr.s32 q1, q1, #31\n\t" "vqadd.s32 q0, q0, q1\n\t"
-                "vrshl.s32 q0, q0, q6\n\t"
-                "vadd.i32 q0, q0, q7\n\t"
-                "vqshl.s32 q0, q0, #24\n\t" "vshr.s32 q0, q0, #24\n\t"
-                "vstrb.32 q0, [r3, q3]\n\t"
-                "vadd.i32 q3, q3, q2\n\t"
+                DW3X3_PASS
                 "le lr, 1b\n"
                 : "+r"(x0), "+r"(x1), "+r"(x2), "+r"(op), "+r"(vb), "+r"(tp), "+r"(count)
                 :
@@ -491,6 +478,9 @@ __attribute__((noinline)) static void dw_row16_mve(const ecg_conv_params *p, con
     else DW_ROW16_ASM(2);
 }
 #undef DW_ROW16_ASM
+
+#undef DW3X3_SETUP
+#undef DW3X3_PASS
 
 /* eight channels ic..ic+7 into eight int8 planes (plane k at planes + k * plane_stride), padded with the
  * zero point: per pixel one load of the eight channel bytes and one scatter store (16-bit lane offsets) */
