@@ -181,3 +181,17 @@ def test_qemu_url_per_core(tmp_path):
     info, res = asyncio.run(asyncio.wait_for(go(), 300))
     assert "cortex-m33" in info.name
     assert np.array_equal(np.asarray(res.outputs, np.int8), tflm_outputs(OPMIX, q)[0])
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("target", sorted(n for n, t in load_targets().items() if t.is_mcu))
+def test_export_firmware_step_builds_for_every_mcu_target(target, tmp_path):
+    """edge-export --firmware's step (quantize.pipeline._firmware) on a package, for every MCU target."""
+    from ecgedge.quantize.pipeline import _firmware
+    from ecgedge.targets import get_target
+
+    pkg = write_test_package(tmp_path / "pkg", OPMIX.read_bytes())
+    rep = _firmware(pkg, get_target(target))
+    core = get_core(get_target(target).engine_core)
+    assert rep["core"] == core.name and rep["kernels"] == core.kernels and rep["qemu_machine"] == core.qemu_machine
+    assert (pkg / rep["elf"]).is_file() and rep["fits"]
