@@ -76,36 +76,12 @@ def layer_tflite(shape, kind: str, args: dict, seed: int = 0) -> bytes:
     return convert_int8(keras.Model(inp, out), rep)
 
 
-def run_elf(elf: Path, q: np.ndarray, timeout: float = 600) -> tuple[np.ndarray, list[dict]]:
-    """Outputs and plugin records of each window. Outputs larger than a RESULT frame (the firmware answers
-    ERROR after the inference) are read from the firmware's ecg_outputs buffer through the QEMU monitor."""
-    from ecgedge.firmware_bridge import protocol as P
-    from ecgedge.firmware_bridge.build import elf_symbols
-    from ecgedge.firmware_bridge.client import FirmwareClient
-    from ecgedge.firmware_bridge.qemu import QemuDevice
-
-    addr, size = elf_symbols(elf)["ecg_outputs"]
-    outs = []
-    with QemuDevice(elf, plugin=True, timeout=timeout + 60, monitor=True) as dev:
-        c = FirmwareClient(sock=dev.connect())
-        c.hello()
-        for x in q:
-            c.load_input(x)
-            f = c.request(P.MsgType.INFER, P.pack_infer(P.Infer(1, 0)), None, timeout)
-            if f.type == P.MsgType.RESULT:
-                outs.append(P.unpack_result(f.payload).outputs)
-            else:
-                outs.append(np.frombuffer(dev.read_memory(addr, size), np.int8))
-        c.close()
-        dev.stop()
-        return np.array(outs, np.int8).reshape(len(q), -1), dev.plugin_records()
-
-
 def measure(model: Path, core: str, q: np.ndarray, expected: np.ndarray, work: Path, optimize: str = "speed") -> dict:
     from ecgedge.firmware_bridge.build import build_engine
+    from ecgedge.firmware_bridge.qemu import run_model
 
     b = build_engine(model, core, work / f"{model.stem}-{core}-{optimize}", optimize=optimize)
-    got, recs = run_elf(b.elf, q)
+    got, recs = run_model(b.elf, q)
     rec = recs[-1]
     return {"core": core, "kernels": b.kernels, "machine": b.machine, "optimize": optimize,
             "bit_exact": int((got == expected).all(axis=1).sum()), "windows": len(q),

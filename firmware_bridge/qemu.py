@@ -234,3 +234,32 @@ class QemuDevice:
             self.stop()
         except Exception:
             pass
+
+
+def run_model(elf: str | Path, inputs, timeout: float = 600.0, plugin: bool = True):
+    """Run a firmware ELF on int8 input windows in its QEMU machine: (outputs [n, n_out] int8, the plugin's
+    per-inference records: exact instructions in total and per layer). Outputs longer than a RESULT frame
+    carries (the firmware answers ERROR after the inference) are read from its `ecg_outputs` buffer
+    through the QEMU monitor. Used by benchmarks and by verification tools."""
+    import numpy as np
+
+    from ecgedge.firmware_bridge import protocol as P
+    from ecgedge.firmware_bridge.build import elf_symbols
+    from ecgedge.firmware_bridge.client import FirmwareClient
+
+    addr, size = elf_symbols(Path(elf))["ecg_outputs"]
+    outs = []
+    with QemuDevice(elf, plugin=plugin, timeout=timeout + 60, monitor=True) as dev:
+        c = FirmwareClient(sock=dev.connect())
+        c.hello()
+        for x in inputs:
+            c.load_input(np.asarray(x, np.int8))
+            f = c.request(P.MsgType.INFER, P.pack_infer(P.Infer(1, 0)), None, timeout)
+            if f.type == P.MsgType.RESULT:
+                outs.append(np.asarray(P.unpack_result(f.payload).outputs, np.int8))
+            else:
+                outs.append(np.frombuffer(dev.read_memory(addr, size), np.int8))
+        c.close()
+        dev.stop()   # the plugin writes its records when QEMU exits
+        return np.array(outs, np.int8).reshape(len(outs), -1), dev.plugin_records()
+
