@@ -253,7 +253,7 @@ def run_model(elf: str | Path, inputs, timeout: float = 600.0, plugin: bool = Tr
         c = FirmwareClient(sock=dev.connect())
         c.hello()
         for x in inputs:
-            c.load_input(np.asarray(x, np.int8))
+            c.load_input(np.asarray(x, np.int8), timeout=min(timeout, 120.0))   # busy hosts: generous per-ACK
             f = c.request(P.MsgType.INFER, P.pack_infer(P.Infer(1, 0)), None, timeout)
             if f.type == P.MsgType.RESULT:
                 outs.append(np.asarray(P.unpack_result(f.payload).outputs, np.int8))
