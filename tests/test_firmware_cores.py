@@ -206,7 +206,7 @@ def test_size_builds_bit_exact_and_smaller(core, tmp_path):
         size = build_engine(model, core, tmp_path / f"{model.stem}-size", optimize="size")
         assert size.optimize == "size" and size.flash_bytes <= speed.flash_bytes
         if model == OPMIX:    # its flat ADD's 64 KiB pair table (and on dsp the widened filters) are gone
-            assert size.flash_bytes < speed.flash_bytes - 65536
+            assert size.flash_bytes <= speed.flash_bytes - 65536
         q = quantized_windows(model, 2, seed=12)
         _, got = run_windows(size.elf, q)
         assert np.array_equal(got, tflm_outputs(model, q))
