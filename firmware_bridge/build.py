@@ -270,7 +270,8 @@ def _source_digest(*extra: bytes) -> str:
     for f in sorted(C_DIR.iterdir()):
         if f.is_file():
             h.update(f.name.encode() + f.read_bytes())
-    for f in ("codegen.py", "ops.py", "kernel_params.py", "planner.py", "quant.py", "build.py", "cores.py", "cores.toml"):
+    for f in ("codegen.py", "ops.py", "kernel_params.py", "planner.py", "quant.py", "build.py", "cores.py",
+              "cores.toml"):
         h.update((Path(__file__).parent / f).read_bytes())
     for e in extra:
         h.update(e)

@@ -104,7 +104,8 @@ def test_core_bit_exact_in_qemu(core, tmp_path):
         q = quantized_windows(model, 2, seed=31)
         info, got = run_windows(b.elf, q)
         assert core in info.name and info.flags & 4
-        assert np.array_equal(got, tflm_outputs(model, q)), (core, model.name, np.argwhere(got != tflm_outputs(model, q))[:5])
+        ref = tflm_outputs(model, q)
+        assert np.array_equal(got, ref), (core, model.name, np.argwhere(got != ref)[:5])
 
 
 @pytest.mark.backend
