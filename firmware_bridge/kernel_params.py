@@ -97,7 +97,8 @@ def _conv(layer: Layer, kernels: str, optimize: str) -> Layer:
         if kernels == "dsp" and optimize == "speed":
             consts += _conv_wide(layer.index, p, _consts(layer), col)
         ncol = 2 if "wide2" in p else NCOL                      # the channel-pair kernel takes 2 columns
-        scratch = 2 * ncol * col4                               # int16 columns
+        elem = 4 if kernels == "c" else 2                       # c: int32 columns (LDM + MLA), dsp: int16
+        scratch = elem * ncol * col4
     p["col_buf"] = "(void *)({scratch})"
     return Layer(layer.index, layer.op, layer.inputs, layer.outputs, layer.params_type, p, layer.call, consts,
                  layer.macs, layer.alias_of, scratch, layer.summary)
