@@ -60,7 +60,7 @@ def layer_tflite(shape, kind: str, args: dict, seed: int = 0) -> bytes:
     import keras
     from keras import layers
 
-    from ecgedge.firmware_bridge.testmodels import convert_int8
+    from ecgedge.device_sim.testmodels import convert_int8
 
     keras.utils.set_random_seed(seed)
     init = dict(bias_initializer=keras.initializers.RandomNormal(stddev=0.3, seed=seed))
@@ -80,7 +80,7 @@ def measure(model: Path, core: str, q: np.ndarray, expected: np.ndarray, work: P
     from ecgedge.firmware_bridge.build import build_engine
     from ecgedge.firmware_bridge.qemu import run_model
 
-    b = build_engine(model, core, work / f"{model.stem}-{core}-{optimize}", optimize=optimize)
+    b = build_engine(model, core, work / f"{model.stem}-{core}-{optimize}", optimize=optimize, program="protocol")
     got, recs = run_model(b.elf, q)
     rec = recs[-1]
     return {"core": core, "kernels": b.kernels, "machine": b.machine, "optimize": optimize,
@@ -91,7 +91,8 @@ def measure(model: Path, core: str, q: np.ndarray, expected: np.ndarray, work: P
 
 
 def bench_layers(names: list[str], cores: list[str], work: Path, log) -> list[dict]:
-    from ecgedge.firmware_bridge.tflm_ref import quantized_windows, tflm_outputs
+    from ecgedge.contract.runners import open_int8_runner
+    from ecgedge.device_sim.testmodels import int8_vectors
 
     rows = []
     for name, desc, shape, kind, args in LAYERS:
@@ -99,8 +100,8 @@ def bench_layers(names: list[str], cores: list[str], work: Path, log) -> list[di
             continue
         path = work / f"{name}.tflite"
         path.write_bytes(layer_tflite(shape, kind, args))
-        q = quantized_windows(path, 1, seed=5)
-        expected = tflm_outputs(path, q)
+        q = int8_vectors(path, 1, seed=5)
+        expected = open_int8_runner(path, "tflm").run(q)
         row = {"layer": name, "description": desc, "per_core": {}}
         for core in cores:
             t0 = time.monotonic()
@@ -128,15 +129,16 @@ def _kind(row: dict) -> str:
 
 
 def bench_models(packages: list[Path], cores: list[str], windows: int, work: Path, log) -> list[dict]:
-    from ecgedge.firmware_bridge.tflm_ref import quantized_windows, tflm_min_arena, tflm_outputs
+    from ecgedge.contract.runners import open_int8_runner, smallest_arena
+    from ecgedge.device_sim.testmodels import int8_vectors
 
     out = []
     for pkg in packages:
         tfl = pkg / "model_int8.tflite"
-        q = quantized_windows(tfl, windows, seed=2024)
-        expected = tflm_outputs(tfl, q)
+        q = int8_vectors(tfl, windows, seed=2024)
+        expected = open_int8_runner(tfl, "tflm").run(q)
         entry = {"package": str(pkg), "model": json.loads((pkg / "manifest.json").read_text()).get("model"),
-                 "tflm_min_arena_bytes": tflm_min_arena(tfl), "per_core": {}}
+                 "tflm_min_arena_bytes": smallest_arena(tfl), "per_core": {}}
         for core in cores:
             t0 = time.monotonic()
             m = measure(pkg, core, q, expected, work)

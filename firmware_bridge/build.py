@@ -1,8 +1,11 @@
 """Build the generated model + firmware for any Cortex-M core of cores.toml (QEMU machine ELF), or host
 executables.
 
-`build_engine(model, core, out_dir, optimized=True, optimize="speed", machine=None, defines=None) -> BuildResult`
-    the one build function, keyed by core (cortex-m0 ... cortex-m55; `model` is a package folder or a .tflite)
+`build_engine(model, core, out_dir, optimized=True, program="verify"|"protocol", optimize="speed", machine=None,
+             defines=None) -> BuildResult`
+    the one build function, keyed by core (host, cortex-m0 ... cortex-m55; `model` is a package folder or a
+    .tflite): the engine with a harness program - "verify" (edge-engine verify: input tensors from a file over
+    semihosting, or stdin on the host) or "protocol" (the wire-protocol firmware of docs/protocol.md)
 `build_firmware(package_dir, target, out_dir, ...)` the same for an MCU target of targets.toml (its engine_core)
 `firmware_for_package(package_dir, target_or_core, ...) -> Path(elf)` (cached by model sha + sources + flags)
 `build_host(package_dir_or_tflite, out_dir, program="run"|"serve"|"fuzz"|"codec", ...) -> Path`
@@ -16,10 +19,12 @@ import os
 import shutil
 import string
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
+from ecgedge.contract.package import read_model
 from ecgedge.errors import ConfigError, FirmwareError
 from ecgedge.firmware_bridge.cores import (KERNEL_FEATURES, Core, Machine, get_core, get_machine, mcu_cores,
                                            resolve_core)
@@ -27,9 +32,13 @@ from ecgedge.firmware_bridge.cores import (KERNEL_FEATURES, Core, Machine, get_c
 C_DIR = Path(__file__).resolve().parent / "c"
 PLUGIN_DIR = Path(__file__).resolve().parent / "plugin"
 FW_VERSION = "0.1.0"
-KERNELS = ["ecg_kernels_ref.c", "ecg_kernels_opt.c", "ecg_kernels_dsp.c", "ecg_kernels_c.c", "ecg_kernels_mve.c"]
+KERNELS = ["ecg_kernels_ref.c", "ecg_kernels_general.c", "ecg_kernels_lstm.c", "ecg_kernels_opt.c",
+           "ecg_kernels_dsp.c", "ecg_kernels_c.c", "ecg_kernels_mve.c"]
 APP = ["app.c", "protocol.c", "sha256.c"]
-FIRMWARE = ["startup.c", "hal_common.c"]          # + hal_<machine.hal>.c
+# the harness programs around the engine: sources of an MCU build (+ startup.c and the machine's linker script)
+# and of a host build; "protocol" on an MCU adds the machine's HAL (hal_common.c + hal_<machine.hal>.c)
+PROGRAMS = {"verify": {"mcu": ["verify_main.c"], "host": ["host_run.c"]},
+            "protocol": {"mcu": APP + ["hal_common.c"], "host": None}}
 COMMON_CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-Wno-unused-parameter", "-ffp-contract=off",
                  "-fno-strict-aliasing"]
 FAULTS = ("ECG_FAULT_REQUANT_SHIFT", "ECG_FAULT_SWAP_OUTPUTS", "ECG_FAULT_INPUT_SCALE", "ECG_FAULT_DROP_SAMPLES",
@@ -39,36 +48,50 @@ OPTIMIZE = ("speed", "size")   # speed: widened weights and pair tables where th
 
 @dataclass
 class BuildResult:
-    elf: Path
+    elf: Path                   # the firmware ELF (a host build: the executable)
     target: str                 # the MCU target of targets.toml, or the core's name for a bare core build
     optimized: bool
-    text: int
-    data: int
-    bss: int
-    flash_bytes: int            # text + data (what goes to flash)
-    ram_bytes: int              # data + bss (static RAM, stack/heap reserve excluded)
+    text: int | None            # sizes: None for a host build
+    data: int | None
+    bss: int | None
+    flash_bytes: int | None     # text + data (what goes to flash)
+    ram_bytes: int | None       # data + bss (static RAM, stack/heap reserve excluded)
     arena_bytes: int
     const_bytes: int
     macs: int
-    target_flash_bytes: int
-    target_ram_bytes: int
+    target_flash_bytes: int | None
+    target_ram_bytes: int | None
     model_sha256: str
     defines: dict = field(default_factory=dict)
     layers: list = field(default_factory=list)
     symbols: dict = field(default_factory=dict)   # name -> (address, size)
     core: str = "cortex-m7"
-    machine: str = "mps2-an500"  # the QEMU machine the ELF is linked for
+    machine: str | None = "mps2-an500"  # the QEMU machine the ELF is linked for (None: a host build)
     kernels: str = "dsp"
     optimize: str = "speed"
+    program: str = "protocol"
+    gen: object = field(default=None, repr=False, compare=False)   # codegen.Generated (not serialised)
+
+    @property
+    def path(self) -> Path:
+        return self.elf
 
     def summary(self) -> str:
+        if self.machine is None:
+            return (f"{self.elf.name} (host, {self.kernels} kernels, optimise for {self.optimize}): arena "
+                    f"{self.arena_bytes} B, constants {self.const_bytes} B")
         return (f"{self.elf.name} ({self.core}, {self.kernels} kernels, optimise for {self.optimize}, QEMU "
                 f"{self.machine}): text {self.text} data {self.data} bss {self.bss} | flash {self.flash_bytes} / "
                 f"{self.target_flash_bytes} B, static RAM {self.ram_bytes} / {self.target_ram_bytes} B, "
                 f"arena {self.arena_bytes} B, constants {self.const_bytes} B")
 
     def to_dict(self) -> dict:
-        d = asdict(self)
+        gen, self.gen = self.gen, None
+        try:
+            d = asdict(self)
+        finally:
+            self.gen = gen
+        d.pop("gen")
         d["elf"] = str(self.elf)
         return d
 
@@ -86,23 +109,6 @@ def _run(cmd: list[str], what: str) -> None:
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     if r.returncode != 0:
         raise FirmwareError(f"{what} failed (exit {r.returncode}): {' '.join(cmd[:3])} ...\n{r.stderr[-3000:]}")
-
-
-def _load_package(package_dir) -> tuple[bytes, dict]:
-    p = Path(package_dir)
-    if p.is_file() and p.suffix == ".tflite":
-        return p.read_bytes(), {}
-    tfl = p / "model_int8.tflite"
-    if not tfl.exists():
-        raise FirmwareError(f"{p}: no model_int8.tflite (expected a model package folder, see INTERFACES 5)")
-    manifest = {}
-    if (p / "manifest.json").exists():
-        manifest = json.loads((p / "manifest.json").read_text())
-    raw = tfl.read_bytes()
-    sha = hashlib.sha256(raw).hexdigest()
-    if manifest.get("model_sha256") and manifest["model_sha256"] != sha:
-        raise FirmwareError(f"{tfl}: sha256 {sha} differs from manifest model_sha256 {manifest['model_sha256']}")
-    return raw, manifest
 
 
 def _define_flags(defines: dict | None) -> list[str]:
@@ -138,7 +144,7 @@ def elf_symbols(elf: Path, nm: str = "arm-none-eabi-nm") -> dict[str, tuple[int,
 def generate_into(package_dir, out_dir: Path, kernels: str = "dsp", optimize: str = "speed"):
     from ecgedge.firmware_bridge.codegen import generate, write_sources
 
-    raw, manifest = _load_package(package_dir)
+    raw, manifest = read_model(package_dir)
     gen = generate(raw, manifest, kernels=kernels, optimize=optimize)
     write_sources(gen, out_dir)
     return gen, manifest
@@ -198,40 +204,92 @@ def _check_compiler_features(gcc: str, core: Core) -> None:
                             f"{' '.join(core.cflags)} does not define (cores.toml)")
 
 
+def _kernel_objects(cc: str, flags: list[str], optimized: bool) -> list[Path]:
+    """The kernel sources compiled once per compiler + flags (cached by source digest), so that a model build
+    compiles only its generated model.c and the harness."""
+    key = hashlib.sha256(json.dumps([cc, flags, optimized, _source_digest()]).encode()).hexdigest()[:20]
+    out = cache_dir() / "engine-objs" / key
+    objs = [out / (Path(k).stem + ".o") for k in KERNELS]
+    if all(o.exists() for o in objs):
+        return objs
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    for k in KERNELS:
+        _run([cc, *flags, f"-I{C_DIR}", *(["-DECG_OPTIMIZED"] if optimized else []), "-c", str(C_DIR / k),
+              "-o", str(tmp / (Path(k).stem + ".o"))], f"{cc} kernel build ({k})")
+    try:
+        tmp.rename(out)
+    except OSError:                      # another process won the race: use its objects
+        shutil.rmtree(tmp, ignore_errors=True)
+    return objs
+
+
 def build_engine(model, core: str = "cortex-m7", out_dir=None, optimized: bool = True, defines: dict | None = None,
-                 machine: str | None = None, optimize: str = "speed", target: str | None = None) -> BuildResult:
-    """Generate C for the INT8 model (package folder or .tflite) and build the firmware ELF for `core`
-    (a core of cores.toml, or an MCU target's name), linked for its QEMU machine (or `machine`, one of
-    the core's). `optimized=False` builds the reference kernels; `optimize="size"` keeps int8 weights
-    (no widened filters, no ADD pair tables). `target` (targets.toml) only sets the flash/RAM budgets
-    reported; without it they are the machine's memory."""
+                 machine: str | None = None, optimize: str = "speed", target: str | None = None,
+                 program: str = "verify", gen=None) -> BuildResult:
+    """Generate C for the INT8 model (package folder or .tflite) and build it for `core` (a core of
+    cores.toml, or an MCU target's name) with the harness `program` (PROGRAMS): an MCU core gives a firmware
+    ELF linked for its QEMU machine (or `machine`, one of the core's), "host" a host executable.
+    `optimized=False` builds the reference kernels; `optimize="size"` keeps int8 weights (no widened filters,
+    no ADD pair tables). `target` (targets.toml) only sets the flash/RAM budgets reported; without it they
+    are the machine's memory. `gen`: sources already generated for this model, core and optimisation goal
+    (codegen.Generated), reused instead of generating again."""
+    from ecgedge.firmware_bridge.codegen import write_sources
+
     c = resolve_core(core)
-    m = machine_for(c, machine)
     check_optimize(optimize)
+    if program not in PROGRAMS:
+        raise FirmwareError(f"unknown engine program {program!r}; supported: {', '.join(PROGRAMS)}")
     for k in defines or {}:
         if k.startswith("ECG_FAULT_") and k not in FAULTS:
             raise FirmwareError(f"unknown fault define {k}; supported: {', '.join(FAULTS)}")
-    gcc = _need("arm-none-eabi-gcc")
-    _check_compiler_features(gcc, c)
+    harness = PROGRAMS[program]["host" if c.is_host else "mcu"]
+    if harness is None:
+        raise FirmwareError(f"program {program!r} has no {c.name} build (the host protocol server is "
+                            "build_host(..., program='serve'))")
+    m = None if c.is_host else machine_for(c, machine)
+    gcc = _need("gcc" if c.is_host else "arm-none-eabi-gcc")
+    if not c.is_host:
+        _check_compiler_features(gcc, c)
     src = Path(model)
     out = Path(out_dir) if out_dir else (src.parent if src.is_file() else src) / "firmware"
     out.mkdir(parents=True, exist_ok=True)
-    gen, manifest = generate_into(model, out / "gen", kernels=c.kernels, optimize=optimize)
-    name = "ecgedge_fw" + ("" if optimized else "_ref")
+    if gen is None:
+        gen, _ = generate_into(model, out / "gen", kernels=c.kernels, optimize=optimize)
+    else:
+        write_sources(gen, out / "gen")
+    name = ("ecgedge_fw" if program == "protocol" else f"engine_{program}") + ("" if optimized else "_ref")
+    kernel_flags = [*c.cflags, "-O2", *COMMON_CFLAGS, f"-DECG_KERNELS_{c.kernels.upper()}=1",
+                    *([] if c.is_host else ["-ffunction-sections", "-fdata-sections"]), *_define_flags(defines)]
+    objs = _kernel_objects(gcc, kernel_flags, optimized)
+    label = target or c.name
+    common = [gcc, *kernel_flags, f"-I{C_DIR}", f"-I{out / 'gen'}", *(["-DECG_OPTIMIZED"] if optimized else [])]
+    if c.is_host:
+        exe = out / name
+        _run([*common, *(str(C_DIR / s) for s in harness), str(out / "gen" / "model.c"), *map(str, objs), "-lm",
+              "-o", str(exe)], f"gcc engine build (host, {program})")
+        return BuildResult(elf=exe, target=label, optimized=optimized, text=None, data=None, bss=None,
+                           flash_bytes=None, ram_bytes=None,
+                           arena_bytes=gen.arena_bytes if optimized else gen.reference_plan.arena_bytes,
+                           const_bytes=gen.const_bytes if optimized else gen.reference_const_bytes, macs=gen.macs,
+                           target_flash_bytes=None, target_ram_bytes=None, model_sha256=gen.model.sha256,
+                           defines=dict(defines or {}),
+                           layers=gen.layer_table if optimized else gen.reference_layer_table, core=c.name,
+                           machine=None, kernels=c.kernels, optimize=optimize, program=program, gen=gen)
     elf = out / f"{name}.elf"
     tick = Fraction(10**9, m.systick_hz)
-    srcs = [C_DIR / s for s in KERNELS + APP + FIRMWARE + [f"hal_{m.hal}.c"]] + [out / "gen" / "model.c"]
-    label = target or c.name
-    cmd = [gcc, *c.cflags, "-O2", *COMMON_CFLAGS, "-ffunction-sections", "-fdata-sections",
-           f"-I{C_DIR}", f"-I{out / 'gen'}", f'-DECG_FW_NAME="ecgedge-fw {FW_VERSION} {label}"',
-           "-DECG_COUNTER_KIND=1", f"-DECG_KERNELS_{c.kernels.upper()}=1", f"-DECG_UART_BASE={m.uart_base:#x}u",
+    srcs = [C_DIR / s for s in harness + ["startup.c"]]
+    if program == "protocol":
+        srcs.append(C_DIR / f"hal_{m.hal}.c")
+    cmd = [*common, f'-DECG_FW_NAME="ecgedge-fw {FW_VERSION} {label}"',
+           "-DECG_COUNTER_KIND=1", f"-DECG_UART_BASE={m.uart_base:#x}u",
            f"-DECG_SYSTICK_HZ={m.systick_hz}u", f"-DECG_TICK_NUM={tick.numerator}u",
            f"-DECG_TICK_DEN={tick.denominator}u", f"-DECG_RING_LEN={m.ring_samples}",
-           *(["-DECG_OPTIMIZED"] if optimized else []), *_define_flags(defines),
-           *map(str, srcs), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+           *map(str, srcs), str(out / "gen" / "model.c"), *map(str, objs),
+           "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
            f"-T{linker_script(m, out)}", "-Wl,--gc-sections", f"-Wl,-Map={out / (name + '.map')}", "-lm",
            "-o", str(elf)]
-    _run(cmd, f"arm-none-eabi-gcc firmware build ({c.name}, {m.name})")
+    _run(cmd, f"arm-none-eabi-gcc firmware build ({c.name}, {m.name}, {program})")
     text, data, bss = _sizes(elf)
     if target:
         from ecgedge.targets import get_target
@@ -246,7 +304,7 @@ def build_engine(model, core: str = "cortex-m7", out_dir=None, optimized: bool =
                       target_flash_bytes=flash_budget, target_ram_bytes=ram_budget, model_sha256=gen.model.sha256,
                       defines=dict(defines or {}),
                       layers=gen.layer_table if optimized else gen.reference_layer_table, symbols=elf_symbols(elf),
-                      core=c.name, machine=m.name, kernels=c.kernels, optimize=optimize)
+                      core=c.name, machine=m.name, kernels=c.kernels, optimize=optimize, program=program, gen=gen)
     (out / f"{name}.json").write_text(json.dumps(res.to_dict(), indent=1, default=str))
     return res
 
@@ -260,9 +318,9 @@ def build_firmware(package_dir, target: str = "cortex-m7", out_dir=None, optimiz
     if target in load_targets():
         core = firmware_core(target)
         return build_engine(package_dir, core.name, out_dir, optimized=optimized, defines=defines, machine=machine,
-                            optimize=optimize, target=target)
+                            optimize=optimize, target=target, program="protocol")
     return build_engine(package_dir, target, out_dir, optimized=optimized, defines=defines, machine=machine,
-                        optimize=optimize)
+                        optimize=optimize, program="protocol")
 
 
 def _source_digest(*extra: bytes) -> str:
@@ -270,8 +328,8 @@ def _source_digest(*extra: bytes) -> str:
     for f in sorted(C_DIR.iterdir()):
         if f.is_file():
             h.update(f.name.encode() + f.read_bytes())
-    for f in ("codegen.py", "ops.py", "kernel_params.py", "planner.py", "quant.py", "build.py", "cores.py",
-              "cores.toml"):
+    for f in ("codegen.py", "ops.py", "ops_general.py", "kernel_params.py", "planner.py", "quant.py", "build.py",
+              "cores.py", "cores.toml"):
         h.update((Path(__file__).parent / f).read_bytes())
     for e in extra:
         h.update(e)
@@ -286,7 +344,7 @@ def firmware_for_package(package_dir, target: str = "cortex-m7", optimized: bool
                          defines: dict | None = None, optimize: str = "speed", machine: str | None = None) -> Path:
     """The firmware ELF for a package (or .tflite) on an MCU target or core, built once and cached
     (model sha + sources + flags)."""
-    raw, _ = _load_package(package_dir)
+    raw, _ = read_model(package_dir)
     mf = Path(package_dir) / "manifest.json"
     manifest_bytes = mf.read_bytes() if mf.exists() else b""
     key = _source_digest(raw, manifest_bytes, target.encode(), str(optimized).encode(), optimize.encode(),
@@ -329,5 +387,5 @@ def build_host(package_dir, out_dir, program: str = "run", optimized: bool = Fal
     return exe
 
 
-__all__ = ["BuildResult", "build_engine", "build_firmware", "build_host", "firmware_for_package", "firmware_core",
+__all__ = ["BuildResult", "PROGRAMS", "build_engine", "build_firmware", "build_host", "firmware_for_package", "firmware_core",
            "machine_for", "mcu_cores", "check_optimize", "elf_symbols", "generate_into", "OPTIMIZE"]

@@ -12,8 +12,9 @@ kernels use them; "size": int8 weights only).
   "mve", eight channels at a time when they are a multiple of 8); the taps are gathered per channel at
   run time.
 - FULLY_CONNECTED: the bias with the input offset folded in.
-- ADD: each input's rescaled value for every int8 value (tables); speed: the result for every
-  (a, b) byte pair of a flat ADD of two activations (64 KiB).
+- ADD (from ops.ADD_TABLES_MIN_ELEMENTS elements): each input's rescaled value for every int8 value
+  (tables); speed: the result for every (a, b) byte pair of a flat ADD of two activations of at least
+  ops.PAIR_TABLE_MIN_ELEMENTS elements (64 KiB).
 Everything here is exact: the kernels produce the reference lowering's integers."""
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from ecgedge.firmware_bridge import quant
-from ecgedge.firmware_bridge.ops import CArray, Layer
+from ecgedge.firmware_bridge.ops import PAIR_TABLE_MIN_ELEMENTS, CArray, Layer
 
 FAST_RIGHT_SHIFTS = range(1, 23)   # c/ecg_kernels_opt.c rq_fast: right shift 1..22, no left shift
 NCOL = 4                           # output columns per conv block (c/ecg_kernels_*.c)
@@ -135,6 +136,8 @@ def _fc(layer: Layer, kernels: str, optimize: str) -> Layer:
 
 
 def _add(layer: Layer, kernels: str, optimize: str) -> Layer:
+    if not layer.call.startswith("ECG_ADD("):      # a tiny ADD runs the reference kernel, tables-free (ops.py)
+        return layer
     p = dict(layer.params)
     consts = list(layer.consts)
     tables = []
@@ -145,7 +148,7 @@ def _add(layer: Layer, kernels: str, optimize: str) -> Layer:
         consts.append(CArray(f"L{layer.index}_add{k}", "int32_t", tab))
         p[f"lut{k}"] = f"L{layer.index}_add{k}"
         tables.append(tab)
-    if optimize == "speed" and p["flat"] and len(layer.inputs) == 2:
+    if optimize == "speed" and p["flat"] and len(layer.inputs) == 2 and p["size"] >= PAIR_TABLE_MIN_ELEMENTS:
         # the int8 result of each (a, b) pair, one 64 KiB table indexed by (b << 8) | a
         sums = tables[0][None, :] + tables[1][:, None]                 # [b + 128][a + 128]
         res = quant.mbqm_array(sums, p["out_mult"], p["out_shift"]) + p["out_offset"]

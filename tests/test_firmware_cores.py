@@ -11,13 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ecgedge.contract.runners import open_int8_runner
+from ecgedge.device_sim.testmodels import int8_vectors, write_test_package
 from ecgedge.errors import ConfigError, DeviceTimeout, FirmwareError
 from ecgedge.firmware_bridge.build import build_engine, build_firmware, machine_for
 from ecgedge.firmware_bridge.client import FirmwareClient
 from ecgedge.firmware_bridge.cores import cores, get_core, machines, mcu_cores, resolve_core
 from ecgedge.firmware_bridge.qemu import QemuDevice
-from ecgedge.firmware_bridge.testmodels import write_test_package
-from ecgedge.firmware_bridge.tflm_ref import quantized_windows, tflm_outputs
 from ecgedge.targets import load_targets
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -99,12 +99,12 @@ def test_export_refuses_firmware_for_a_linux_target_before_exporting(tmp_path):
 def test_core_bit_exact_in_qemu(core, tmp_path):
     """Each core's build (its kernel path) in its QEMU machine equals tflite-micro on both op-coverage models."""
     for model in (OPMIX, MODEL_2D):
-        b = build_engine(model, core, tmp_path / model.stem)
+        b = build_engine(model, core, tmp_path / model.stem, program="protocol")
         assert b.core == core and b.machine == get_core(core).qemu_machine
-        q = quantized_windows(model, 2, seed=31)
+        q = int8_vectors(model, 2, seed=31)
         info, got = run_windows(b.elf, q)
         assert core in info.name and info.flags & 4
-        ref = tflm_outputs(model, q)
+        ref = open_int8_runner(model, "tflm").run(q)
         assert np.array_equal(got, ref), (core, model.name, np.argwhere(got != ref)[:5])
 
 
@@ -113,7 +113,7 @@ def test_helium_build_avoids_the_two_lane_vmov(tmp_path):
     """QEMU 7.2 executes MVE's `vmov qN[2], qN[0], Rt, Rt2` with the two lanes swapped (against gcc's
     vcreateq and the Arm encoding): code using it would pass here and fail on silicon. Our kernels move
     lane pairs through the FPU's D registers instead; gcc must not emit the instruction either."""
-    b = build_engine(OPMIX, "cortex-m55", tmp_path)
+    b = build_engine(OPMIX, "cortex-m55", tmp_path, program="protocol")
     dis = subprocess.run(["arm-none-eabi-objdump", "-d", "-m", "armv8.1-m.main", str(b.elf)], capture_output=True,
                          text=True, check=True).stdout
     assert "vmlava.s8" in dis and "vldrb" in dis          # the Helium kernels are really in there
@@ -126,14 +126,14 @@ def test_cortex_m0_alignment_on_microbit(tmp_path):
     runs bit-exact on the micro:bit, and a build with one deliberate unaligned load answers on an385 but
     never on the micro:bit (HardFault) - so the bit-exact run proves every access of the M0 build aligned."""
     pkg = write_test_package(tmp_path / "pkg", TINY.read_bytes(), name="opmix64")
-    b = build_engine(pkg, "cortex-m0", tmp_path / "mb", machine="microbit")
+    b = build_engine(pkg, "cortex-m0", tmp_path / "mb", machine="microbit", program="protocol")
     assert b.machine == "microbit" and b.ram_bytes <= 16384
-    q = quantized_windows(TINY, 2, seed=3)
+    q = int8_vectors(TINY, 2, seed=3)
     _, got = run_windows(b.elf, q, timeout=60)
-    assert np.array_equal(got, tflm_outputs(TINY, q))
+    assert np.array_equal(got, open_int8_runner(TINY, "tflm").run(q))
     for machine, answers in (("mps2-an385", True), ("microbit", False)):
         f = build_engine(pkg, "cortex-m0", tmp_path / f"fault-{machine}", machine=machine,
-                         defines={"ECG_FAULT_UNALIGNED": 1})
+                         defines={"ECG_FAULT_UNALIGNED": 1}, program="protocol")
         with QemuDevice(f.elf, timeout=90) as dev:
             c = FirmwareClient(sock=dev.connect())
             c.hello()
@@ -149,10 +149,10 @@ def test_cortex_m0_alignment_on_microbit(tmp_path):
 @pytest.mark.parametrize("core", ["cortex-m4", "cortex-m33", "cortex-m55"])
 def test_pocket_k_bit_exact_on_core(core, pocket_k_m7_package, tmp_path):
     tfl = pocket_k_m7_package / "model_int8.tflite"
-    b = build_engine(pocket_k_m7_package, core, tmp_path)
-    q = quantized_windows(tfl, 3, seed=44)
+    b = build_engine(pocket_k_m7_package, core, tmp_path, program="protocol")
+    q = int8_vectors(tfl, 3, seed=44)
     _, got = run_windows(b.elf, q, timeout=300)
-    assert np.array_equal(got, tflm_outputs(tfl, q))
+    assert np.array_equal(got, open_int8_runner(tfl, "tflm").run(q))
 
 
 @pytest.mark.backend
@@ -163,7 +163,7 @@ def test_qemu_url_per_core(tmp_path):
     from ecgedge.firmware_bridge import protocol as P
 
     pkg = write_test_package(tmp_path / "pkg", OPMIX.read_bytes())
-    q = quantized_windows(OPMIX, 1, seed=8)
+    q = int8_vectors(OPMIX, 1, seed=8)
 
     async def go():
         link = DeviceLink(open_transport(f"qemu://cortex-m33?package={pkg}"))
@@ -181,7 +181,7 @@ def test_qemu_url_per_core(tmp_path):
 
     info, res = asyncio.run(asyncio.wait_for(go(), 300))
     assert "cortex-m33" in info.name
-    assert np.array_equal(np.asarray(res.outputs, np.int8), tflm_outputs(OPMIX, q)[0])
+    assert np.array_equal(np.asarray(res.outputs, np.int8), open_int8_runner(OPMIX, "tflm").run(q)[0])
 
 
 @pytest.mark.backend
@@ -203,11 +203,12 @@ def test_export_firmware_step_builds_for_every_mcu_target(target, tmp_path):
 def test_size_builds_bit_exact_and_smaller(core, tmp_path):
     """--optimize size (int8 weights, no pair tables, one depthwise plane) is exact too, in less flash."""
     for model in (OPMIX, MODEL_2D):
-        speed = build_engine(model, core, tmp_path / f"{model.stem}-speed")
-        size = build_engine(model, core, tmp_path / f"{model.stem}-size", optimize="size")
+        speed = build_engine(model, core, tmp_path / f"{model.stem}-speed", program="protocol")
+        size = build_engine(model, core, tmp_path / f"{model.stem}-size", optimize="size",
+                            program="protocol")
         assert size.optimize == "size" and size.flash_bytes <= speed.flash_bytes
         if model == OPMIX:    # its flat ADD's 64 KiB pair table (and on dsp the widened filters) are gone
             assert size.flash_bytes <= speed.flash_bytes - 65536
-        q = quantized_windows(model, 2, seed=12)
+        q = int8_vectors(model, 2, seed=12)
         _, got = run_windows(size.elf, q)
-        assert np.array_equal(got, tflm_outputs(model, q))
+        assert np.array_equal(got, open_int8_runner(model, "tflm").run(q))
