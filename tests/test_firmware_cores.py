@@ -109,6 +109,21 @@ def test_core_bit_exact_in_qemu(core, tmp_path):
 
 
 @pytest.mark.backend
+@pytest.mark.parametrize("core", ["cortex-m0", "cortex-m33", "cortex-m55"])
+def test_edge_engine_verify_harness_per_machine(core, tmp_path):
+    """build_engine's verify harness (semihosting file I/O, no UART) on the three memory maps (an385, an505's
+    Secure aliases, an547's ITCM vectors + DDR), each core's kernel path: every output byte as tflite-micro,
+    instructions counted by the plugin per inference and per layer."""
+    from ecgedge.firmware_bridge.verify import verify
+
+    rep = verify(OPMIX, core=core, n_inputs=3, seed=9, arena_tflm=False, out_dir=tmp_path)
+    assert rep["bit_exact_fraction"] == 1.0 and rep["distinct_outputs"] > 1
+    assert rep["kernels"] == get_core(core).kernels and rep["flash_bytes"] > 0
+    assert rep["instructions_per_inference"] > rep["macs"] / 8
+    assert sum(r["instructions"] for r in rep["layers"]) <= rep["instructions_per_inference"]
+
+
+@pytest.mark.backend
 def test_helium_build_avoids_the_two_lane_vmov(tmp_path):
     """QEMU 7.2 executes MVE's `vmov qN[2], qN[0], Rt, Rt2` with the two lanes swapped (against gcc's
     vcreateq and the Arm encoding): code using it would pass here and fail on silicon. Our kernels move
