@@ -14,8 +14,8 @@ from ecgedge.firmware_bridge import protocol as P
 from ecgedge.firmware_bridge.client import FirmwareClient
 from ecgedge.firmware_bridge.cores import get_core
 from ecgedge.device_sim.testmodels import write_test_package
-from ecgedge.contract.runners import open_int8_runner
 from ecgedge.device_sim.testmodels import int8_vectors as windows
+from ecgedge.contract.runners import tflm_run_tensors as tflm_outputs
 from ecgedge.targets import get_target
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -101,7 +101,7 @@ def test_f446_firmware_in_qemu_netduinoplus2_bit_exact(builds):
     """Startup, clock-tree fallbacks and the USART2 driver of the NUCLEO-F446RE image on QEMU's STM32F405."""
     r = builds["nucleo-f446re"]
     q = windows(MODEL, 20, seed=17)
-    ref = open_int8_runner(MODEL, "tflm").run(q)
+    ref = tflm_outputs(MODEL, q)
     dev, c, info = _boot(r.elf, plugin=True)
     try:
         # the banner: this board, the package's model, the constants' hash check passed; QEMU models neither
@@ -122,7 +122,7 @@ def test_f446_firmware_in_qemu_netduinoplus2_bit_exact(builds):
         w = c.window_infer(2 * n)
         x = counts[2 * n:3 * n].astype(np.float64) * info.uv_per_lsb / 1000.0
         qh = np.clip(np.round(x / info.input_scale) + info.input_zero_point, -128, 127).astype(np.int8)
-        assert list(w.outputs) == open_int8_runner(MODEL, "tflm").run(qh[None])[0].tolist()
+        assert list(w.outputs) == tflm_outputs(MODEL, qh[None])[0].tolist()
         # streaming, status and an error answer over the same UART
         c.request(P.MsgType.START, b"", P.MsgType.ACK)
         s = P.unpack_samples(c.recv(30).payload)

@@ -13,8 +13,8 @@ import pytest
 from ecgedge.contract.quantization import window_int8
 from ecgedge.firmware_bridge import clib
 from ecgedge.device_sim.testmodels import write_test_package
-from ecgedge.contract.runners import open_int8_runner
 from ecgedge.device_sim.testmodels import int8_vectors as windows
+from ecgedge.contract.runners import tflm_run_tensors as tflm_outputs
 
 GOLDEN = Path(__file__).parent / "golden"
 MODEL = GOLDEN / "firmware_opmix_int8.tflite"
@@ -113,7 +113,7 @@ def test_host_cmake_c99_cpp17_bit_exact(lib, tmp_path):
     sh(["cmake", "--build", str(tmp_path / "b")])
     q = windows(MODEL, 40, seed=11)
     got = run_windows(tmp_path / "b/run_one", q, tmp_path)
-    assert np.array_equal(got, open_int8_runner(MODEL, "tflm").run(q))
+    assert np.array_equal(got, tflm_outputs(MODEL, q))
 
     # the float helper applies the package's input contract exactly as the host runtime does
     manifest = json.loads((lib.folder.parent / "manifest.json").read_text())
@@ -134,7 +134,7 @@ def test_host_cmake_c99_cpp17_bit_exact(lib, tmp_path):
     finite = np.nan_to_num(mv.astype(np.float64), nan=-np.inf)   # NaN: the helper's documented -128
     with np.errstate(over="ignore"):
         q_host = np.array([window_int8(w * 1000.0, contract) for w in finite])
-    raw = open_int8_runner(MODEL, "tflm").run(q_host)
+    raw = tflm_outputs(MODEL, q_host)
     o = manifest["outputs"][0]
     want = ((raw.astype(np.float64) - o["tflite_zero_point"]) * o["tflite_scale"]).astype(np.float32)
     assert np.array_equal(got_f, want)
@@ -196,7 +196,7 @@ int main(int argc, char **argv) {
     sh(["cc", "-std=c11", *STRICT.split(), f"-I{c / 'src'}", *(["-DECG_REFERENCE"] if reference else []), str(main), str(a),
         "-o", str(tmp_path / "app")])
     q = windows(MODEL, 12, seed=2)
-    assert np.array_equal(run_windows(tmp_path / "app", q, tmp_path), open_int8_runner(MODEL, "tflm").run(q))
+    assert np.array_equal(run_windows(tmp_path / "app", q, tmp_path), tflm_outputs(MODEL, q))
 
 
 ZEPHYR_API = """# The Zephyr build-system calls the module's CMakeLists.txt uses, mapped onto plain CMake (zephyr/cmake/extensions.cmake
@@ -260,7 +260,7 @@ target_link_libraries(app ecgedge_model)
     sh(["cmake", "-S", str(proj), "-B", str(tmp_path / "b"), f"-DCMAKE_C_FLAGS={STRICT}"])
     sh(["cmake", "--build", str(tmp_path / "b")])
     q = windows(MODEL, 8, seed=9)
-    assert np.array_equal(run_windows(tmp_path / "b/app", q, tmp_path), open_int8_runner(MODEL, "tflm").run(q))
+    assert np.array_equal(run_windows(tmp_path / "b/app", q, tmp_path), tflm_outputs(MODEL, q))
     table = sh(["objdump", "-t", str(tmp_path / "b/app")]).stdout
     row = next(line for line in table.splitlines() if line.rstrip().endswith(" ecg_arena"))
     assert ".ecg_test_arena" in row, row
@@ -281,7 +281,7 @@ def test_arduino_src_compiles_as_the_arduino_builder_does(lib, tmp_path):
     sh(["cc", "-Os", "-std=gnu11", *STRICT.split(), f"-I{lib.folder / 'src'}", *srcs,
         str(lib.folder / "extras/run_one.c"), "-o", str(tmp_path / "host")])
     q = windows(MODEL, 12, seed=13)
-    assert np.array_equal(run_windows(tmp_path / "host", q, tmp_path), open_int8_runner(MODEL, "tflm").run(q))
+    assert np.array_equal(run_windows(tmp_path / "host", q, tmp_path), tflm_outputs(MODEL, q))
     ino = (lib.folder / "examples/ecgedge_infer/ecgedge_infer.ino").read_text()
     assert "#include <ecgedge_model.h>" in ino and "ecg_model_run_mv(" in ino and "ecg_model_verify()" in ino
 
