@@ -173,7 +173,7 @@ def test_pocket_k_bit_exact_on_core(core, pocket_k_m7_package, tmp_path):
 @pytest.mark.backend
 def test_qemu_url_per_core(tmp_path):
     """qemu://<core>?package=DIR boots that core's build (runtime transport) and answers HELLO/INFER."""
-    from ecgedge.edge_runtime.link import DeviceLink
+    from ecgedge.firmware_bridge.link import DeviceLink
     from ecgedge.edge_runtime.transports import open_transport
     from ecgedge.firmware_bridge import protocol as P
 
