@@ -155,7 +155,8 @@ def _float_to_int8(gm, window: int, rate: float, name: str) -> tuple[bytes, dict
     from ecgedge.quantize.convert_keras import to_keras
     keras_model, info = to_keras(gm, window, name=name)
     x = _generated_windows(rate, window)
-    return te.quantize_calibrated(te.calibrate_only(keras_model, x)), info
+    tflite = te.quantize_calibrated(te.calibrate_only(keras_model, x))
+    return te.schedule(tflite, {k: v["order"] for k, v in info["layers"].items()}), info
 
 
 def _read(model, contract) -> dict:

@@ -63,7 +63,9 @@ class _Converter:
         self.L = self.keras.layers
         self.gm = gm
         self.window = int(window_samples)
-        self.model_name = _sanitize(name)
+        self.model_name = "m"                 # a prefix of every tensor name: kept short
+        self.title = _sanitize(name)
+        self.order: dict = {n: i for i, n in enumerate(gm.graph.nodes)}
         self.names: set[str] = set()
         self.layers: dict[str, dict] = {}       # keras layer name -> {"path", "class", "op"}
         self.env: dict = {}
@@ -73,16 +75,15 @@ class _Converter:
 
     # ------------------------------------------------------------------ naming / bookkeeping
     def name(self, op: str, node=None) -> str:
+        """A short unique Keras layer name, `<op><n>` (tensor names are stored in the .tflite: module paths
+        in them cost flash); `layers` maps it to the torch module path, class, op and graph position."""
         node = node if node is not None else self.node
         path = node.meta.get("ecg_path", "") if node is not None else ""
-        base = _sanitize(path) if path else "model"
-        name, n = f"{base}_{op}", 1
-        while name in self.names:
-            n += 1
-            name = f"{base}_{n}_{op}"
+        tag = re.sub(r"[^A-Za-z]+", "", op) or "op"
+        name = f"{tag}{len(self.names)}"
         self.names.add(name)
         self.layers[name] = {"path": path, "class": node.meta.get("ecg_class", "") if node is not None else "",
-                             "op": op}
+                             "op": op, "order": self.order.get(node, 0)}
         return name
 
     def fail(self, op: str, why: str = ""):
@@ -220,6 +221,30 @@ class _Converter:
         if isinstance(m, (torch.nn.GRU, torch.nn.LSTM)):
             return self.rnn(m, arg)
         self.fail(type(m).__name__)
+
+    def _feeds_head(self, node) -> bool:
+        """Whether `node`'s value reaches the model output only through shape-only steps and one Linear
+        (a classification head): then a 2-D pooled tensor saves the final RESHAPE."""
+        import torch
+        passthrough = {"flatten", "squeeze", "dropout", "clone", "contiguous", "alias", "detach"}
+        frontier, linear_seen = [node], False
+        while frontier:
+            n = frontier.pop()
+            for u in n.users:
+                if u.op == "output":
+                    if not linear_seen:
+                        return False
+                    continue
+                if u.op == "call_module" and isinstance(self.gm.get_submodule(u.target), torch.nn.Linear) \
+                        and not linear_seen:
+                    linear_seen = True
+                    frontier.append(u)
+                elif u.op == "call_function" and (u.target is reshape_batch or _packet(u.target) in passthrough) \
+                        and not linear_seen:
+                    frontier.append(u)
+                else:
+                    return False
+        return linear_seen
 
     def _single_bn_user(self, node):
         import torch
@@ -880,6 +905,10 @@ class _Converter:
         if not kdims:
             y = v.k
         elif op == "mean" and kdims == [2] and v.krank == 4:
+            if not keep and len([s for s in v.shape if s != 1]) == 2 and self._feeds_head(self.node):
+                y = self.L.GlobalAveragePooling2D(keepdims=False, name=self.name("mean"))(v.k)
+                shape = tuple(s for i, s in enumerate(v.shape) if i not in dims)
+                return V(y, shape, (0,) + tuple(None if s == 1 else 1 for s in shape[1:]))
             y = self.L.GlobalAveragePooling2D(keepdims=True, name=self.name("mean"))(v.k)
         else:
             keras = self.keras
@@ -970,6 +999,9 @@ class _Converter:
         v = args[0]
         x = self.ncl(v, kind)
         length, out = v.shape[2], int(args[1][0])
+        if out == 1 and kind == "avg" and self._feeds_head(self.node):
+            y = L.GlobalAveragePooling2D(keepdims=False, name=self.name("mean"))(x)
+            return V(y, (1, v.shape[1], 1), (0, 1, None))
         if out == 1 and kind == "avg":
             y = L.GlobalAveragePooling2D(keepdims=True, name=self.name("mean"))(x)
         elif length % out == 0:

@@ -424,7 +424,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
                          "scores": {n: {"agreement": s[0], "auroc_mean": s[1]} for n, s in scores.items()}}
         else:
             chosen = names[0]
-        tflite = candidates[chosen]
+        tflite = te.schedule(candidates[chosen], {k: v["order"] for k, v in keras_info["layers"].items()})
         ops_info = te.check_int8_only(tflite, transposes)
         ops = te.op_list(tflite)
         quant = te.io_quant(tflite)
