@@ -250,6 +250,10 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
             notes.append(f"float reference gives {float_raw.shape[1]} outputs, the package {ref_q.shape[1]}: "
                          "float comparison skipped")
             float_raw = None
+        if float_raw is None and pruned_raw is not None and manifest.get("source"):
+            # a user's own model (not in the zoo): its float form is the package's model.onnx
+            float_raw = pruned_raw
+            float_info = {"source": "the package's float model.onnx (a model outside the zoo)"}
 
         # 3. device
         device = open_device(cfg.device_url, package, timeout=cfg.timeout_s, elf=cfg.elf, defines=cfg.defines)
