@@ -97,7 +97,7 @@ def _read_reference(path: Path) -> dict[str, str]:
     return out
 
 
-def _load(path: Path, spec) -> tuple[np.ndarray, float]:
+def load_signal(path: Path, spec) -> tuple[np.ndarray, float]:
     """A record's signal (µV) at the contract's rate, filtered as the runtime filters, and its own rate."""
     from ecgedge.signals import StreamingFilter, load_record
     from ecgedge.signals.io import resample
@@ -113,7 +113,7 @@ def _load(path: Path, spec) -> tuple[np.ndarray, float]:
     return (StreamingFilter(rate, pre).process(signal) if pre else signal), native
 
 
-def _windows(signal: np.ndarray, spec) -> tuple[np.ndarray, list[int]]:
+def signal_windows(signal: np.ndarray, spec) -> tuple[np.ndarray, list[int]]:
     """(windows [n, W] in model units, their start samples): non-overlapping, or every record_hop_samples
     plus one ending at the record's end (the contract's record rule)."""
     from ecgedge.signals import record_window_starts
@@ -177,14 +177,14 @@ def user_datasets(spec, opts, select_windows: int) -> dict:
     for name in order:
         if total >= need:
             break
-        signal, native = _load(files[name], spec)
+        signal, native = load_signal(files[name], spec)
         if abs(native - float(spec.input.sampling_rate_hz)) > 1e-6:
             resampled.add(native)
         longest = max(longest, len(signal))
         if len(signal) < int(spec.input.window_samples):
             short += 1
             continue
-        x, starts = _windows(signal, spec)
+        x, starts = signal_windows(signal, spec)
         cls = None
         if reference is not None:
             label = reference[name]
@@ -383,7 +383,7 @@ def user_report(meta: dict, real: dict | None, keras_info: dict, tflite: bytes, 
     """The report keys a user model adds to the zoo's: where it came from, data notes, labels, what the
     model itself asked for (TRANSPOSEs) and which ops our C engine lacks."""
     return {
-        "source": {"model": meta.get("source"), "format": meta.get("format")},
+        "source": {"model": Path(str(meta.get("source"))).name, "format": meta.get("format")},
         "data_notes": real["notes"] if real is not None else
         ["no --data: calibrated and validated on generated ECG at the contract's rate (fidelity only)"],
         "labels": real.get("labels") if real is not None else None,
@@ -508,7 +508,7 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
         "latency_estimates_ms": latency, "latency_ms_estimate": target.estimate_latency_ms(totals["macs"]),
         "pruning": {"pruned": False, "reason": "a full-INT8 .tflite is packaged as it is"},
         "quantization": quant, "seed": opts.seed, "timings_s": {},
-        "source": {"model": str(path), "format": "tflite"},
+        "source": {"model": path.name, "format": "tflite"},
         "data_notes": real["notes"] if real else ["no --data: validated on generated ECG (LiteRT vs tflite-micro only)"],
         "labels": real.get("labels") if real else None, "transposes_requested": [], "engine": engine,
         "fidelity_note": "no float model was given: fidelity is LiteRT vs tflite-micro and our engine vs tflite-micro",
