@@ -104,13 +104,16 @@ def _tflm_missing(tflite: bytes) -> str | None:
     return m.group(1) if m else None
 
 
-def _module_of(tensor_name: str, layers: dict) -> str | None:
+def _module_of(tensor_names, layers: dict) -> str | None:
+    """The torch module an op was built from: of the Keras layers named in its tensors (its output, and
+    its weights for a layer the converter renamed), the earliest in the graph (a conv, not its fused ReLU)."""
     from ecgedge.quantize.validate import layer_name
-    for part in tensor_name.split(";"):
-        info = layers.get(layer_name(part))
-        if info is not None:
-            return info["path"] or "(model)"
-    return None
+    if isinstance(tensor_names, str):
+        tensor_names = [tensor_names]
+    found = [layers[k] for n in tensor_names for part in n.split(";") if (k := layer_name(part)) in layers]
+    if not found:
+        return None
+    return min(found, key=lambda info: info.get("order", 0))["path"] or "(model)"
 
 
 def layer_table(tflite: bytes, layers: dict | None = None, onnx_ok: bool | None = None) -> tuple[list[dict], dict]:
@@ -125,10 +128,10 @@ def layer_table(tflite: bytes, layers: dict | None = None, onnx_ok: bool | None 
                   and model.tensors[i].data.size > 1 and model.tensors[i].type_name in ("int8", "int32", "float32")]
         pbytes = sum(c.nbytes for c in consts if c.index not in params_seen)
         params_seen.update(c.index for c in consts)
-        name = outs[0].name if outs else ""
+        names = [t.name for t in outs] + [c.name for c in consts]
         rows.append({
             "index": op.index, "op": op.name,
-            "module": _module_of(name, layers or {}) if layers else None,
+            "module": _module_of(names, layers) if layers else None,
             "output_shape": list(outs[0].shape) if outs else [], "macs": _op_macs(model, op),
             "param_bytes": int(pbytes), "activation_bytes": int(sum(t.nbytes for t in outs)),
             "backends": {"ecgedge_c": eng, "tflite_micro": None, "onnxruntime": onnx_ok},
@@ -210,11 +213,14 @@ def analyze(model, target: str | None = None, all_targets: bool = False, contrac
     if "tflite" in src:
         tflite = src["tflite"]
         analysed_as = "the given TFLite model"
+        if not layer_table(tflite)[1]["full_int8"]:
+            analysed_as += (" (float: its INT8 form needs the graph it came from — analyse the .pt2 / .onnx; "
+                            "sizes here are float, no INT8 arena)")
     else:
         from ecgedge.quantize.convert_graph import canonical, check_io, macs
         gm = canonical(src["torch"], spec.input.window_samples if spec else None) if spec or src["format"] != "module" \
             else None
-        window = int(spec.input.window_samples) if spec else int(getattr(gm, "ecgedge_input_shape", (1, 0))[-1])
+        window = int(spec.input.window_samples) if spec else int((gm.meta.get("ecgedge_input_shape") or (1, 0))[-1])
         if window <= 0:
             raise ConfigError("the model's window length is unknown: give --contract")
         if spec is not None:

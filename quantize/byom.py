@@ -27,8 +27,7 @@ USER_NOTICE = ("your own model: the INT8 model was measured against your float m
 LABEL_FILES = ("REFERENCE.csv", "labels.csv")
 RECORD_SUFFIXES = (".hea", ".edf", ".csv", ".npy")
 SPLIT_SEED_OFFSET = 11
-PRUNE_STEPS = 8              # bisection steps over torch-pruning's channel ratio
-PRUNE_MAX_RATIO = 0.9
+PRUNE_RATIOS = tuple(round(0.05 * i, 2) for i in range(1, 19))   # torch-pruning channel ratios tried, in order
 
 
 def is_model_file(name) -> bool:
@@ -67,7 +66,8 @@ def load_user_model(source, spec):
 
 def count_macs(model, window: int) -> int:
     """MACs of one window: the canonical graph's count (recurrent cells included) or the zoo's."""
-    if getattr(model, "ecgedge_canonical", False):
+    from ecgedge.quantize.convert_graph import is_canonical
+    if is_canonical(model):
         from ecgedge.quantize.convert_graph import macs
         return macs(model, window)
     from ecgedge.models.zoo import count_macs as zoo_macs
@@ -299,8 +299,8 @@ def _pruned_copy(model, ratio: float, example):
 
 def prune_to_budget(model, spec, budget: dict, example_windows: np.ndarray) -> tuple[object, dict]:
     """Channels pruned (torch-pruning: dependency graph, L2 magnitude, groups of 4) by the smallest ratio
-    that brings MACs and the INT8 weight estimate inside the budget (bisection). ConfigError when even
-    PRUNE_MAX_RATIO does not."""
+    of PRUNE_RATIOS that brings MACs and the INT8 weight estimate inside the budget. ConfigError when none
+    does."""
     import torch
 
     from ecgedge.quantize.prune import INT8_WEIGHT_BYTES
@@ -316,23 +316,24 @@ def prune_to_budget(model, spec, budget: dict, example_windows: np.ndarray) -> t
         return macs <= budget["macs"] and flash <= budget["flash_bytes"]
 
     before = footprint(model)
-    best = _pruned_copy(model, PRUNE_MAX_RATIO, example)
-    if not fits(best):
-        macs, flash = footprint(best)
-        raise ConfigError(f"the model does not fit even with {PRUNE_MAX_RATIO:.0%} of its channels pruned: "
-                          f"{macs:,} MACs (budget {budget['macs']:,}), ~{flash:,} B of weights "
-                          f"(budget {budget['flash_bytes']:,})")
-    lo, hi = 0.0, PRUNE_MAX_RATIO
-    for _ in range(PRUNE_STEPS):
-        mid = (lo + hi) / 2
-        cand = _pruned_copy(model, mid, example)
+    # torch-pruning's result is not monotonic in the ratio (a group that would empty is left whole): scan
+    # upwards and keep the first ratio that fits
+    best, smallest = None, None
+    for ratio in PRUNE_RATIOS:
+        cand = _pruned_copy(model, ratio, example)
+        size = footprint(cand)
+        if smallest is None or size[0] < smallest[1][0]:
+            smallest = (ratio, size)
         if fits(cand):
-            best, hi = cand, mid
-        else:
-            lo = mid
+            best, chosen = cand, ratio
+            break
+    if best is None:
+        ratio, (macs, flash) = smallest
+        raise ConfigError(f"the model does not fit even pruned: at best {macs:,} MACs (channel ratio {ratio:.2f}; "
+                          f"budget {budget['macs']:,}) and ~{flash:,} B of weights (budget {budget['flash_bytes']:,})")
     after = footprint(best)
     return best, {"method": "torch-pruning MetaPruner, L2 magnitude, channel groups of 4 (dependency graph)",
-                  "ratio": round(hi, 4), "macs_before": before[0], "macs_after": after[0],
+                  "ratio": round(float(chosen), 4), "macs_before": before[0], "macs_after": after[0],
                   "weights_before": before[1], "weights_after": after[1]}
 
 
@@ -373,8 +374,8 @@ def engine_check(tflite: bytes, layers: dict | None = None) -> dict:
     missing = []
     for op, (ok, why) in zip(model.operators, engine_support(model)):
         if not ok:
-            name = model.tensors[op.outputs[0]].name if op.outputs else ""
-            missing.append({"op": op.name, "index": op.index, "layer": _module_of(name, layers or {}) or f"op {op.index}",
+            names = [model.tensors[i].name for i in op.outputs + op.inputs if i >= 0]
+            missing.append({"op": op.name, "index": op.index, "layer": _module_of(names, layers or {}) or f"op {op.index}",
                             "why": why})
     return {"runs_all_ops": not missing, "unsupported_ops": missing}
 

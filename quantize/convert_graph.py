@@ -67,6 +67,17 @@ def reshape_batch(x, shape: tuple):
     return x.reshape(x.shape[0], *shape)
 
 
+def mark_canonical(gm, input_shape) -> None:
+    """Mark a GraphModule as canonical (in `meta`, which survives copy.deepcopy; attributes do not)."""
+    gm.meta["ecgedge_canonical"] = True
+    gm.meta["ecgedge_input_shape"] = None if input_shape is None else tuple(input_shape)
+
+
+def is_canonical(model) -> bool:
+    import torch
+    return isinstance(model, torch.fx.GraphModule) and bool(getattr(model, "meta", {}).get("ecgedge_canonical"))
+
+
 def refuse(path: str, cls: str, op: str, why: str = "") -> ModelError:
     where = f"module {path!r} ({cls})" if path else f"the model's forward ({cls})"
     return ModelError(f"{where} uses {op}{': ' + why if why else ''}, which ecgedge cannot convert; "
@@ -126,7 +137,7 @@ def canonical(source, window_samples: int | None = None):
     """The canonical GraphModule of a live nn.Module, an ExportedProgram, a .pt2 or an .onnx path, or a
     canonical GraphModule itself (returned as is)."""
     import torch
-    if isinstance(source, torch.fx.GraphModule) and getattr(source, "ecgedge_canonical", False):
+    if is_canonical(source):
         return source
     if isinstance(source, (str, Path)):
         suffix = Path(source).suffix.lower()
@@ -375,8 +386,7 @@ class _Lifter:
         gm = fx.GraphModule(self.root, self.graph)
         gm.graph.eliminate_dead_code()
         gm.recompile()
-        gm.ecgedge_canonical = True
-        gm.ecgedge_input_shape = self.input_shape
+        mark_canonical(gm, self.input_shape)
         return gm.eval()
 
     def _per_sample_shape(self, node, path, cls) -> tuple:

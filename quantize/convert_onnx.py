@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgedge.errors import ModelError
-from ecgedge.quantize.convert_graph import SUPPORTED_TORCH, reshape_batch
+from ecgedge.quantize.convert_graph import SUPPORTED_TORCH, mark_canonical, reshape_batch
 
 
 def _refuse(node, why: str = "") -> ModelError:
@@ -179,8 +179,7 @@ class _OnnxLifter:
         gm = self.torch.fx.GraphModule(self.root, self.graph)
         gm.graph.eliminate_dead_code()
         gm.recompile()
-        gm.ecgedge_canonical = True
-        gm.ecgedge_input_shape = tuple(self.input_shape)
+        mark_canonical(gm, tuple(self.input_shape))
         return gm.eval()
 
     def op(self, n, op, a, ins, aten):

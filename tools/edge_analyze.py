@@ -30,37 +30,39 @@ def parse(args=None) -> argparse.Namespace:
     return p.parse_args(args)
 
 
-def _yes(v) -> str:
-    return "-" if v is None else ("yes" if v else "[red]NO[/]")
+def _runs_on(b: dict) -> str:
+    """C (our engine), T (tflite-micro), O (ONNX Runtime); '-' where it does not run, '?' not known."""
+    return " ".join(letter if b[k] else ("?" if b[k] is None else "-")
+                    for letter, k in (("C", "ecgedge_c"), ("T", "tflite_micro"), ("O", "onnxruntime")))
 
 
 def _print(rep: dict, max_rows: int) -> None:
     from rich.console import Console
     from rich.table import Table
     con = Console()
-    con.print(f"[bold]{rep['model']}[/] ({rep['format']}: {rep['source']}) analysed as {rep['analysed_as']}")
-    t = Table(title=f"layers ({rep['n_ops']} ops)")
-    for col in ("#", "op", "module", "output", "MACs", "params B", "act. B", "C engine", "TFLM", "ORT"):
-        t.add_column(col, justify="right" if col in ("#", "MACs", "params B", "act. B") else "left")
+    con.print(f"[bold]{rep['model']}[/] ({rep['format']}) as {rep['analysed_as']}")
+    t = Table(title=f"layers: {rep['n_ops']} ops; runs on C = our engine, T = tflite-micro, O = ONNX Runtime")
+    for col in ("#", "op", "module", "output", "MACs", "params", "act.", "runs on"):
+        t.add_column(col, justify="right" if col in ("#", "MACs", "params", "act.") else "left",
+                     overflow="fold")
     rows = rep["layers"]
     for r in rows[:max_rows]:
-        b = r["backends"]
-        t.add_row(str(r["index"]), r["op"], r["module"] or "", "x".join(map(str, r["output_shape"])),
-                  f"{r['macs']:,}", f"{r['param_bytes']:,}", f"{r['activation_bytes']:,}",
-                  _yes(b["ecgedge_c"]), _yes(b["tflite_micro"]), _yes(b["onnxruntime"]))
+        shape = "x".join(str(d) for d in r["output_shape"] if d != 1) or "1"
+        t.add_row(str(r["index"]), r["op"], r["module"] or "", shape, f"{r['macs']:,}", f"{r['param_bytes']:,}",
+                  f"{r['activation_bytes']:,}", _runs_on(r["backends"]))
     con.print(t)
     if len(rows) > max_rows:
         con.print(f"... {len(rows) - max_rows} more layers (--layers N, or --json)")
-    s = Table(title=f"targets: {rep['macs']:,} MACs, {rep['params']:,} parameters, {rep['flash_bytes']:,} B INT8 model")
-    for col in ("target", "flash B", "arena B (ours)", "arena B (TFLM)", "latency ms (est.)", "fits",
-                "ops our engine lacks"):
-        s.add_column(col)
+    con.print(f"{rep['macs']:,} MACs, {rep['params']:,} parameters, {rep['flash_bytes']:,} B INT8 model")
+    s = Table(title="targets (arena: our engine's plan / tflite-micro's smallest)")
+    for col in ("target", "flash B", "arena B", "ms (est.)", "fits", "our engine lacks"):
+        s.add_column(col, overflow="fold")
     for name, v in rep["targets"].items():
         uns = ", ".join(sorted({f"{u['op']} ({u['layer']})" for u in v["unsupported_ops"]})) or "-"
-        s.add_row(name, f"{v['flash_bytes']:,}", "-" if v["arena_bytes"] is None else f"{v['arena_bytes']:,}",
-                  "-" if v["arena_bytes_tflm"] is None else f"{v['arena_bytes_tflm']:,}",
-                  f"{v['latency_ms_estimate']:.2f}", "yes" if v["fits"] else "[red]no[/]: " + "; ".join(v["overflows"]),
-                  uns)
+        ours = "-" if v["arena_bytes"] is None else f"{v['arena_bytes']:,}"
+        tflm = "-" if v["arena_bytes_tflm"] is None else f"{v['arena_bytes_tflm']:,}"
+        s.add_row(name, f"{v['flash_bytes']:,}", f"{ours} / {tflm}", f"{v['latency_ms_estimate']:.2f}",
+                  "yes" if v["fits"] else "[red]no[/]: " + "; ".join(v["overflows"]), uns)
     con.print(s)
     if rep.get("tflite_micro_missing_op"):
         con.print(f"[red]tflite-micro has no {rep['tflite_micro_missing_op']} kernel[/]")
