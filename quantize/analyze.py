@@ -78,7 +78,7 @@ def engine_arena(tflite: bytes) -> int | None:
 def tflm_arena(tflite: bytes) -> tuple[int | None, str]:
     """(tflite-micro's smallest working arena, why not) for a full-INT8 model."""
     from ecgedge.errors import ExportError
-    from ecgedge.quantize.footprint import smallest_arena
+    from ecgedge.contract.runners import smallest_arena
     try:
         return smallest_arena(tflite), ""
     except ExportError as e:

@@ -33,12 +33,12 @@ class ExportedPackage:
     def run(self, windows) -> np.ndarray:
         """The package's INT8 model (LiteRT) on windows [N, W] or [N, 1, W] in model units (filtered µV /
         scale_uv): dequantised raw outputs [N, n_outputs]."""
-        from ecgedge.quantize.validate import run_litert
+        from ecgedge.quantize.validate import run_int8
         if self._tflite is None:
             self._tflite = (Path(self.path) / "model_int8.tflite").read_bytes()
         x = np.asarray(windows, np.float32)
         x = x.reshape(x.shape[0], -1) if x.ndim == 3 else np.atleast_2d(x)
-        return run_litert(self._tflite, x)[1]
+        return run_int8(self._tflite, x, "litert")[1]
 
 
 def export(model_or_path, contract, target: str, data=None, out=None, **options) -> ExportedPackage:

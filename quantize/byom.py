@@ -251,12 +251,12 @@ def user_datasets(spec, opts, select_windows: int) -> dict:
         notes.append(f"{unlabelled} record(s) whose label is not one of {classes} were skipped")
     record_metrics = None
     if cls_val is not None and spec.task == "multiclass" and len(logit) == len(spec.outputs):
-        from ecgedge.hil_tests.metrics import classification_metrics
-        from ecgedge.quantize.validate import probabilities
+        from ecgedge.contract.metrics import classification_metrics
+        from ecgedge.contract.quantization import probabilities
         keep = cls_val >= 0
 
         def record_metrics(raw, _keep=keep, _cls=cls_val, _owner=owner):
-            return classification_metrics(probabilities(spec, raw[_keep]), _cls[_keep], classes, groups=_owner[_keep])
+            return classification_metrics(probabilities(spec.outputs, raw[_keep], spec.task), _cls[_keep], classes, groups=_owner[_keep])
     source = f"records in {opts.data}"
     return {
         "calibration": {"x": x_cal}, "calibration_source": f"{source} ({len(cal_names)} records, {len(x_cal)} windows)",
@@ -393,6 +393,20 @@ def user_report(meta: dict, real: dict | None, keras_info: dict, tflite: bytes, 
     }
 
 
+def c_library(tmp: Path, target, manifest: dict, engine: dict) -> dict:
+    """The package's drop-in C library (c/, docs/integrate.md) for an MCU target, as a zoo package has it;
+    skipped, with the reason in c_library_build, when our C engine lacks one of the model's ops (the package
+    then runs in tflite-micro only)."""
+    if not target.is_mcu:
+        return {}
+    if not engine.get("runs_all_ops", False):
+        ops = sorted({m["op"] for m in engine.get("unsupported_ops", [])})
+        return {"c_library": {}, "c_library_build": {"skipped": "our C engine does not run " + ", ".join(ops) +
+                                                     " (the package runs in tflite-micro; see report engine)"}}
+    from ecgedge.firmware_bridge.clib import package_library
+    return package_library(tmp, target, manifest)
+
+
 def output_errors(spec, reference: np.ndarray, test: np.ndarray) -> dict:
     """Per output: mean and max |test - reference| of the raw outputs."""
     d = np.abs(np.asarray(test, np.float64) - np.asarray(reference, np.float64))
@@ -430,11 +444,13 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
     import time
 
     from ecgedge.firmware_bridge.tflite_model import load_model
-    from ecgedge.quantize import cgen, footprint, report as report_mod, tflite_export as te
+    from ecgedge.contract.package import FORMAT, json_default, sha256_file, write_manifest
+    from ecgedge.contract.quantization import quantize_input
+    from ecgedge.contract.runners import smallest_arena
+    from ecgedge.quantize import footprint, report as report_mod, tflite_export as te, tflm_array
     from ecgedge.quantize import validate as val
     from ecgedge.quantize.analyze import layer_table
-    from ecgedge.quantize.pipeline import (PACKAGE_FORMAT, SELECT_WINDOWS, VALID_SEED_OFFSET, _headline,
-                                           _json_default, _write_manifest, labelled_windows, sha256,
+    from ecgedge.quantize.pipeline import (SELECT_WINDOWS, VALID_SEED_OFFSET, _headline, labelled_windows,
                                            toolchain_versions)
     t0 = time.perf_counter()
     path = check_model_file(opts.model)
@@ -454,8 +470,8 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
         raise ModelError(f"{str(path)!r} gives {int(np.prod(out.shape))} outputs; the contract lists {spec.n_outputs}")
     ops_info = te.check_int8_only(tflite, transposes_allowed=te.op_list(tflite).count("TRANSPOSE"))
     rows, totals = layer_table(tflite)
-    arena = footprint.smallest_arena(tflite)
-    budget = footprint.budgets(target, opts.latency_ms, opts.flash_budget, opts.ram_budget)
+    arena = smallest_arena(tflite)
+    budget = footprint.budgets(target, opts.latency_ms, opts.flash_budget, opts.ram_budget, spec.target_caps)
     problems = footprint.overflows(len(tflite), arena, totals["macs"], budget)
     footprint.require_fit(target.name, len(tflite), arena, totals["macs"], budget)
     real = user_datasets(spec, opts, min(SELECT_WINDOWS, opts.val_windows)) if opts.data else None
@@ -464,15 +480,15 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
     else:
         valid = labelled_windows(spec, opts.val_windows, opts.seed + VALID_SEED_OFFSET)
         x_val, truth = valid["x"], val.labels_for(spec, valid)
-    q_lite, raw_int8 = val.run_litert(tflite, x_val)
+    q_lite, raw_int8 = val.run_int8(tflite, x_val, "litert")
     n_tflm = len(x_val) if opts.tflm_windows is None else min(opts.tflm_windows, len(x_val))
-    q_tflm, raw_tflm = val.run_tflm(tflite, x_val[:n_tflm], arena)
+    q_tflm, raw_tflm = val.run_int8(tflite, x_val[:n_tflm], "tflm", arena_size=arena)
     lsb = np.abs(q_lite[:n_tflm].astype(int) - q_tflm.astype(int))
     engine = engine_check(tflite)
     if engine["runs_all_ops"]:
         s_in, z_in = float(inp.scale[0]), int(inp.zero_point[0])
         n = min(ENGINE_CHECK_WINDOWS, n_tflm)
-        q_in = np.stack([val.quantize_input(x, s_in, z_in) for x in x_val[:n]])
+        q_in = np.stack([quantize_input(x, s_in, z_in) for x in x_val[:n]])
         with tempfile.TemporaryDirectory(prefix="ecgedge-engine-") as d:
             engine["host_check"] = _engine_bit_exact(tflite, q_in, q_tflm[:n], Path(d))
     quant = te.io_quant(tflite)
@@ -480,11 +496,11 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
                "int8_tflm": val.output_metrics(spec, raw_tflm, {k: None if v is None else v[:n_tflm]
                                                                   for k, v in truth.items()})}
     (tmp / "model_int8.tflite").write_bytes(tflite)
-    model_sha = sha256(tmp / "model_int8.tflite")
-    (tmp / "model_data.cc").write_text(cgen.model_data_cc(tflite, model_sha))
-    (tmp / "model_data.h").write_text(cgen.model_data_h(model_sha))
+    model_sha = sha256_file(tmp / "model_int8.tflite")
+    (tmp / "model_data.cc").write_text(tflm_array.model_data_cc(tflite, model_sha))
+    (tmp / "model_data.h").write_text(tflm_array.model_data_h(model_sha))
     ops = te.op_list(tflite)
-    (tmp / "ops.txt").write_text(cgen.ops_txt(ops))
+    (tmp / "ops.txt").write_text(tflm_array.ops_txt(ops))
     latency = {name: {"ms": tgt.estimate_latency_ms(totals["macs"]), "kind": "estimate"}
                for name, tgt in _targets(opts).items()}
     rep = {
@@ -515,7 +531,7 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
         "fidelity_note": "no float model was given: fidelity is LiteRT vs tflite-micro and our engine vs tflite-micro",
     }
     manifest = {
-        "format": PACKAGE_FORMAT, "model": spec.name, "task": spec.task, "target": target.name, "demo": False,
+        "format": FORMAT, "model": spec.name, "task": spec.task, "target": target.name, "demo": False,
         "notice": USER_NOTICE, "model_sha256": model_sha, "artifacts": {},
         "input": {**spec.to_dict()["input"], "tflite_scale": quant["input"]["scale"],
                   "tflite_zero_point": quant["input"]["zero_point"], "tflite_shape": quant["input"]["shape"]},
@@ -530,10 +546,11 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
     if real is not None and real.get("validation_records"):
         (tmp / "validation_records.txt").write_text("\n".join(real["validation_records"]) + "\n")
         manifest["validation_records"] = "validation_records.txt"
+    rep.update(c_library(tmp, target, manifest, engine))
     rep["seconds"] = time.perf_counter() - t0
     report_mod.write_html(tmp / "report.html", rep, spec, truth, None, raw_int8, target)
-    (tmp / "report.json").write_text(json.dumps(rep, indent=2, default=_json_default) + "\n")
-    _write_manifest(tmp, manifest)
+    (tmp / "report.json").write_text(json.dumps(rep, indent=2, default=json_default) + "\n")
+    write_manifest(tmp, manifest)
     rep["_manifest"] = manifest
     return rep
 

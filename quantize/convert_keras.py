@@ -450,7 +450,10 @@ class _Converter:
                     conv = L.Conv2D(H, (1, 1), name=self.name(f"{tag}_in{gate}"))
                     proj = conv(seq)
                     conv.set_weights([w_ih[sl].T[None, None].astype(np.float32), bias.astype(np.float32)])
-                    xs.append(self.step_slices(proj, steps, order, f"{tag}_steps{gate}"))
+                    # an LSTM's first step has c = 0: its forget gate input is never read (an unread SPLIT
+                    # output has no calibration range and leaves the SPLIT in float)
+                    used = order[1:] if not gru and gate == 1 and len(order) > 1 else order
+                    xs.append(self.step_slices(proj, steps, used, f"{tag}_steps{gate}"))
                 dense = []
                 for gate in range(gates):
                     sl = slice(gate * H, (gate + 1) * H)
@@ -461,7 +464,7 @@ class _Converter:
                 outs = [None] * steps
                 h = c = None
                 for t in order:
-                    step = [x[t] for x in xs]
+                    step = [x.get(t) for x in xs]
                     if gru:
                         h = self.gru_step(step, h, dense, b_hh[2 * H:].astype(np.float32), tag)
                     else:
@@ -505,7 +508,8 @@ class _Converter:
 
     def step_slices(self, x, steps: int, order: list, op: str) -> dict:
         """{t: [1, H]} for the steps in `order` of a [1, 1, T, H] projection: one RESHAPE to [T, H], then one
-        SPLIT when every step is needed, else one slice per step."""
+        SPLIT when every step is needed (of a contiguous run of steps: one slice of the run, then one SPLIT),
+        else one slice per step."""
         keras = self.keras
         width = int(x.shape[-1])
         rows = self.fn(op, lambda t: keras.ops.reshape(t, (steps, width)), x)
@@ -514,6 +518,10 @@ class _Converter:
         if len(order) == steps:
             keras_split = self.fn(op, lambda t: keras.ops.split(t, steps, axis=0), rows)
             return dict(enumerate(keras_split))
+        first, n = min(order), len(order)
+        if n > 1 and sorted(order) == list(range(first, first + n)):
+            run = self.fn(op, lambda r: r[first:first + n], rows)
+            return dict(zip(range(first, first + n), self.fn(op, lambda t: keras.ops.split(t, n, axis=0), run)))
         return {t: self.fn(op, lambda r, t=t: r[t:t + 1], rows) for t in order}
 
     def concat(self, tensors, axis: int, op: str):

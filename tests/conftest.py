@@ -66,3 +66,9 @@ def pocket_k_m7_package(tmp_path_factory):
         main(["pocket_k", "--target", "cortex-m7", "--out", str(out), "--no-progress"])
     assert exit_info.value.code == 0
     return out
+
+
+def pytest_addoption(parser):
+    parser.addoption("--engine-seed", type=int, action="append", default=None,
+                     help="replay the engine's random-model conformance check for this seed (repeatable; "
+                          "also $ECGEDGE_ENGINE_SEED, comma-separated)")

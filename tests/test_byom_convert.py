@@ -102,17 +102,18 @@ def test_every_supported_layer_rebuilds_in_keras_to_float_precision(opmix):
 
 
 def test_op_mix_is_full_int8_and_runs_in_tflite_micro(opmix):
-    from ecgedge.quantize import footprint, tflite_export as te
-    from ecgedge.quantize.validate import run_litert, run_tflm
+    from ecgedge.contract.runners import smallest_arena
+    from ecgedge.quantize import tflite_export as te
+    from ecgedge.quantize.validate import run_int8
     model, _, keras_model, info = opmix
     x = _varied(40, 96, seed=1)
     tfl = te.quantize_calibrated(te.calibrate_only(keras_model, x[:24]))
     ops = te.check_int8_only(tfl)["ops"]           # no float tensor, no TRANSPOSE, ops tflite-micro runs
     assert {"SPLIT", "TANH", "SUB", "CONCATENATION", "STRIDED_SLICE", "SOFTMAX", "HARD_SWISH", "LEAKY_RELU",
             "DEPTHWISE_CONV_2D", "FULLY_CONNECTED"} <= set(ops)
-    arena = footprint.smallest_arena(tfl)
-    q_lite, d_lite = run_litert(tfl, x[24:])
-    q_tflm, _ = run_tflm(tfl, x[24:], arena)
+    arena = smallest_arena(tfl)
+    q_lite, d_lite = run_int8(tfl, x[24:], "litert")
+    q_tflm, _ = run_int8(tfl, x[24:], "tflm", arena_size=arena)
     assert np.abs(q_lite.astype(int) - q_tflm.astype(int)).max() <= 1        # LiteRT vs TFLM: 1 LSB at most
     with torch.no_grad():
         ref = model(torch.from_numpy(x[24:, None, :])).numpy()

@@ -158,9 +158,9 @@ def test_analyze_each_family(family, family_files, tmp_path):
 def _engine_bit_exact(pkg, n=8) -> float:
     """Our C engine (host build of the package's model) vs tflite-micro on real windows' int8 inputs."""
     from ecgedge.firmware_bridge.build import build_host
-    from ecgedge.firmware_bridge.tflm_ref import tflm_outputs
+    from ecgedge.contract.quantization import quantize_input
+    from ecgedge.contract.runners import open_int8_runner
     from ecgedge.quantize.byom import load_signal, signal_windows
-    from ecgedge.quantize.validate import quantize_input
     from ecgedge.models.specs import load_contract
     m = json.loads((pkg / "manifest.json").read_text())
     spec = load_contract(_contract_data("t"))
@@ -170,13 +170,13 @@ def _engine_bit_exact(pkg, n=8) -> float:
     r = subprocess.run([str(exe)], input=q.tobytes(), capture_output=True, timeout=300)
     assert r.returncode == 0, r.stderr.decode()[-500:]
     got = np.frombuffer(r.stdout, np.int8).reshape(len(q), -1)
-    return float(np.mean(np.all(got == tflm_outputs(pkg / "model_int8.tflite", q), axis=1)))
+    return float(np.mean(np.all(got == open_int8_runner(pkg / "model_int8.tflite", "tflm").run(q), axis=1)))
 
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 @pytest.mark.parametrize("target", ["cortex-m7", "rpi4"])
 def test_export_each_family(family, target, exports):
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.package import load_package
     from ecgedge.quantize.tflite_export import op_list
     pkg = exports(family, target)
     rep = json.loads((pkg / "report.json").read_text())
@@ -235,8 +235,7 @@ def test_tflite_from_tensorflows_converter_is_packaged_as_it_is(tmp_path):
     import tensorflow as tf
 
     from ecgedge.quantize.analyze import analyze
-    from ecgedge.quantize.footprint import smallest_arena
-    from ecgedge.quantize.validate import tflm_allocates
+    from ecgedge.contract.runners import smallest_arena, tflm_allocates
     from ecgedge.tools.edge_export import main
     inp = keras.Input(shape=(1, WINDOW, 1), batch_size=1)
     y = keras.layers.Conv2D(8, (1, 9), strides=(1, 4), padding="same", activation="relu")(inp)
@@ -346,7 +345,7 @@ def test_records_at_another_rate_are_resampled_and_too_short_ones_refused(tmp_pa
 
 def test_python_api_exports_a_live_module_and_runs_its_int8_model(tmp_path, family_files, cinc_train):
     import ecgedge
-    from ecgedge.quantize.validate import run_litert
+    from ecgedge.quantize.validate import run_int8
     model, _, contract = family_files["mlp"]
     pkg = ecgedge.export(model, str(contract), "cortex-m7", data=str(CINC), out=tmp_path / "api",
                          calib_windows=48, val_windows=60, tflm_windows=10, calibrator="percentile", qat_epochs=0)
@@ -354,7 +353,7 @@ def test_python_api_exports_a_live_module_and_runs_its_int8_model(tmp_path, fami
     x = cinc_train[0][:5]
     got = pkg.run(x)
     assert got.shape == (5, 4)
-    assert np.array_equal(got, run_litert((pkg.path / "model_int8.tflite").read_bytes(), x)[1])
+    assert np.array_equal(got, run_int8((pkg.path / "model_int8.tflite").read_bytes(), x, "litert")[1])
     with torch.no_grad():
         ref = model(torch.from_numpy(x[:, None, :])).numpy()
     assert np.mean(got.argmax(1) == ref.argmax(1)) >= 0.8

@@ -34,7 +34,8 @@ def parse(args=None) -> argparse.Namespace:
     r.add_argument("--seed", type=int, default=0, help="seed of the held-out synthetic subjects")
     r.add_argument("--cpi", type=float, default=None,
                    help="cycles per instruction assumed to turn emulated instruction counts into ms (default 1.0)")
-    r.add_argument("--trust", type=Path, default=None, help="public key: require a valid package signature")
+    r.add_argument("--trust", type=Path, default=None,
+                   help="public key, or a folder of *.pub keys (and a `revoked` list): require a valid package signature")
     r.add_argument("--allow-unsigned", action="store_true",
                    help="with --trust, still run an unsigned package (marked UNSIGNED in every report)")
     r.add_argument("--checkpoint", type=Path, default=None,

@@ -19,7 +19,7 @@ def main(args=None) -> int:
     a = parse(args)
     from pathlib import Path
 
-    from ecgedge.edge_runtime.package import generate_keypair
+    from ecgedge.contract.package import generate_keypair, key_fingerprint
 
     try:
         if Path(a.out).exists() and not a.force:
@@ -28,7 +28,8 @@ def main(args=None) -> int:
     except EdgeError as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(2)
-    print(f"private key: {priv}\npublic key:  {pub}")
+    print(f"private key: {priv}\npublic key:  {pub}\nfingerprint: {key_fingerprint(pub)}  "
+          "(a trust folder's `revoked` file lists these to revoke a key)")
     return 0
 
 

@@ -22,7 +22,8 @@ def parse(args=None):
     p.add_argument("--source", help="device URL")
     p.add_argument("--out", default="session", help="session folder (default ./session)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of signal")
-    p.add_argument("--trust", help="Ed25519 public key (PEM): require a valid package signature by it")
+    p.add_argument("--trust", help="Ed25519 public key (PEM), or a folder of *.pub keys with an optional `revoked` "
+                                   "list of fingerprints: require a valid package signature by a trusted key")
     p.add_argument("--allow-unsigned", action="store_true",
                    help="with --trust, still run an unsigned package (marked 'unsigned' in every result)")
     p.add_argument("--hop", type=int, default=None, help="window hop in model samples (default: the window)")
@@ -100,7 +101,7 @@ async def _run(a, console):
     import signal
     from pathlib import Path
 
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.package import load_package
     from ecgedge.edge_runtime.session import Session, SessionOptions
 
     allow_unsigned = a.allow_unsigned or a.trust is None
