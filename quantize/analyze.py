@@ -2,8 +2,8 @@
 INT8) read as the full-INT8 model it is or would become, in seconds and without training.
 
 A float model goes through the export's own route (ecgedge.quantize.convert_graph -> convert_keras ->
-TFLiteConverter, full INT8, calibrated on a few generated windows at the contract's rate: the scales do
-not change sizes, ops or arenas) — not pruned, so the figures say whether it fits as it is. Per layer
+TFLiteConverter, full INT8, calibrated on a few seeded noise windows: the scales do not change sizes,
+ops or arenas) — not pruned, so the figures say whether it fits as it is. Per layer
 (TFLite op): the torch module it comes from, output shape, MACs, parameter bytes, activation bytes and
 which backends run it: our C engine (firmware_bridge.ops lowers it), tflite-micro (its interpreter
 allocates the model), onnxruntime (the model has an ONNX form that ONNX Runtime loads). Per target:
@@ -21,7 +21,6 @@ import numpy as np
 from ecgedge.errors import ConfigError, ModelError
 
 CALIBRATION_WINDOWS = 8
-DEFAULT_RATE_HZ = 250      # generated calibration windows when no contract gives a rate
 
 
 # ------------------------------------------------------------------------------------------- per op
@@ -146,18 +145,19 @@ def layer_table(tflite: bytes, layers: dict | None = None, onnx_ok: bool | None 
 
 # ------------------------------------------------------------------------------------------- sources
 
-def _generated_windows(spec_rate: float, window: int, n: int = CALIBRATION_WINDOWS) -> np.ndarray:
-    from ecgedge.signals import make_windows
-    d = make_windows(-(-n // 4), 4, seed=123, sampling_rate=spec_rate, window_s=window / spec_rate)
-    return (np.asarray(d["x"][:n]) / 1000.0).astype(np.float32)
+def _calibration_windows(window: int, n: int = CALIBRATION_WINDOWS) -> np.ndarray:
+    """Seeded unit-scale noise windows (model units). The ranges they calibrate change none of what the
+    analysis reads from the INT8 model (ops, shapes, sizes, arenas), and they need no signal library:
+    importing scipy.signal for generated ECG cost ~4 s of CPU, a third of an analysis."""
+    return np.random.default_rng(123).normal(0.0, 1.0, (n, window)).astype(np.float32)
 
 
-def _float_to_int8(gm, window: int, rate: float, name: str) -> tuple[bytes, dict]:
+def _float_to_int8(gm, window: int, name: str) -> tuple[bytes, dict]:
     """The INT8 TFLite a float canonical graph becomes (the export's route, not pruned)."""
     from ecgedge.quantize import tflite_export as te
     from ecgedge.quantize.convert_keras import to_keras
     keras_model, info = to_keras(gm, window, name=name)
-    x = _generated_windows(rate, window)
+    x = _calibration_windows(window)
     tflite = te.quantize_calibrated(te.calibrate_only(keras_model, x))
     return te.schedule(tflite, {k: v["order"] for k, v in info["layers"].items()}), info
 
@@ -225,13 +225,12 @@ def analyze(model, target: str | None = None, all_targets: bool = False, contrac
             raise ConfigError("the model's window length is unknown: give --contract")
         if spec is not None:
             check_io(gm, window, spec.n_outputs)
-        rate = float(spec.input.sampling_rate_hz) if spec else DEFAULT_RATE_HZ
         params = int(sum(p.numel() for p in gm.parameters()))
         float_macs = macs(gm, window)
-        tflite, info = _float_to_int8(gm, window, rate, src["name"])
+        tflite, info = _float_to_int8(gm, window, src["name"])
         layers_map = info["layers"]
         analysed_as = (f"the full-INT8 TFLite the export's route makes of it (not pruned; calibrated on "
-                       f"{CALIBRATION_WINDOWS} generated windows)")
+                       f"{CALIBRATION_WINDOWS} seeded noise windows)")
         onnx_ok = _onnx_runs(src.get("onnx_path"), gm, window)
     rows, totals = layer_table(tflite, layers_map, onnx_ok)
     if params is None:
