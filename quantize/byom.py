@@ -439,19 +439,18 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
     """A full-INT8 .tflite packaged as it is: checked (full INT8, the contract's window and outputs),
     validated (LiteRT vs tflite-micro, task metrics when labelled), run in our C engine where it supports
     every op, footprint; the same package files as the road's (no model.onnx: there is no float model)."""
-    import json
     import tempfile
     import time
 
     from ecgedge.firmware_bridge.tflite_model import load_model
-    from ecgedge.contract.package import FORMAT, json_default, sha256_file, write_manifest
+    from ecgedge.contract.package import FORMAT, sha256_file
     from ecgedge.contract.quantization import quantize_input
     from ecgedge.contract.runners import smallest_arena
-    from ecgedge.quantize import footprint, report as report_mod, tflite_export as te, tflm_array
+    from ecgedge.quantize import footprint, tflite_export as te, tflm_array
     from ecgedge.quantize import validate as val
     from ecgedge.quantize.analyze import layer_table
-    from ecgedge.quantize.pipeline import (SELECT_WINDOWS, VALID_SEED_OFFSET, _headline, labelled_windows,
-                                           toolchain_versions)
+    from ecgedge.quantize.pipeline import (SELECT_WINDOWS, VALID_SEED_OFFSET, _all_targets, _headline,
+                                           finish_package, labelled_windows, toolchain_versions)
     t0 = time.perf_counter()
     path = check_model_file(opts.model)
     tflite = path.read_bytes()
@@ -502,7 +501,7 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
     ops = te.op_list(tflite)
     (tmp / "ops.txt").write_text(tflm_array.ops_txt(ops))
     latency = {name: {"ms": tgt.estimate_latency_ms(totals["macs"]), "kind": "estimate"}
-               for name, tgt in _targets(opts).items()}
+               for name, tgt in _all_targets(opts).items()}
     rep = {
         "model": spec.name, "target": target.name, "board": target.board, "demo": False, "notice": USER_NOTICE,
         "int8_only": True, "fits": not problems, "overflows": problems,
@@ -547,14 +546,4 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
         (tmp / "validation_records.txt").write_text("\n".join(real["validation_records"]) + "\n")
         manifest["validation_records"] = "validation_records.txt"
     rep.update(c_library(tmp, target, manifest, engine))
-    rep["seconds"] = time.perf_counter() - t0
-    report_mod.write_html(tmp / "report.html", rep, spec, truth, None, raw_int8, target)
-    (tmp / "report.json").write_text(json.dumps(rep, indent=2, default=json_default) + "\n")
-    write_manifest(tmp, manifest)
-    rep["_manifest"] = manifest
-    return rep
-
-
-def _targets(opts):
-    from ecgedge.targets import load_targets
-    return load_targets(opts.targets_file)
+    return finish_package(tmp, rep, manifest, spec, truth, None, raw_int8, target, t0)

@@ -544,6 +544,13 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     elif target.is_mcu:   # the package as a drop-in C library: c/ (docs/integrate.md)
         from ecgedge.firmware_bridge.clib import package_library
         rep.update(package_library(tmp, target, manifest))
+    return finish_package(tmp, rep, manifest, spec, truth, raw_float, raw_int8, target, t0)
+
+
+def finish_package(tmp: Path, rep: dict, manifest: dict, spec, truth, raw_float, raw_int8, target, t0: float) -> dict:
+    """The last files of a package: report.html, report.json (with the seconds the build took), then the
+    manifest; returns the report with `_manifest`."""
+    from ecgedge.quantize import report as report_mod
     rep["seconds"] = time.perf_counter() - t0
     report_mod.write_html(tmp / "report.html", rep, spec, truth, raw_float, raw_int8, target)
     rep["seconds"] = time.perf_counter() - t0
