@@ -207,12 +207,9 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
         # 1. windows
         if eval_set is None:
             if cfg.data_dir is not None:
-                records = cfg.records
-                if records is None and manifest.get("validation_records"):
-                    # a package validated on real records carries their names: evaluate on exactly those
-                    records = package.file(manifest["validation_records"]).read_text().split()
-                    notes.append(f"records: the package's {len(records)} validation records")
-                es = data_eval_set(cfg.data_dir, manifest, cfg.windows, cfg.seed, cfg.labels_file, records)
+                # every labelled record of the folder unless --records names some (a package validated on
+                # real records lists its own in validation_records.txt: pass that file to use exactly those)
+                es = data_eval_set(cfg.data_dir, manifest, cfg.windows, cfg.seed, cfg.labels_file, cfg.records)
             else:
                 es = synthetic_eval_set(manifest, cfg.windows or DEFAULT_WINDOWS, cfg.seed)
         else:

@@ -501,7 +501,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
                                   "ranges, then the converter's MLIR quantiser; weights per-channel"},
         "validation": {"windows": len(x_val), "seed": opts.seed + VALID_SEED_OFFSET, "source": "generated",
                        "tflm_windows": n_tflm} if real is None else
-                      {"windows": len(x_val), "records": len(real["validation_records"]),
+                      {"windows": len(x_val), "records": len(real.get("validation_records", [])),
                        "source": real["validation_source"], "tflm_windows": n_tflm},
         "keras_max_abs_diff": diff,
         "sqnr": sqnr, "sqnr_worst_layer": worst,
@@ -529,7 +529,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         rep.update(user_report(meta, real, keras_info, tflite, opts))
         manifest["source"] = rep["source"]
     if real is not None and real.get("record_metrics") is not None:
-        # the task's own metrics at record level (af_lead1, a user's labelled records: per-class and Challenge F1)
+        # record level (af_lead1, a user's labelled records: per-class F1 and the Challenge's F1)
         rep["classification"] = {"float": real["record_metrics"](raw_float), "pruned": real["record_metrics"](raw_pruned),
                                  "int8": real["record_metrics"](raw_int8),
                                  "agreement_argmax_int8": float(np.mean(raw_int8.argmax(1) == raw_pruned.argmax(1)))}
@@ -616,13 +616,20 @@ def _user_data(spec, opts: ExportOptions) -> dict | None:
 
 
 def _real_data(spec, opts: ExportOptions, meta: dict) -> dict | None:
-    """Labelled real windows for a model trained on real records (af_lead1 with --data), else None."""
-    from ecgedge.models.train_af import REAL_DATA_MODELS, export_datasets
-    if not opts.data or spec.name not in REAL_DATA_MODELS:
+    """Labelled real windows for a model trained on real records (af_lead1): from the records with --data,
+    else the real windows shipped beside its checkpoint (a real-data checkpoint with neither: DataError).
+    None for other models and for untrained or demo weights (generated windows)."""
+    from ecgedge.models.af_export import REAL_DATA_MODELS, export_datasets, shipped_datasets
+    from ecgedge.models.zoo import is_demo
+    if spec.name not in REAL_DATA_MODELS:
         return None
-    return export_datasets(spec, opts.data, opts.calib_windows, opts.val_windows, opts.seed,
-                           card=meta.get("card"), select_windows=min(SELECT_WINDOWS, opts.val_windows),
-                           finetune_windows=_real_finetune_windows(opts), progress=opts.progress)
+    if opts.data:
+        return export_datasets(spec, opts.data, opts.calib_windows, opts.val_windows, opts.seed,
+                               card=meta.get("card"), select_windows=min(SELECT_WINDOWS, opts.val_windows),
+                               finetune_windows=_real_finetune_windows(opts), progress=opts.progress)
+    if is_demo(meta) or (meta.get("card") or {}).get("demo") is not False:
+        return None
+    return shipped_datasets(spec, meta.get("checkpoint"))
 
 
 def _real_finetune_windows(opts: ExportOptions) -> int:
