@@ -8,12 +8,21 @@ The machine is the one the ELF was linked for (its build record, <elf>.json, wri
 unless given. `-icount shift=0` (default) makes SysTick count instructions (one tick = 1e9 / its clock),
 which the firmware reports in RESULT (counter_kind 1). `plugin=True` adds our TCG plugin for exact
 per-inference and per-layer instruction counts, read back with `dev.plugin_records()`.
+
+Lifetime: the emulated device runs as long as the work does. Nothing bounds its life by wall clock (a fixed
+`timeout` around QEMU once killed every bench longer than ten minutes); each request to it has its own
+timeout on the host side (DeviceLink, FirmwareClient), which is what catches a hung guest. QEMU dies with the
+thread that started it (PR_SET_PDEATHSIG), so a host killed with SIGKILL leaves no emulator behind.
+`QemuDevice(..., timeout=S)` still bounds one run by wall clock where a caller wants that (one-shot runs).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -91,9 +100,25 @@ def elf_machine(elf: str | Path) -> str:
     return machine
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """preexec_fn for the emulator: SIGKILL it when the thread that started it ends (Linux prctl); a no-op
+    where prctl is missing. The function is looked up before the fork, so the child only makes the call."""
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_pdeathsig():
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return set_pdeathsig
+
+
 class QemuDevice:
     def __init__(self, elf: str | Path, machine: str | None = None, icount: bool = True,
-                 plugin: bool | str | Path = False, timeout: float = 600.0, boot_timeout: float = 20.0,
+                 plugin: bool | str | Path = False, timeout: float | None = None, boot_timeout: float = 20.0,
                  monitor: bool = False):
         self.elf = Path(elf)
         if not self.elf.exists():
@@ -115,7 +140,9 @@ class QemuDevice:
 
     def command(self) -> list[str]:
         mon = f"unix:{self.monitor_path},server=on,wait=off" if self.monitor_path else "none"
-        cmd = ["timeout", "-k", "5", str(int(self.timeout)), self.qemu, "-M", self.machine, "-nographic",
+        # no wall-clock bound unless asked for: requests are bounded by the host, never the device's life
+        bound = ["timeout", "-k", "5", f"{float(self.timeout):g}"] if self.timeout else []
+        cmd = [*bound, self.qemu, "-M", self.machine, "-nographic",
                "-monitor", mon, "-semihosting-config", "enable=on,target=native",
                "-chardev", f"socket,id=u0,path={self.uart_path},server=on,wait=on", "-serial", "chardev:u0",
                "-kernel", str(self.elf)]
@@ -130,9 +157,10 @@ class QemuDevice:
     def start(self) -> "QemuDevice":
         if self.proc is not None:
             return self
-        log = open(self._log, "wb")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self._dir)
+        self._dir.mkdir(parents=True, exist_ok=True)  # (again, after a stop)
+        with open(self._log, "wb") as log:
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, cwd=self._dir, preexec_fn=_die_with_parent())
         deadline = time.monotonic() + self.boot_timeout
         while not self._listening():
             if self.proc.poll() is not None:
@@ -222,6 +250,8 @@ class QemuDevice:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
+        if not self._plugin:  # its socket and log go with it (a plugin's log is read after stop: see __del__)
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
@@ -232,6 +262,7 @@ class QemuDevice:
     def __del__(self):
         try:
             self.stop()
+            shutil.rmtree(self._dir, ignore_errors=True)
         except Exception:
             pass
 

@@ -24,9 +24,13 @@ def parse(args=None) -> argparse.Namespace:
                    help="qemu://cortex-m7, sim://pocket_k?..., serial:///dev/ttyACM0, socket://HOST:PORT or host")
     r.add_argument("--windows", type=int, default=None,
                    help="number of windows (default 200 synthetic; with --data: all windows of the records)")
-    r.add_argument("--data", type=Path, default=None, help="folder of WFDB/EDF/CSV/.npy records with labels.csv")
+    r.add_argument("--data", type=Path, default=None,
+                   help="folder of WFDB/EDF/CSV/.npy records with labels.csv or REFERENCE.csv: every labelled record "
+                        "unless --records names some")
     r.add_argument("--labels", type=Path, default=None, help="labels CSV (record,label) if not in --data")
-    r.add_argument("--records", type=Path, default=None, help="file listing the records to use, one a line")
+    r.add_argument("--records", type=Path, default=None,
+                   help="file listing the records to use, one a line ('#' comments ignored), e.g. a package's "
+                        "validation_records.txt")
     r.add_argument("--report", type=Path, default=None,
                    help="report folder (default hil_reports/<model>-<device>-<time>)")
     r.add_argument("--gates", type=Path, default=None, help="gates TOML (default hil_tests/gates.toml)")
@@ -80,7 +84,7 @@ def main(argv=None) -> int:
         records = None
         if args.records is not None:
             try:
-                records = [ln.strip() for ln in args.records.read_text().splitlines() if ln.strip()]
+                records = [ln.split("#")[0].strip() for ln in args.records.read_text().splitlines() if ln.split("#")[0].strip()]
             except OSError as e:
                 from ecgedge.errors import ConfigError
                 raise ConfigError(f"--records {str(args.records)!r}: {e}") from None

@@ -5,6 +5,8 @@
 
 Sources: serial://, socket://HOST:PORT, sim://, qemu://cortex-m7?package=DIR, ble://, loop://, spy://<url>.
 Writes OUT/results.jsonl, OUT/summary.json, OUT/raw.i16 + raw.json (crash-safe) and OUT/record.hea/.dat.
+Sessions are never overwritten: without --out each session gets a new folder sessions/<UTC time>-<model>/;
+an --out that already holds a session is refused (exit 2) unless --resume appends to it.
 """
 
 from __future__ import annotations
@@ -20,7 +22,12 @@ def parse(args=None):
     p.add_argument("--config", help="TOML file with any of these options (e.g. handheld.toml); flags override it")
     p.add_argument("--model", help="model package folder (edge-export output)")
     p.add_argument("--source", help="device URL")
-    p.add_argument("--out", default="session", help="session folder (default ./session)")
+    p.add_argument("--out", default=None,
+                   help="session folder; one that already holds a session is refused (see --resume). "
+                        "Default: a new folder SESSIONS/<UTC time>-<model>/")
+    p.add_argument("--sessions", default="sessions", help="where new session folders go (default ./sessions)")
+    p.add_argument("--resume", action="store_true",
+                   help="append to the session in --out (after a resume marker) instead of refusing it")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of signal")
     p.add_argument("--trust", help="Ed25519 public key (PEM), or a folder of *.pub keys with an optional `revoked` "
                                    "list of fingerprints: require a valid package signature by a trusted key")
@@ -73,6 +80,10 @@ def _live_printer(console, quiet: bool):
         if kind == "recording_stopped":  # shown even with --quiet
             console.print(f"[bold red]RECORDING STOPPED: {data['reason']} ({data['samples_kept']} samples kept "
                           "intact); the live view and results continue[/]", highlight=False)
+        if kind == "session_folder":  # shown even with --quiet: where this session goes
+            at = data["resumed_at_sample"]
+            console.print(f"session folder: {data['path']}" + (f" (resumed at sample {at})" if at else ""),
+                          highlight=False)
         if quiet:
             return
         if kind == "result":
@@ -96,14 +107,50 @@ def _live_printer(console, quiet: bool):
     return on_event
 
 
+def _number(a, name: str):
+    """A number option as given (a TOML config may hold a string: named in the error, not a traceback)."""
+    v = getattr(a, name)
+    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+        return v
+    raise ConfigError(f"--{name.replace('_', '-')} {v!r}: expected a number")
+
+
+def _options(a):
+    from pathlib import Path
+
+    from ecgedge.edge_runtime.options import SessionOptions  # light: no numpy/scipy before the numbers are checked
+
+    mb = {k: _number(a, k) for k in ("max_record_mb", "min_free_mb")}
+    opts = SessionOptions(source=a.source, out_dir=Path(a.out) if a.out else None, sessions_root=Path(a.sessions),
+                          resume=a.resume, duration_s=_number(a, "duration"), hop=_number(a, "hop"), infer=a.infer,
+                          flush_interval_s=_number(a, "flush_interval"),
+                          max_record_bytes=None if mb["max_record_mb"] is None else mb["max_record_mb"] * 1e6,
+                          min_free_bytes=None if mb["min_free_mb"] is None else mb["min_free_mb"] * 1e6,
+                          record=not a.no_record, stall_timeout_s=_number(a, "stall_timeout"))
+    opts.validate()
+    if opts.max_record_bytes is not None:
+        opts.max_record_bytes = int(opts.max_record_bytes)
+    if opts.min_free_bytes is not None:
+        opts.min_free_bytes = int(opts.min_free_bytes)
+    return opts
+
+
+def _ui_address(text: str) -> tuple[str, int]:
+    host, _, port = str(text).rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--ui {text!r}: expected HOST:PORT with a port 0..65535")
+    return host or "127.0.0.1", int(port)
+
+
 async def _run(a, console):
     import asyncio
     import signal
-    from pathlib import Path
+
+    opts = _options(a)  # every number and the output folder are checked before any work (and any heavy import)
+    ui_addr = _ui_address(a.ui) if a.ui else None
 
     from ecgedge.contract.package import load_package
-    from ecgedge.edge_runtime.session import Session, SessionOptions
-
+    from ecgedge.edge_runtime.session import Session
     allow_unsigned = a.allow_unsigned or a.trust is None
     pkg = load_package(a.model, trust=a.trust, allow_unsigned=allow_unsigned)
     unsigned = not pkg.signed  # no signature verified: say so in every result and in summary.json
@@ -112,22 +159,14 @@ async def _run(a, console):
     if unsigned:
         why = "--allow-unsigned" if a.trust else "no --trust key given"
         console.print(f"[bold red]UNSIGNED package: running without a verified signature ({why})[/]")
-    opts = SessionOptions(source=a.source, out_dir=Path(a.out), duration_s=a.duration, hop=a.hop, infer=a.infer,
-                          flush_interval_s=a.flush_interval,
-                          max_record_bytes=int(a.max_record_mb * 1e6) if a.max_record_mb else None,
-                          min_free_bytes=int(a.min_free_mb * 1e6) if a.min_free_mb else None,
-                          record=not a.no_record, stall_timeout_s=a.stall_timeout, unsigned=unsigned)
+    opts.unsigned = unsigned
     printer = _live_printer(console, a.quiet)
     ui = None
     hooks = [printer]
-    if a.ui:
+    if ui_addr:
         from ecgedge.edge_runtime.ui import LiveUi
 
-        host, _, port = a.ui.rpartition(":")
-        try:
-            ui = LiveUi(host or "127.0.0.1", int(port), pkg)
-        except ValueError:
-            raise ConfigError(f"--ui {a.ui!r}: expected HOST:PORT") from None
+        ui = LiveUi(ui_addr[0], ui_addr[1], pkg)
         await ui.start()
         hooks.append(ui.on_event)
 
@@ -173,7 +212,8 @@ def main(args=None):
         console.print(f"[bold yellow]{summary['notice']}[/]")
     if summary.get("unsigned"):
         console.print("[bold red]results come from an UNSIGNED package[/]")
-    console.print(f"wrote {a.out}/summary.json and results.jsonl")
+    console.print(f"wrote {summary['out']}/summary.json and results.jsonl"
+                  + (f" (resumed at sample {summary['start_sample']})" if summary.get("resumed") else ""))
     return 0
 
 

@@ -2,12 +2,16 @@
 
     edge-sim serve --pty --model pocket_k --k 6.5 --speed 20        # prints the /dev/pts path
     edge-sim serve --tcp 127.0.0.1:7000 --replay record.hea
+
+The path (or socket:// address) is printed only once the device is ready (its record loaded, its model
+built): a script waiting for it never sees one from a device that then fails. Bad values exit 2 at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from ecgedge.errors import ConfigError, EdgeError
 
@@ -43,12 +47,30 @@ def parse(args=None):
 
 
 def _config(a):
+    import math
+
     from ecgedge.device_sim.device import SimConfig, parse_intervals
 
-    return SimConfig(model=a.model, k=a.k, hr=a.hr, noise=a.noise, seed=a.seed, speed=a.speed, sampling_rate=a.fs,
-                     uv_per_lsb=a.uv_per_lsb, gain=a.gain, drift_ppm=a.drift_ppm, drop=a.drop, burst=a.burst, corrupt=a.corrupt,
-                     battery=a.battery, lead_off=parse_intervals(a.lead_off), replay=a.replay, package=a.package,
-                     samples_per_frame=a.samples_per_frame, truth=a.truth)
+    cfg = SimConfig(model=a.model, k=a.k, hr=a.hr, noise=a.noise, seed=a.seed, speed=a.speed, sampling_rate=a.fs,
+                    uv_per_lsb=a.uv_per_lsb, gain=a.gain, drift_ppm=a.drift_ppm, drop=a.drop, burst=a.burst,
+                    corrupt=a.corrupt, battery=a.battery, lead_off=parse_intervals(a.lead_off), replay=a.replay,
+                    package=a.package, samples_per_frame=a.samples_per_frame, truth=a.truth)
+    cfg.validate(cli=True)
+    if a.duration is not None and not (math.isfinite(a.duration) and a.duration > 0):
+        raise ConfigError(f"--duration {a.duration!r}: expected wall seconds > 0")
+    for flag, path in (("--replay", a.replay), ("--package", a.package)):
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"{flag} {path!r}: no such file or folder")
+    if a.tcp is not None:
+        _tcp_address(a.tcp)
+    return cfg
+
+
+def _tcp_address(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--tcp {text!r}: expected HOST:PORT with a port 0..65535")
+    return host or "127.0.0.1", int(port)
 
 
 async def _serve(a):
@@ -66,27 +88,23 @@ async def _serve(a):
     if a.duration:
         loop.call_later(a.duration, stop.set)
     if a.pty:
+        device = VirtualDevice(cfg)  # the record is loaded (or refused) before any path is printed
         master, path = open_pty()
-        print(path, flush=True)  # first: scripts wait for it
-        device = VirtualDevice(cfg)
+        print(path, flush=True)  # first line of stdout: scripts wait for it
         print(f"edge-sim: {cfg.model} K+={cfg.k} HR={cfg.hr} speed={cfg.speed} on {path}", file=sys.stderr, flush=True)
         try:
             await serve_pty(device, master, stop)
         finally:
             device.close()
     else:
-        host, _, port = a.tcp.rpartition(":")
-        try:
-            port = int(port)
-        except ValueError:
-            raise ConfigError(f"--tcp {a.tcp!r}: expected HOST:PORT") from None
+        host, port = _tcp_address(a.tcp)
         device = VirtualDevice(cfg)
 
         def ready(addr):
             print(f"socket://{addr[0]}:{addr[1]}", flush=True)
 
         try:
-            await serve_tcp(device, host or "127.0.0.1", port, stop, ready)
+            await serve_tcp(device, host, port, stop, ready)
         finally:
             device.close()
 
@@ -98,6 +116,7 @@ def main(args=None):
 
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
     try:
+        _config(a)  # every value checked before any work
         asyncio.run(_serve(a))
     except EdgeError as e:
         print(f"error: {e}", file=sys.stderr)

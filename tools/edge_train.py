@@ -4,7 +4,7 @@
     edge-train pocket_k [--preset P] [--subjects N] [--windows-per-subject W] [--epochs E] [--seed S]
                         [--out DIR] [--threads T] [--init CKPT]
     edge-train pocket_k --evaluate CKPT [--subjects N]    # test metrics of a checkpoint, as JSON
-    edge-train af_lead1 --data ../shared/data/cinc2017 [--epochs E] [--max-minutes M]  # real ECG (CinC 2017)
+    edge-train af_lead1 --data ../shared/data/cinc2017 [--epochs E] [--max-minutes M] [--split-lists DIR]  # real ECG
     edge-train af_lead1 --data DIR --evaluate CKPT        # record-level validation metrics, as JSON
 """
 
@@ -38,6 +38,15 @@ def parse(args=None) -> argparse.Namespace:
                    help="labelled real records (af_lead1: the PhysioNet/CinC 2017 folder, e.g. ../shared/data/cinc2017)")
     p.add_argument("--max-minutes", type=float, default=None,
                    help="af_lead1: fit the schedule into this many minutes (measured on the first epoch)")
+    p.add_argument("--teacher", action="append", default=None, metavar="CKPT",
+                   help="af_lead1: distil from this checkpoint's record-level probabilities (repeat for an ensemble)")
+    p.add_argument("--teacher-weight", type=float, default=0.5,
+                   help="af_lead1: share of the teacher's probabilities in the target (default 0.5)")
+    p.add_argument("--record-crops", type=int, default=1, metavar="K",
+                   help="af_lead1: K crops of one record per draw, scored together by the record rule (default 1)")
+    p.add_argument("--split-lists", default=None, metavar="DIR",
+                   help="af_lead1: train and validate on these record lists (training.txt, validation.txt; the "
+                        "shipped weights' are in models/weights/af_lead1.splits) instead of a seeded split of --data")
     ns = p.parse_args(args)
     if not ns.list and not ns.model:
         p.error("give a model name or --list")
