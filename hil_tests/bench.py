@@ -208,6 +208,10 @@ def _float_references(st: BenchState, x_model: np.ndarray, float_fn, shape: tupl
         notes.append(f"float reference gives {st.float_raw.shape[1]} outputs, the package {shape[1]}: "
                      "float comparison skipped")
         st.float_raw = None
+    if st.float_raw is None and st.pruned_raw is not None and package.manifest.get("source"):
+        # a user's own model (not in the zoo): its float form is the package's model.onnx
+        st.float_raw = st.pruned_raw
+        st.float_info = {"source": "the package's float model.onnx (a model outside the zoo)"}
 
 
 def run(st: BenchState) -> BenchState:

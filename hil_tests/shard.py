@@ -287,15 +287,9 @@ def _restart(device: BenchDevice, package: Package, url: str, window: int, windo
 
 def _profile(spec: ShardSpec, package: Package, device: BenchDevice, res: ShardResult, progress: Progress) -> None:
     from ecgedge.hil_tests.devices import qemu_layer_profile
-    from ecgedge.targets import get_target
 
     try:
-        target = get_target(package.manifest.get("target", ""))
-    except EdgeError:
-        target = None
-    try:
-        res.profile = qemu_layer_profile(device.elf, spec.q_in[0], target.qemu_machine if target else "mps2-an500",
-                                         timeout=max(spec.timeout_s, 30.0))
+        res.profile = qemu_layer_profile(device.elf, spec.q_in[0], timeout=max(spec.timeout_s, 30.0))
     except (EdgeError, OSError) as e:
         res.notes.append(f"no per-layer profile: {e}")
     if progress:

@@ -44,8 +44,10 @@ INPUT_RANGE_WINDOWS = 500   # 128 windows moved the optimum between neighbours o
 
 @dataclass
 class ExportOptions:
-    model: str
+    model: str                              # a zoo name, or a model file (.pt2 / .onnx / .tflite) with a contract
     target: str
+    contract: object = None                 # contract TOML path or ModelSpec (a user's own model)
+    module: object = field(default=None, repr=False)   # a live nn.Module (the Python API)
     checkpoint: str | None = None
     data: str | None = None
     out: str | None = None
@@ -64,6 +66,7 @@ class ExportOptions:
     seed: int = 0
     sign_key: str | None = None
     firmware: bool = False
+    optimize: str = "speed"                # firmware: "speed" (widened weights, tables) or "size" (int8 weights)
     progress: bool = True
     log: object = field(default=None, repr=False)   # rich Console or None
 
@@ -211,11 +214,26 @@ def _score(spec, raw: np.ndarray, truth: dict, reference: np.ndarray) -> tuple:
 
 # ------------------------------------------------------------------------------------------------ road
 
+def is_user_model(opts: ExportOptions) -> bool:
+    """A user's own model (a file or a live module with a contract), not a zoo name."""
+    from ecgedge.quantize.byom import is_model_file
+    return opts.module is not None or opts.contract is not None or is_model_file(opts.model)
+
+
 def _resolve(opts: ExportOptions):
     from ecgedge.calibration import calibrator_names
-    from ecgedge.models.specs import get_spec
+    from ecgedge.models.specs import get_spec, load_contract
     from ecgedge.targets import get_target
-    spec = get_spec(opts.model)
+    if is_user_model(opts):
+        from ecgedge.quantize.byom import check_model_file
+        if opts.contract is None:
+            raise ConfigError(f"{opts.model!r} is not a zoo model: give its contract (--contract C.toml; "
+                              "docs/byom.md), or a zoo name")
+        spec = load_contract(opts.contract)
+        if opts.module is None:
+            check_model_file(opts.model)
+    else:
+        spec = get_spec(opts.model)
     target = get_target(opts.target, opts.targets_file)
     if opts.calibrator != "auto" and opts.calibrator not in calibrator_names():
         raise ConfigError(f"unknown calibrator {opts.calibrator!r}; valid: auto, {', '.join(calibrator_names())}")
@@ -228,24 +246,33 @@ def _resolve(opts: ExportOptions):
         raise ConfigError(f"--qat-lr {opts.qat_lr}: expected a learning rate > 0")
     if opts.sign_key is not None and not Path(opts.sign_key).is_file():
         raise ConfigError(f"--sign-key {opts.sign_key!r}: no such key file")
+    if opts.firmware:   # refuse before the export's work, not after it
+        from ecgedge.firmware_bridge.build import check_optimize, firmware_core
+        check_optimize(opts.optimize)
+        firmware_core(target)
     return spec, target
 
 
-def destination(opts: ExportOptions) -> Path:
-    return Path(opts.out) if opts.out else Path("dist") / f"{opts.model}-{opts.target}"
+def destination(opts: ExportOptions, spec=None) -> Path:
+    name = spec.name if spec is not None else opts.model
+    return Path(opts.out) if opts.out else Path("dist") / f"{name}-{opts.target}"
 
 
 def export_package(opts: ExportOptions) -> tuple[Path, dict]:
     """Run the whole road; returns (package folder, report dict). EdgeError on any failure, with no
     (half-written) package left behind."""
     spec, target = _resolve(opts)
-    dest = destination(opts).resolve()
+    dest = destination(opts, spec).resolve()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
-        report = _build(opts, spec, target, tmp)
+        if opts.module is None and str(opts.model).lower().endswith(".tflite"):
+            from ecgedge.quantize.byom import build_from_tflite
+            report = build_from_tflite(opts, spec, target, tmp)
+        else:
+            report = _build(opts, spec, target, tmp)
         if opts.firmware:
-            report["firmware"] = _firmware(tmp, target)
+            report["firmware"] = _firmware(tmp, target, opts.optimize)
             (tmp / "report.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
             write_manifest(tmp, report["_manifest"])
         if opts.sign_key:
@@ -285,10 +312,12 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     import torch
 
     from ecgedge import DEMO_NOTICE
-    from ecgedge.models.zoo import count_macs, count_params, is_demo, load_model
+    from ecgedge.models.zoo import count_params, is_demo, load_model
     from ecgedge.quantize import footprint, tflm_array, onnx_export, report as report_mod, tflite_export as te
     from ecgedge.quantize import validate as val
-    from ecgedge.quantize.keras_rebuild import build_keras_model, max_abs_difference
+    from ecgedge.quantize.byom import count_macs, output_errors
+    from ecgedge.quantize.convert_graph import canonical
+    from ecgedge.quantize.convert_keras import max_abs_difference, to_keras
 
     t0 = time.perf_counter()
     set_seeds(opts.seed)
@@ -300,12 +329,18 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
 
     # 1. float reference
     t = time.perf_counter()
-    model, spec, meta = load_model(opts.model, opts.checkpoint)
+    user = is_user_model(opts)
+    if user:
+        from ecgedge.quantize.byom import load_user_model
+        model, meta = load_user_model(opts.module if opts.module is not None else opts.model, spec)
+    else:
+        model, spec, meta = load_model(opts.model, opts.checkpoint)
     demo = is_demo(meta)
+    notice = meta.get("notice") or (DEMO_NOTICE if demo else None)
     if demo:
         _say(opts, f"[bold yellow]{DEMO_NOTICE}[/]")
     window = int(spec.input.window_samples)
-    real = _real_data(spec, opts, meta)
+    real = _user_data(spec, opts) if user else _real_data(spec, opts, meta)
     if real is not None:  # labelled real records: calibrate on training records, validate on the card's
         cal_data, cal_source = real["calibration"], real["calibration_source"]
         held_out = _GivenHeldOut(real["selection"], real["selection_truth"])
@@ -326,15 +361,23 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
 
     # 3. prune + distil to the target's budget
     finetune = (real["finetune"], real["finetune_source"]) if real is not None and "finetune" in real else None
-    pruned, prune_info = _prune_and_distil(opts, spec, model, budget, cal_data, held_out, finetune,
-                                           (input_range["min"], input_range["max"]))
+    if user:
+        from ecgedge.quantize.byom import prune_and_distil
+        pruned, prune_info = prune_and_distil(opts, spec, model, budget, cal_data, held_out,
+                                              (input_range["min"], input_range["max"]),
+                                              opts.finetune_epochs or DISTIL_EPOCHS)
+    else:
+        pruned, prune_info = _prune_and_distil(opts, spec, model, budget, cal_data, held_out, finetune,
+                                               (input_range["min"], input_range["max"]))
     t = lap("prune_distil", t)
 
-    # 4. Keras rebuild, checked against torch
-    keras_model = build_keras_model(pruned, window)
+    # 4. Keras rebuild (the general route: ecgedge.quantize.convert_graph + convert_keras), checked against torch
+    keras_model, keras_info = to_keras(canonical(pruned, window), window, name=spec.name)
     diff = max_abs_difference(pruned, keras_model, x_val[:4, None, :])
-    if not diff <= KERAS_TOLERANCE:
-        raise ExportError(f"Keras rebuild differs from torch by {diff:.3g} (> {KERAS_TOLERANCE})")
+    scale = max(1.0, float(np.max(np.abs(val.run_torch(pruned, x_val[:4])))))
+    if not diff <= KERAS_TOLERANCE * scale:
+        raise ExportError(f"Keras rebuild differs from torch by {diff:.3g} (> {KERAS_TOLERANCE} x {scale:.3g})")
+    transposes = len(keras_info["transposes"])
     t = lap("keras_rebuild", t)
 
     with _progress(opts) as progress:
@@ -358,7 +401,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
             scores = {}
             for n, tfl in candidates.items():
                 try:
-                    te.check_int8_only(tfl)
+                    te.check_int8_only(tfl, transposes)
                 except ExportError:
                     continue
                 _, deq = val.run_int8(tfl, sel["x"], "litert", progress, f"select calibrator: {n}")
@@ -371,8 +414,8 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
                          "scores": {n: {"agreement": s[0], "auroc_mean": s[1]} for n, s in scores.items()}}
         else:
             chosen = names[0]
-        tflite = candidates[chosen]
-        ops_info = te.check_int8_only(tflite)
+        tflite = te.schedule(candidates[chosen], {k: v["order"] for k, v in keras_info["layers"].items()})
+        ops_info = te.check_int8_only(tflite, transposes)
         ops = te.op_list(tflite)
         quant = te.io_quant(tflite)
         # 6. footprint, checked before the (long) validation: a model that cannot fit stops here
@@ -393,6 +436,8 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
                                         arena_size=arena)
         t = lap("validate", t)
     sqnr = val.per_layer_sqnr(calibrated, tflite, x_val[:SQNR_WINDOWS])
+    for row in sqnr:   # the torch module each Keras layer was built from
+        row["module"] = keras_info["layers"].get(row["layer"], {}).get("path")
     finite = [r for r in sqnr if np.isfinite(r["sqnr_db"])]
     worst = min(finite, key=lambda r: r["sqnr_db"]) if finite else None
     t = lap("sqnr", t)
@@ -437,7 +482,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
                for name, tgt in _all_targets(opts).items()}
     rep = {
         "model": spec.name, "target": target.name, "board": target.board,
-        "demo": demo, "notice": DEMO_NOTICE if demo else None,
+        "demo": demo, "notice": notice,
         "int8_only": True, "fits": not problems, "overflows": problems,
         "params_float": count_params(model), "params_pruned": count_params(pruned),
         "macs_float": macs_float, "macs_pruned": macs_pruned,
@@ -449,6 +494,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         "agreement_tflm": cmp_tflm["agreement"],
         "max_abs_delta_probability": cmp_int8["max_abs_delta_probability"],
         "max_abs_delta_probability_vs_float": cmp_float["max_abs_delta_probability"],
+        "output_error": output_errors(spec, raw_pruned, raw_int8),
         "tflm_vs_litert": {"windows": n_tflm, "bit_exact_fraction": float(np.mean(np.all(lsb == 0, axis=1))),
                            "max_lsb": int(lsb.max()) if lsb.size else 0},
         "headline_output": _headline_name(spec),
@@ -474,7 +520,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     }
     manifest = {
         "format": FORMAT, "model": spec.name, "task": spec.task, "target": target.name, "demo": demo,
-        "notice": DEMO_NOTICE if demo else None, "model_sha256": model_sha, "artifacts": {},
+        "notice": notice, "model_sha256": model_sha, "artifacts": {},
         "input": {**spec.to_dict()["input"], "tflite_scale": quant["input"]["scale"],
                   "tflite_zero_point": quant["input"]["zero_point"], "tflite_shape": quant["input"]["shape"]},
         "outputs": [{**o, "index": i, "tflite_scale": quant["outputs"][0]["scale"],
@@ -483,17 +529,33 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         "arena_bytes": arena, "ops": sorted(set(ops)),
         "toolchain": toolchain_versions(), "seed": opts.seed,
     }
-    if real is not None and "record_metrics" in real:  # record level (af_lead1: the Challenge's F1 scores)
+    if user:
+        from ecgedge.quantize.byom import user_report
+        rep.update(user_report(meta, real, keras_info, tflite, opts))
+        manifest["source"] = rep["source"]
+    if real is not None and real.get("record_metrics") is not None:
+        # record level (af_lead1, a user's labelled records: per-class F1 and the Challenge's F1)
         rep["classification"] = {"float": real["record_metrics"](raw_float), "pruned": real["record_metrics"](raw_pruned),
                                  "int8": real["record_metrics"](raw_int8),
                                  "agreement_argmax_int8": float(np.mean(raw_int8.argmax(1) == raw_pruned.argmax(1)))}
         if n_tflm == len(x_val):
             rep["classification"]["int8_tflm"] = real["record_metrics"](raw_tflm)
+    if real is not None and real.get("validation_records"):
         (tmp / "validation_records.txt").write_text("\n".join(real["validation_records"]) + "\n")
         manifest["validation_records"] = "validation_records.txt"
-    if target.is_mcu:   # the package as a drop-in C library: c/ (docs/integrate.md)
+    if user:   # the C library when our engine runs every op the user's model has (else skipped, said why)
+        from ecgedge.quantize.byom import c_library
+        rep.update(c_library(tmp, target, manifest, rep["engine"]))
+    elif target.is_mcu:   # the package as a drop-in C library: c/ (docs/integrate.md)
         from ecgedge.firmware_bridge.clib import package_library
         rep.update(package_library(tmp, target, manifest))
+    return finish_package(tmp, rep, manifest, spec, truth, raw_float, raw_int8, target, t0)
+
+
+def finish_package(tmp: Path, rep: dict, manifest: dict, spec, truth, raw_float, raw_int8, target, t0: float) -> dict:
+    """The last files of a package: report.html, report.json (with the seconds the build took), then the
+    manifest; returns the report with `_manifest`."""
+    from ecgedge.quantize import report as report_mod
     rep["seconds"] = time.perf_counter() - t0
     report_mod.write_html(tmp / "report.html", rep, spec, truth, raw_float, raw_int8, target)
     rep["seconds"] = time.perf_counter() - t0
@@ -548,6 +610,14 @@ class _GivenHeldOut:
 
     def truth(self) -> dict:
         return self._truth
+
+
+def _user_data(spec, opts: ExportOptions) -> dict | None:
+    """A user's records (--data) split by record, or None (generated windows at the contract's rate)."""
+    if not opts.data:
+        return None
+    from ecgedge.quantize.byom import user_datasets
+    return user_datasets(spec, opts, min(SELECT_WINDOWS, opts.val_windows))
 
 
 def _real_data(spec, opts: ExportOptions, meta: dict) -> dict | None:
@@ -632,10 +702,11 @@ def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out:
     return pruned.eval(), info
 
 
-def _firmware(folder: Path, target) -> dict:
+def _firmware(folder: Path, target, optimize: str = "speed") -> dict:
     from ecgedge.firmware_bridge.build import build_firmware
-    r = build_firmware(folder, target=target.name, out_dir=folder / "firmware")
+    r = build_firmware(folder, target=target.name, out_dir=folder / "firmware", optimize=optimize)
     return {"elf": str(Path(r.elf).relative_to(folder)) if Path(r.elf).is_relative_to(folder) else str(r.elf),
+            "core": r.core, "kernels": r.kernels, "optimize": r.optimize, "qemu_machine": r.machine,
             "text": r.text, "data": r.data, "bss": r.bss, "flash_bytes": r.flash_bytes, "ram_bytes": r.ram_bytes,
             "arena_bytes": r.arena_bytes, "flash_budget": target.flash_bytes, "ram_budget": target.ram_bytes,
             "fits": r.flash_bytes <= target.flash_bytes and r.ram_bytes <= target.ram_bytes}
