@@ -279,7 +279,7 @@ def test_arduino_src_compiles_as_the_arduino_builder_does(lib, tmp_path):
         objs.append(o)
     srcs = [str(f) for f in sorted((lib.folder / "src").glob("*.c"))]
     sh(["cc", "-Os", "-std=gnu11", *STRICT.split(), f"-I{lib.folder / 'src'}", *srcs,
-        str(lib.folder / "extras/run_one.c"), "-o", str(tmp_path / "host")])
+        str(lib.folder / "extras/run_one.c"), "-o", str(tmp_path / "host"), "-lm"])   # the Arduino core links libm
     q = windows(MODEL, 12, seed=13)
     assert np.array_equal(run_windows(tmp_path / "host", q, tmp_path), tflm_outputs(MODEL, q))
     ino = (lib.folder / "examples/ecgedge_infer/ecgedge_infer.ino").read_text()
