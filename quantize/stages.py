@@ -1,6 +1,6 @@
-"""The export road as stages: load -> input range (choose_range) -> prune + distil -> convert -> calibrate -> validate ->
-score -> artefacts -> package, each a function over one `ExportState` that reads what the stages before it
-left there and adds its own part, so that a test can run one stage alone on a small state.
+"""The export road as stages: load -> choose_range -> prune_distil -> convert -> calibrate -> validate ->
+sqnr -> score -> artefacts -> package, each a function over one `ExportState` that reads what the stages
+before it left there and adds its own part, so that a test can run one stage alone on a small state.
 
 `ecgedge.quantize.pipeline._build` runs them in order; their order is the road's (the seeds are set once
 before the first stage, so reordering stages changes the model bytes).
