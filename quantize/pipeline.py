@@ -65,6 +65,7 @@ class ExportOptions:
     seed: int = 0
     sign_key: str | None = None
     firmware: bool = False
+    optimize: str = "speed"                # firmware: "speed" (widened weights, tables) or "size" (int8 weights)
     progress: bool = True
     log: object = field(default=None, repr=False)   # rich Console or None
 
@@ -244,6 +245,10 @@ def _resolve(opts: ExportOptions):
         raise ConfigError(f"--qat-lr {opts.qat_lr}: expected a learning rate > 0")
     if opts.sign_key is not None and not Path(opts.sign_key).is_file():
         raise ConfigError(f"--sign-key {opts.sign_key!r}: no such key file")
+    if opts.firmware:   # refuse before the export's work, not after it
+        from ecgedge.firmware_bridge.build import check_optimize, firmware_core
+        check_optimize(opts.optimize)
+        firmware_core(target)
     return spec, target
 
 
@@ -266,7 +271,7 @@ def export_package(opts: ExportOptions) -> tuple[Path, dict]:
         else:
             report = _build(opts, spec, target, tmp)
         if opts.firmware:
-            report["firmware"] = _firmware(tmp, target)
+            report["firmware"] = _firmware(tmp, target, opts.optimize)
             (tmp / "report.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
             write_manifest(tmp, report["_manifest"])
         if opts.sign_key:
@@ -388,10 +393,11 @@ def _qat_epochs(opts: ExportOptions) -> int:
     return QAT_EPOCHS if opts.qat_epochs is None else opts.qat_epochs
 
 
-def _firmware(folder: Path, target) -> dict:
+def _firmware(folder: Path, target, optimize: str = "speed") -> dict:
     from ecgedge.firmware_bridge.build import build_firmware
-    r = build_firmware(folder, target=target.name, out_dir=folder / "firmware")
+    r = build_firmware(folder, target=target.name, out_dir=folder / "firmware", optimize=optimize)
     return {"elf": str(Path(r.elf).relative_to(folder)) if Path(r.elf).is_relative_to(folder) else str(r.elf),
+            "core": r.core, "kernels": r.kernels, "optimize": r.optimize, "qemu_machine": r.machine,
             "text": r.text, "data": r.data, "bss": r.bss, "flash_bytes": r.flash_bytes, "ram_bytes": r.ram_bytes,
             "arena_bytes": r.arena_bytes, "flash_budget": target.flash_bytes, "ram_budget": target.ram_bytes,
             "fits": r.flash_bytes <= target.flash_bytes and r.ram_bytes <= target.ram_bytes}

@@ -44,6 +44,8 @@ def parse(args=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--sign-key", help="Ed25519 private key (PEM) to sign manifest.json")
     p.add_argument("--firmware", action="store_true", help="also build the device firmware (MCU targets)")
+    p.add_argument("--optimize", default="speed", choices=("speed", "size"),
+                   help="firmware: speed (widened int16 weights, lookup tables: more flash) or size (int8 weights)")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(args)
 
@@ -92,7 +94,7 @@ def run(ns: argparse.Namespace) -> int:
                          tflm_windows=ns.tflm_windows, finetune_windows=ns.finetune_windows,
                          finetune_epochs=ns.finetune_epochs, qat_epochs=ns.qat_epochs, qat_lr=ns.qat_lr, latency_ms=ns.latency_ms,
                          flash_budget=ns.flash_budget, ram_budget=ns.ram_budget, targets_file=ns.targets_file,
-                         seed=ns.seed, sign_key=ns.sign_key, firmware=ns.firmware,
+                         seed=ns.seed, sign_key=ns.sign_key, firmware=ns.firmware, optimize=ns.optimize,
                          progress=not ns.no_progress, log=console)
     out, rep = export_package(opts)
     console.print(summary(out, rep))

@@ -1,6 +1,8 @@
 """edge-hil: the hardware-in-the-loop bench.
 
     edge-hil run --model dist/pocket_k-cortex-m7 --device qemu://cortex-m7 [--windows 200] [--report DIR]
+                 [--workers N | --ray auto|ADDRESS]
+    edge-hil matrix --models pocket_k,af_lead1 --targets cortex-m7,cortex-m4 --devices host,qemu [--data DIR]
 
 Exit 0 when every gate passes, 1 when a gate is crossed, 2 on an error (a device that stopped answering
 included: the partial report is still written).
@@ -9,6 +11,7 @@ included: the partial report is still written).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -47,6 +50,31 @@ def parse(args=None) -> argparse.Namespace:
     r.add_argument("--no-float", action="store_true", help="skip the float (torch) reference")
     r.add_argument("--no-integrity", action="store_true", help="skip the streaming sample-integrity phase")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
+    r.add_argument("--workers", type=int, default=None,
+                   help="local worker processes, each with its own device, the windows sharded over them "
+                        "(default one per core; a physical device runs one shard at a time)")
+    r.add_argument("--ray", default=None, metavar="auto|ADDRESS",
+                   help="run the shards as Ray tasks (pip install 'ecgedge[farm]'): auto = a running cluster or "
+                        "a local one; a device URL's ?resource=NAME places its shards on the nodes with it")
+    r.add_argument("--shards", type=int, default=None,
+                   help="number of shards (default: one per worker, or per CPU / resource of the Ray cluster)")
+    m = sub.add_parser("matrix", help="export (cached) and bench every model x target x device; one summary table")
+    m.add_argument("--models", required=True, help="comma-separated zoo models (or package folders)")
+    m.add_argument("--targets", default="", help="comma-separated targets (edge-export --list-targets)")
+    m.add_argument("--devices", required=True,
+                   help="comma-separated device URLs; `qemu` = qemu://<target>, `{target}` is replaced")
+    m.add_argument("--data", type=Path, default=None, help="folder of records with labels.csv (default synthetic)")
+    m.add_argument("--labels", type=Path, default=None, help="labels CSV (record,label) if not in --data")
+    m.add_argument("--windows", type=int, default=None,
+                   help="windows per cell (default 200 synthetic; with --data: all windows of the records)")
+    m.add_argument("--out", type=Path, default=Path("hil_reports/matrix"), help="summary and cell reports folder")
+    m.add_argument("--checkpoint", type=Path, default=None, help="float checkpoint for every export")
+    m.add_argument("--export-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an edge-export option for every export (calib_windows=32, calibrator=minmax, ...)")
+    m.add_argument("--workers", type=int, default=None, help="worker processes per bench (default one per core)")
+    m.add_argument("--ray", default=None, metavar="auto|ADDRESS", help="run every bench's shards on Ray")
+    m.add_argument("--no-float", action="store_true", help="skip the float (torch) reference")
+    m.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p.parse_args(args)
 
 
@@ -76,8 +104,46 @@ def _print_summary(outcome) -> None:
     con.print(f"reports in {outcome.report_dir}")
 
 
+def _split(v: str) -> list[str]:
+    return [x.strip() for x in v.split(",") if x.strip()]
+
+
+def matrix(args) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from ecgedge.errors import ConfigError
+    from ecgedge.hil_tests.matrix import MatrixConfig, parse_export_options, run_matrix
+
+    try:
+        if args.workers is not None and args.workers < 1:
+            raise ConfigError(f"--workers {args.workers}: expected a positive number")
+        windows = args.windows if (args.windows is not None or args.data is not None) else 200
+        summary = run_matrix(MatrixConfig(
+            models=_split(args.models), targets=_split(args.targets), devices=_split(args.devices), out_dir=args.out,
+            data_dir=args.data, labels_file=args.labels, windows=windows, checkpoint=args.checkpoint,
+            export_options=parse_export_options(args.export_option), workers=args.workers or (os.cpu_count() or 1),
+            ray=args.ray, float_reference=not args.no_float, progress=not args.no_progress))
+    except EdgeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    t = Table(title="HIL bench matrix")
+    cols = ("model", "target", "device", "bit_exact_fraction", "auroc_device", "agreement", "latency_ms_p99",
+            "gates_passed")
+    for c in cols:
+        t.add_column(c)
+    for cell in summary["cells"]:
+        t.add_row(*[("ERROR" if k == "gates_passed" and cell.get("error") else str(cell.get(k))) for k in cols])
+    con = Console()
+    con.print(t)
+    con.print(f"summary in {args.out / 'matrix.html'} and {args.out / 'matrix.json'}")
+    sys.exit(2 if summary["errors"] else 0 if summary["all_passed"] else 1)
+
+
 def main(argv=None) -> int:
     args = parse(argv)
+    if args.command == "matrix":
+        matrix(args)
     try:
         from ecgedge.hil_tests.bench import DEFAULT_CPI, BenchConfig, run_bench
 
@@ -91,13 +157,19 @@ def main(argv=None) -> int:
         if args.windows is not None and args.windows < 1:
             from ecgedge.errors import ConfigError
             raise ConfigError(f"--windows {args.windows}: expected a positive number")
+        for flag, v in (("--workers", args.workers), ("--shards", args.shards)):
+            if v is not None and v < 1:
+                from ecgedge.errors import ConfigError
+                raise ConfigError(f"{flag} {v}: expected a positive number")
+        workers = args.workers if args.workers is not None else (os.cpu_count() or 1)
         windows = args.windows if (args.windows is not None or args.data is not None) else 200
         cfg = BenchConfig(model_dir=args.model, device_url=args.device, windows=windows, data_dir=args.data,
                           labels_file=args.labels, records=records, report_dir=args.report, gates_file=args.gates,
                           timeout_s=args.timeout, seed=args.seed, cpi=args.cpi or DEFAULT_CPI, trust=args.trust,
                           checkpoint=args.checkpoint, allow_unsigned=args.allow_unsigned or args.trust is None,
                           float_reference=not args.no_float,
-                          integrity=not args.no_integrity, progress=not args.no_progress)
+                          integrity=not args.no_integrity, progress=not args.no_progress,
+                          workers=workers, ray=args.ray, shards=args.shards)
         outcome = run_bench(cfg)
     except EdgeError as e:
         print(f"error: {e}", file=sys.stderr)
