@@ -20,8 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ecgedge.contract.package import FORMAT, json_default, sha256_file, write_manifest
-from ecgedge.contract.runners import smallest_arena
+from ecgedge.contract.package import json_default, write_manifest
 from ecgedge.errors import ConfigError, DataError, EdgeError, ExportError
 
 # Window seeds: calibration, auto-selection and validation subjects never overlap training's (seed 0..).
@@ -309,247 +308,21 @@ def _say(opts: ExportOptions, text: str) -> None:
 
 
 def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
-    import torch
+    """The road for a model to quantise (zoo or a user's float model), stage by stage
+    (ecgedge.quantize.stages); returns the report with `_manifest`."""
+    from ecgedge.quantize import stages as st
 
-    from ecgedge import DEMO_NOTICE
-    from ecgedge.models.zoo import count_params, is_demo, load_model
-    from ecgedge.quantize import footprint, tflm_array, onnx_export, report as report_mod, tflite_export as te
-    from ecgedge.quantize import validate as val
-    from ecgedge.quantize.byom import count_macs, output_errors
-    from ecgedge.quantize.convert_graph import canonical
-    from ecgedge.quantize.convert_keras import max_abs_difference, to_keras
-
-    t0 = time.perf_counter()
+    s = st.ExportState(opts, spec, target, tmp)
     set_seeds(opts.seed)
-    timings: dict[str, float] = {}
-
-    def lap(name, since):
-        timings[name] = round(time.perf_counter() - since, 2)
-        return time.perf_counter()
-
-    # 1. float reference
-    t = time.perf_counter()
-    user = is_user_model(opts)
-    if user:
-        from ecgedge.quantize.byom import load_user_model
-        model, meta = load_user_model(opts.module if opts.module is not None else opts.model, spec)
-    else:
-        model, spec, meta = load_model(opts.model, opts.checkpoint)
-    demo = is_demo(meta)
-    notice = meta.get("notice") or (DEMO_NOTICE if demo else None)
-    if demo:
-        _say(opts, f"[bold yellow]{DEMO_NOTICE}[/]")
-    window = int(spec.input.window_samples)
-    real = _user_data(spec, opts) if user else _real_data(spec, opts, meta)
-    if real is not None:  # labelled real records: calibrate on training records, validate on the card's
-        cal_data, cal_source = real["calibration"], real["calibration_source"]
-        held_out = _GivenHeldOut(real["selection"], real["selection_truth"])
-        valid, truth = real["validation"], real["truth"]
-    else:
-        cal_data, cal_source = calibration_windows(spec, opts)
-        held_out = _HeldOut(spec, min(SELECT_WINDOWS, opts.val_windows), opts.seed + SELECT_SEED_OFFSET)
-        valid = labelled_windows(spec, opts.val_windows, opts.seed + VALID_SEED_OFFSET)
-        truth = val.labels_for(spec, valid)
-    x_cal = cal_data["x"]
-    x_val = valid["x"]
-    budget = footprint.budgets(target, opts.latency_ms, opts.flash_budget, opts.ram_budget, spec.target_caps)
-    t = lap("load_and_data", t)
-
-    # 2. the model input's int8 range (used by the QAT epochs and by every calibrator's candidate)
-    input_range = choose_input_range(model, x_cal)
-    t = lap("input_range", t)
-
-    # 3. prune + distil to the target's budget
-    finetune = (real["finetune"], real["finetune_source"]) if real is not None and "finetune" in real else None
-    if user:
-        from ecgedge.quantize.byom import prune_and_distil
-        pruned, prune_info = prune_and_distil(opts, spec, model, budget, cal_data, held_out,
-                                              (input_range["min"], input_range["max"]),
-                                              opts.finetune_epochs or DISTIL_EPOCHS)
-    else:
-        pruned, prune_info = _prune_and_distil(opts, spec, model, budget, cal_data, held_out, finetune,
-                                               (input_range["min"], input_range["max"]))
-    t = lap("prune_distil", t)
-
-    # 4. Keras rebuild (the general route: ecgedge.quantize.convert_graph + convert_keras), checked against torch
-    keras_model, keras_info = to_keras(canonical(pruned, window), window, name=spec.name)
-    diff = max_abs_difference(pruned, keras_model, x_val[:4, None, :])
-    scale = max(1.0, float(np.max(np.abs(val.run_torch(pruned, x_val[:4])))))
-    if not diff <= KERAS_TOLERANCE * scale:
-        raise ExportError(f"Keras rebuild differs from torch by {diff:.3g} (> {KERAS_TOLERANCE} x {scale:.3g})")
-    transposes = len(keras_info["transposes"])
-    t = lap("keras_rebuild", t)
-
-    with _progress(opts) as progress:
-        # 5. calibration (per-tensor activation ranges; weights per-channel in the quantiser)
-        from ecgedge.calibration import calibrator_names, get_calibrator
-        calibrated = te.calibrate_only(keras_model, x_cal)
-        names = calibrator_names() if opts.calibrator == "auto" else [opts.calibrator]
-        if names == ["minmax"]:  # calibrate-only already recorded min/max over the same windows
-            ranges = {"minmax": te.calibrated_ranges(calibrated)}
-        else:
-            ranges = collect_tflite_ranges(calibrated, x_cal, {n: get_calibrator(n) for n in names}, progress)
-        input_name = te.input_tensor_name(calibrated)
-        for r in ranges.values():
-            r[input_name] = (input_range["min"], input_range["max"])
-        candidates = {n: te.quantize_calibrated(te.override_ranges(calibrated, r)) for n, r in ranges.items()}
-        selection = None
-        if len(candidates) > 1:
-            sel = held_out.get()
-            sel_truth = held_out.truth()
-            sel_ref = val.run_torch(pruned, sel["x"])
-            scores = {}
-            for n, tfl in candidates.items():
-                try:
-                    te.check_int8_only(tfl, transposes)
-                except ExportError:
-                    continue
-                _, deq = val.run_int8(tfl, sel["x"], "litert", progress, f"select calibrator: {n}")
-                scores[n] = _score(spec, deq, sel_truth, sel_ref)
-            if not scores:
-                raise ExportError("no calibrator produced a full-INT8 model")
-            chosen = max(sorted(scores), key=lambda n: scores[n])
-            selection = {"windows": len(sel["x"]), "seed": opts.seed + SELECT_SEED_OFFSET,
-                         "key": "agreement with the pruned float model, then mean AUROC",
-                         "scores": {n: {"agreement": s[0], "auroc_mean": s[1]} for n, s in scores.items()}}
-        else:
-            chosen = names[0]
-        tflite = te.schedule(candidates[chosen], {k: v["order"] for k, v in keras_info["layers"].items()})
-        ops_info = te.check_int8_only(tflite, transposes)
-        ops = te.op_list(tflite)
-        quant = te.io_quant(tflite)
-        # 6. footprint, checked before the (long) validation: a model that cannot fit stops here
-        arena = smallest_arena(tflite)
-        macs_float = count_macs(model, window)
-        macs_pruned = count_macs(pruned, window)
-        flash = len(tflite)
-        problems = footprint.overflows(flash, arena, macs_pruned, budget)
-        footprint.require_fit(target.name, flash, arena, macs_pruned, budget)
-        t = lap("calibrate_quantize", t)
-
-        # 7. validation
-        raw_float = val.run_torch(model, x_val)
-        raw_pruned = val.run_torch(pruned, x_val)
-        q_lite, raw_int8 = val.run_int8(tflite, x_val, "litert", progress, "validate INT8 (LiteRT)")
-        n_tflm = len(x_val) if opts.tflm_windows is None else min(opts.tflm_windows, len(x_val))
-        q_tflm, raw_tflm = val.run_int8(tflite, x_val[:n_tflm], "tflm", progress, "validate INT8 (tflite-micro)",
-                                        arena_size=arena)
-        t = lap("validate", t)
-    sqnr = val.per_layer_sqnr(calibrated, tflite, x_val[:SQNR_WINDOWS])
-    for row in sqnr:   # the torch module each Keras layer was built from
-        row["module"] = keras_info["layers"].get(row["layer"], {}).get("path")
-    finite = [r for r in sqnr if np.isfinite(r["sqnr_db"])]
-    worst = min(finite, key=lambda r: r["sqnr_db"]) if finite else None
-    t = lap("sqnr", t)
-
-    metrics = {"float": val.output_metrics(spec, raw_float, truth),
-               "pruned": val.output_metrics(spec, raw_pruned, truth),
-               "int8": val.output_metrics(spec, raw_int8, truth),
-               "int8_tflm": val.output_metrics(spec, raw_tflm, {k: None if v is None else v[:n_tflm]
-                                                                  for k, v in truth.items()})}
-    cmp_int8 = val.compare(spec, raw_pruned, raw_int8)
-    cmp_float = val.compare(spec, raw_float, raw_int8)
-    cmp_tflm = val.compare(spec, raw_pruned[:n_tflm], raw_tflm)
-    lsb = np.abs(q_lite[:n_tflm].astype(int) - q_tflm.astype(int))
-
-    # 8. artefacts
-    (tmp / "model_int8.tflite").write_bytes(tflite)
-    model_sha = sha256_file(tmp / "model_int8.tflite")
-    (tmp / "model_data.cc").write_text(tflm_array.model_data_cc(tflite, model_sha))
-    (tmp / "model_data.h").write_text(tflm_array.model_data_h(model_sha))
-    (tmp / "ops.txt").write_text(tflm_array.ops_txt(ops))
-    onnx_export.export_float(pruned, window, tmp / "model.onnx")
-    onnx_info = {}
-    if not target.is_mcu:
-        cal_onnx = get_calibrator(chosen)
-        onnx_ranges = onnx_export.activation_ranges(tmp / "model.onnx", x_cal[:min(len(x_cal), 100)], cal_onnx)
-        onnx_export.export_int8(tmp / "model.onnx", tmp / "model_int8.onnx", x_cal[:min(len(x_cal), 100)],
-                                onnx_ranges)
-        raw_onnx_int8 = onnx_export.run_onnx(tmp / "model_int8.onnx", x_val)
-        raw_onnx_float = onnx_export.run_onnx(tmp / "model.onnx", x_val[:64])
-        onnx_info = {
-            "latency_ms_onnx_float": onnx_export.latency_ms(tmp / "model.onnx", x_val),
-            "latency_ms_onnx_int8": onnx_export.latency_ms(tmp / "model_int8.onnx", x_val),
-            "auroc_onnx_int8": _headline(val.output_metrics(spec, raw_onnx_int8, truth), spec),
-            "agreement_onnx_int8": val.compare(spec, raw_pruned, raw_onnx_int8)["agreement"],
-            "onnx_float_max_abs_diff": float(np.max(np.abs(raw_onnx_float - raw_pruned[:64]))),
-            "latency_note": "measured on the export machine, one thread, median of 30 runs",
-        }
-    t = lap("artefacts", t)
-
-    head = _headline
-    latency = {name: {"ms": tgt.estimate_latency_ms(macs_pruned), "kind": "estimate"}
-               for name, tgt in _all_targets(opts).items()}
-    rep = {
-        "model": spec.name, "target": target.name, "board": target.board,
-        "demo": demo, "notice": notice,
-        "int8_only": True, "fits": not problems, "overflows": problems,
-        "params_float": count_params(model), "params_pruned": count_params(pruned),
-        "macs_float": macs_float, "macs_pruned": macs_pruned,
-        "flash_bytes": flash, "arena_bytes": arena,
-        "budget": budget,
-        "auroc_float": head(metrics["float"], spec), "auroc_pruned": head(metrics["pruned"], spec),
-        "auroc_int8": head(metrics["int8"], spec), "auroc_int8_tflm": head(metrics["int8_tflm"], spec),
-        "agreement_int8": cmp_int8["agreement"], "agreement_int8_vs_float": cmp_float["agreement"],
-        "agreement_tflm": cmp_tflm["agreement"],
-        "max_abs_delta_probability": cmp_int8["max_abs_delta_probability"],
-        "max_abs_delta_probability_vs_float": cmp_float["max_abs_delta_probability"],
-        "output_error": output_errors(spec, raw_pruned, raw_int8),
-        "tflm_vs_litert": {"windows": n_tflm, "bit_exact_fraction": float(np.mean(np.all(lsb == 0, axis=1))),
-                           "max_lsb": int(lsb.max()) if lsb.size else 0},
-        "headline_output": _headline_name(spec),
-        "metrics": metrics,
-        "calibrator": chosen, "calibrator_requested": opts.calibrator, "calibrator_selection": selection,
-        "input_range": input_range,
-        "calibration": {"windows": len(x_cal), "source": cal_source,
-                        "method": "TFLite calibrate-only; activation (min, max) replaced by the calibrator's "
-                                  "ranges, then the converter's MLIR quantiser; weights per-channel"},
-        "validation": {"windows": len(x_val), "seed": opts.seed + VALID_SEED_OFFSET, "source": "generated",
-                       "tflm_windows": n_tflm} if real is None else
-                      {"windows": len(x_val), "records": len(real.get("validation_records", [])),
-                       "source": real["validation_source"], "tflm_windows": n_tflm},
-        "keras_max_abs_diff": diff,
-        "sqnr": sqnr, "sqnr_worst_layer": worst,
-        "ops": ops_info["ops"], "n_ops": ops_info["n_ops"],
-        "latency_estimates_ms": latency,
-        "latency_ms_estimate": target.estimate_latency_ms(macs_pruned),
-        "pruning": prune_info,
-        "quantization": quant,
-        "seed": opts.seed, "timings_s": timings,
-        **onnx_info,
-    }
-    manifest = {
-        "format": FORMAT, "model": spec.name, "task": spec.task, "target": target.name, "demo": demo,
-        "notice": notice, "model_sha256": model_sha, "artifacts": {},
-        "input": {**spec.to_dict()["input"], "tflite_scale": quant["input"]["scale"],
-                  "tflite_zero_point": quant["input"]["zero_point"], "tflite_shape": quant["input"]["shape"]},
-        "outputs": [{**o, "index": i, "tflite_scale": quant["outputs"][0]["scale"],
-                     "tflite_zero_point": quant["outputs"][0]["zero_point"]}
-                    for i, o in enumerate(spec.to_dict()["outputs"])],
-        "arena_bytes": arena, "ops": sorted(set(ops)),
-        "toolchain": toolchain_versions(), "seed": opts.seed,
-    }
-    if user:
-        from ecgedge.quantize.byom import user_report
-        rep.update(user_report(meta, real, keras_info, tflite, opts))
-        manifest["source"] = rep["source"]
-    if real is not None and real.get("record_metrics") is not None:
-        # record level (af_lead1, a user's labelled records: per-class F1 and the Challenge's F1)
-        rep["classification"] = {"float": real["record_metrics"](raw_float), "pruned": real["record_metrics"](raw_pruned),
-                                 "int8": real["record_metrics"](raw_int8),
-                                 "agreement_argmax_int8": float(np.mean(raw_int8.argmax(1) == raw_pruned.argmax(1)))}
-        if n_tflm == len(x_val):
-            rep["classification"]["int8_tflm"] = real["record_metrics"](raw_tflm)
-    if real is not None and real.get("validation_records"):
-        (tmp / "validation_records.txt").write_text("\n".join(real["validation_records"]) + "\n")
-        manifest["validation_records"] = "validation_records.txt"
-    if user:   # the C library when our engine runs every op the user's model has (else skipped, said why)
-        from ecgedge.quantize.byom import c_library
-        rep.update(c_library(tmp, target, manifest, rep["engine"]))
-    elif target.is_mcu:   # the package as a drop-in C library: c/ (docs/integrate.md)
-        from ecgedge.firmware_bridge.clib import package_library
-        rep.update(package_library(tmp, target, manifest))
-    return finish_package(tmp, rep, manifest, spec, truth, raw_float, raw_int8, target, t0)
+    for stage in (st.load, st.choose_range, st.prune_distil, st.convert):
+        stage(s)
+    with _progress(opts) as s.progress:
+        st.calibrate(s)
+        st.validate(s)
+    s.progress = None
+    for stage in (st.sqnr, st.score, st.artefacts, st.package):
+        stage(s)
+    return s.report
 
 
 def finish_package(tmp: Path, rep: dict, manifest: dict, spec, truth, raw_float, raw_int8, target, t0: float) -> dict:
@@ -581,35 +354,6 @@ def _headline(metrics: dict, spec) -> float | None:
     """AUROC of the first logit output (pocket_k: K+ > 5.5)."""
     name = _headline_name(spec)
     return None if name is None else metrics[name].get("auroc")
-
-
-class _HeldOut:
-    """Generated held-out windows (calibrator selection, distillation early-stopping), made on first use."""
-
-    def __init__(self, spec, n: int, seed: int):
-        self.spec, self.n, self.seed, self.data = spec, n, seed, None
-
-    def get(self) -> dict:
-        if self.data is None:
-            self.data = labelled_windows(self.spec, self.n, self.seed)
-        return self.data
-
-    def truth(self) -> dict:
-        from ecgedge.quantize.validate import labels_for
-        return labels_for(self.spec, self.get())
-
-
-class _GivenHeldOut:
-    """Held-out windows given with their truth (labelled real records)."""
-
-    def __init__(self, data: dict, truth: dict):
-        self.data, self._truth = data, truth
-
-    def get(self) -> dict:
-        return self.data
-
-    def truth(self) -> dict:
-        return self._truth
 
 
 def _user_data(spec, opts: ExportOptions) -> dict | None:
@@ -647,59 +391,6 @@ def _real_finetune_windows(opts: ExportOptions) -> int:
 
 def _qat_epochs(opts: ExportOptions) -> int:
     return QAT_EPOCHS if opts.qat_epochs is None else opts.qat_epochs
-
-
-def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out: _HeldOut,
-                      finetune: tuple[dict, str] | None = None, input_range: tuple[float, float] | None = None):
-    """Prune to the MAC / flash / RAM budget and fine-tune by distillation (ecgedge.quantize.prune /
-    .distill) on the representative windows, or on `finetune` = (windows, source) when given (real
-    training records). A model already inside the budget only gets the quantisation-aware epochs."""
-    import copy
-
-    from ecgedge.models.zoo import count_macs
-    from ecgedge.quantize.prune import estimate_int8_bytes, prune_to_budget
-    window = int(spec.input.window_samples)
-    x_cal = cal_data["x"]
-    macs = count_macs(model, window)
-    qat = _qat_epochs(opts)
-    if macs <= budget["macs"] and estimate_int8_bytes(model, window) <= budget["flash_bytes"]:
-        info = {"pruned": False, "reason": "within budget"}
-        if not qat:
-            return copy.deepcopy(model).eval(), info
-        # nothing to prune: the quantisation-aware epochs alone, end to end, the model its own teacher
-        student, float_epochs, freeze = copy.deepcopy(model), 0, False
-        qat_lr, freeze_bn = opts.qat_lr or SELF_QAT_LR, True
-    else:
-        student, info = prune_to_budget(model, spec, mac_budget=budget["macs"], flash_budget_bytes=budget["flash_bytes"],
-                                        ram_budget_bytes=budget["ram_bytes"], example_windows=x_cal[:32, None, :],
-                                        seed=opts.seed, progress=opts.progress)
-        info = {"pruned": True, **info}
-        float_epochs, freeze = opts.finetune_epochs or DISTIL_EPOCHS, True
-        qat_lr, freeze_bn = opts.qat_lr, False
-    from ecgedge.quantize.distill import finetune_distill
-    train = dict(finetune[0] if finetune is not None else cal_data)
-    source = cal_source_note = finetune[1] if finetune is not None else "the representative (calibration) windows"
-    extra = (opts.finetune_windows or 0) - len(x_cal)
-    if extra > 0 and not opts.data:
-        more = labelled_windows(spec, extra, opts.seed + TRAIN_SEED_OFFSET)
-        train = {k: np.concatenate([train[k], more[k]]) for k in train}
-        source = f"{cal_source_note} + {extra} generated (seed {opts.seed + TRAIN_SEED_OFFSET})"
-    train["x"] = train["x"][:, None, :]
-    held = dict(held_out.get())
-    held["x"] = held["x"][:, None, :]
-    if not info["pruned"]:
-        # its own teacher: the epochs are to carry the float model's function through INT8, so the
-        # teacher's outputs are the only target and judge (labels would pull it off its own decisions)
-        train = {"x": train["x"]}
-        held = {"x": held["x"]}
-    # No time budget: a wall-clock stop would make the model (and the .tflite) non-reproducible.
-    pruned, history = finetune_distill(student, model, train, held, spec, epochs=float_epochs, seed=opts.seed,
-                                       progress=opts.progress, time_budget_s=None, qat_epochs=qat,
-                                       freeze_prefix=freeze, input_range=input_range, qat_lr=qat_lr,
-                                       qat_freeze_bn=freeze_bn)
-    info["distillation"] = {"train_windows": len(train["x"]), "held_out_windows": len(held["x"]),
-                            "train_source": source, "history": history}
-    return pruned.eval(), info
 
 
 def _firmware(folder: Path, target, optimize: str = "speed") -> dict:
