@@ -81,7 +81,7 @@ def _load_package(package_dir) -> tuple[bytes, dict]:
         return p.read_bytes(), {}
     tfl = p / "model_int8.tflite"
     if not tfl.exists():
-        raise FirmwareError(f"{p}: no model_int8.tflite (expected a model package folder, see INTERFACES 5)")
+        raise FirmwareError(f"{p}: no model_int8.tflite (expected a model package folder written by edge-export; see docs/runtime.md)")
     manifest = {}
     if (p / "manifest.json").exists():
         manifest = json.loads((p / "manifest.json").read_text())
@@ -131,14 +131,28 @@ def generate_into(package_dir, out_dir: Path):
     return gen, manifest
 
 
+def firmware_targets() -> list[str]:
+    """Targets (ecgedge/targets.toml) whose firmware this module builds: MCU profiles with a QEMU machine."""
+    from ecgedge.targets import builtin_targets
+    return [t.name for t in builtin_targets().values() if t.is_mcu and t.qemu_machine]
+
+
+def check_firmware_target(tgt) -> None:
+    """FirmwareError unless `build_firmware` can build for target profile `tgt` (decided by the data: an MCU
+    profile with a QEMU machine); export calls it before any work."""
+    if not tgt.is_mcu or not tgt.qemu_machine:
+        why = "not a microcontroller" if not tgt.is_mcu else "no qemu_machine in its profile"
+        raise FirmwareError(f"--firmware: target {tgt.name!r} has no firmware build ({why}); "
+                            f"targets with one: {', '.join(firmware_targets())}")
+
+
 def build_firmware(package_dir, target: str = "cortex-m7", out_dir=None, optimized: bool = True,
                    defines: dict | None = None) -> BuildResult:
     """Generate C for the package's INT8 model and build the firmware ELF for `target`."""
     from ecgedge.targets import get_target
 
     tgt = get_target(target)
-    if not tgt.qemu_machine or not tgt.is_mcu:
-        raise FirmwareError(f"target {target!r} has no firmware build; supported: cortex-m7 (QEMU {'mps2-an500'})")
+    check_firmware_target(tgt)
     for k in defines or {}:
         if k.startswith("ECG_FAULT_") and k not in FAULTS:
             raise FirmwareError(f"unknown fault define {k}; supported: {', '.join(FAULTS)}")

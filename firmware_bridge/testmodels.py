@@ -116,7 +116,7 @@ def build_test_tflite(window: int = 256, seed: int = 0) -> bytes:
 
 
 def write_test_package(out_dir: str | Path, tflite: bytes, name: str = "opmix", demo: bool = True) -> Path:
-    """A minimal package folder (model_int8.tflite + manifest.json) per INTERFACES section 5."""
+    """A minimal package folder (model_int8.tflite + manifest.json) as edge-export writes it (docs/runtime.md, "Packages")."""
     from ecgedge.firmware_bridge.tflite_model import load_model
 
     out = Path(out_dir)

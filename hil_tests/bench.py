@@ -16,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-import ecgedge
+from ecgedge import labels
 from ecgedge.edge_runtime.package import Package, load_package
 from ecgedge.errors import EdgeError
 from ecgedge.firmware_bridge.protocol import CounterKind
@@ -462,7 +462,7 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
         "model_sha256": package.model_sha256,
         "device_model_sha256": info.model_sha256 if info else None,
         "demo": bool(manifest.get("demo", False)),
-        "notice": ecgedge.DEMO_NOTICE if manifest.get("demo", False) else manifest.get("notice"),
+        "label": getattr(labels.from_manifest(manifest), "kind", None), "notice": labels.notice_of(manifest),
         "signed": package.signed,
         "unsigned": not package.signed,
         "signature": (f"verified with {cfg.trust}" if package.signed else

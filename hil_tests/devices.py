@@ -98,7 +98,7 @@ class IntegrityReport:
 
 
 def quantize_uv(x_uv: np.ndarray, scale_uv: float, scale: float, zero_point: int) -> np.ndarray:
-    """INT8 model input from filtered microvolts (INTERFACES section 5)."""
+    """INT8 model input from filtered microvolts (the package input contract, docs/runtime.md)."""
     q = np.round(np.asarray(x_uv, np.float64) / scale_uv / scale) + zero_point
     return np.clip(q, -128, 127).astype(np.int8)
 

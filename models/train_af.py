@@ -459,7 +459,8 @@ def train_af(data: str | Path, preset: str | None = None, epochs: int = 30, seed
     reg_metrics = record_metrics(probs[reg_idx], val_rs.labels[reg_idx])
     arch = dict(final.ecgedge_arch) if hasattr(final, "ecgedge_arch") else dict(model.ecgedge_arch)
     card = {
-        "model": "af_lead1", "demo": False, "notice": _notice(), "data_citation": _citation(),
+        "model": "af_lead1", "demo": False, "label": "research", "dataset": _dataset(),
+        "notice": _notice(), "data_citation": _citation(),
         "data": {"folder": str(Path(data)), "records": len(rs), "train_records": len(train_rs),
                  "validation_records": len(val_rs), "split": f"by record, stratified by class, "
                  f"{1 - val_fraction:.0%}/{val_fraction:.0%}", "class_counts_train":
@@ -500,6 +501,11 @@ def train_af(data: str | Path, preset: str | None = None, epochs: int = 30, seed
 def _notice() -> str:
     from ecgedge.models.af_lead1 import NOTICE
     return NOTICE
+
+
+def _dataset() -> str:
+    from ecgedge.models.af_lead1 import DATASET
+    return DATASET
 
 
 def _citation() -> str:

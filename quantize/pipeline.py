@@ -15,6 +15,7 @@ import random
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -231,6 +232,9 @@ def _resolve(opts: ExportOptions):
         raise ConfigError(f"--qat-lr {opts.qat_lr}: expected a learning rate > 0")
     if opts.sign_key is not None and not Path(opts.sign_key).is_file():
         raise ConfigError(f"--sign-key {opts.sign_key!r}: no such key file")
+    if opts.firmware:  # refused before any work, not after the whole export
+        from ecgedge.firmware_bridge.build import check_firmware_target
+        check_firmware_target(target)
     return spec, target
 
 
@@ -299,8 +303,8 @@ def _say(opts: ExportOptions, text: str) -> None:
 def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     import torch
 
-    from ecgedge import DEMO_NOTICE
-    from ecgedge.models.zoo import count_macs, count_params, is_demo, load_model
+    from ecgedge import labels
+    from ecgedge.models.zoo import UntrainedWeightsWarning, count_macs, count_params, load_model
     from ecgedge.quantize import cgen, footprint, onnx_export, report as report_mod, tflite_export as te
     from ecgedge.quantize import validate as val
     from ecgedge.quantize.keras_rebuild import build_keras_model, max_abs_difference
@@ -315,10 +319,12 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
 
     # 1. float reference
     t = time.perf_counter()
-    model, spec, meta = load_model(opts.model, opts.checkpoint)
-    demo = is_demo(meta)
-    if demo:
-        _say(opts, f"[bold yellow]{DEMO_NOTICE}[/]")
+    with warnings.catch_warnings():  # the label below says it once, and says what is true
+        warnings.simplefilter("ignore", UntrainedWeightsWarning)
+        model, spec, meta = load_model(opts.model, opts.checkpoint)
+    label = labels.from_meta(meta)
+    demo = label.demo
+    _say(opts, f"[bold yellow]{label.notice}[/]")
     window = int(spec.input.window_samples)
     real = _real_data(spec, opts, meta)
     if real is not None:  # labelled real records: calibrate on training records, validate on the card's
@@ -451,7 +457,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
                for name, tgt in _all_targets(opts).items()}
     rep = {
         "model": spec.name, "target": target.name, "board": target.board,
-        "demo": demo, "notice": DEMO_NOTICE if demo else None,
+        "demo": demo, "label": label.kind, "notice": label.notice,
         "int8_only": True, "fits": not problems, "overflows": problems,
         "params_float": count_params(model), "params_pruned": count_params(pruned),
         "macs_float": macs_float, "macs_pruned": macs_pruned,
@@ -488,7 +494,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     }
     manifest = {
         "format": PACKAGE_FORMAT, "model": spec.name, "task": spec.task, "target": target.name, "demo": demo,
-        "notice": DEMO_NOTICE if demo else None, "model_sha256": model_sha, "artifacts": {},
+        "label": label.kind, "notice": label.notice, "model_sha256": model_sha, "artifacts": {},
         "input": {**spec.to_dict()["input"], "tflite_scale": quant["input"]["scale"],
                   "tflite_zero_point": quant["input"]["zero_point"], "tflite_shape": quant["input"]["shape"]},
         "outputs": [{**o, "index": i, "tflite_scale": quant["outputs"][0]["scale"],

@@ -1,7 +1,7 @@
 """Shared helpers for the runtime/sim/package tests (loaded by path: tests run with --import-mode=importlib).
 
 `test_package()` builds a small full-INT8 TFLite model with the pocket_k input contract (500 Hz, 5000
-samples, 3 outputs: two logits and one regression) and writes a package folder per INTERFACES section 5.
+samples, 3 outputs: two logits and one regression) and writes a package folder as edge-export does (docs/runtime.md, "Packages").
 Built once and cached under the temp dir, keyed by this file's content.
 """
 
