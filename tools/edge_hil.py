@@ -1,9 +1,7 @@
-"""edge-hil: the hardware-in-the-loop bench.
-
-    edge-hil run --model dist/pocket_k-cortex-m7 --device qemu://cortex-m7 [--windows 200] [--report DIR]
-
-Exit 0 when every gate passes, 1 when a gate is crossed, 2 on an error (a device that stopped answering
-included: the partial report is still written).
+"""edge-hil: the hardware-in-the-loop bench. Streams held-out windows through a device (a real board, the
+Cortex-M7 firmware under QEMU, the simulator) and checks its INT8 outputs against the host's tflite-micro
+reference and the float model, sample integrity and latency; writes JUnit XML, hil_report.json and
+report.html, and judges the gates of hil_tests/gates.toml.
 """
 
 from __future__ import annotations
@@ -12,37 +10,66 @@ import argparse
 import sys
 from pathlib import Path
 
-from ecgedge.errors import EdgeError
+from ecgedge.tools import _cli
+
+RUN_EXAMPLES = [
+    ("edge-hil run --model dist/pocket_k-cortex-m7 --device qemu://cortex-m7",
+     "200 held-out synthetic windows on the emulated Cortex-M7 (instruction counts, bit-exactness, gates)"),
+    ("edge-hil run --model dist/af_lead1-cortex-m7 --device qemu://cortex-m7 --data ../shared/data/cinc2017",
+     "every window of the real records (labels from REFERENCE.csv)"),
+    ("edge-hil run --model dist/pocket_k-cortex-m7 --device serial:///dev/ttyACM0 --report hil_reports/board",
+     "a real board on a serial port"),
+]
+RUN_EXIT = {
+    _cli.EXIT_OK: "every gate passed",
+    _cli.EXIT_FAILED: "a gate was crossed (the reports say which)",
+    _cli.EXIT_USAGE: "bad input, a refused package, or a device that stopped answering (the partial report is "
+                     "still written)",
+}
 
 
-def parse(args=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="edge-hil", description="Hardware-in-the-loop bench for ecgedge model packages")
-    sub = p.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run the bench on a device and write reports")
-    r.add_argument("--model", required=True, type=Path, help="model package folder (dist/<model>-<target>)")
+def parser() -> argparse.ArgumentParser:
+    p = _cli.make_parser("edge-hil", __doc__, [(cmd, what) for cmd, what in RUN_EXAMPLES[:2]],
+                         exit_codes=RUN_EXIT, verbose=False)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", help="run: the bench (edge-hil run --help)")
+    r = _cli.add_command(sub, "run", "run the bench on a device and write reports",
+                         "Run the HIL bench on a device and write JUnit XML, hil_report.json and report.html.",
+                         RUN_EXAMPLES, exit_codes=RUN_EXIT)
+    r.add_argument("--model", required=True, type=_cli.as_path(_cli.existing_dir),
+                   help="model package folder (dist/<model>-<target>)")
     r.add_argument("--device", required=True,
                    help="qemu://cortex-m7, sim://pocket_k?..., serial:///dev/ttyACM0, socket://HOST:PORT or host")
-    r.add_argument("--windows", type=int, default=None,
+    r.add_argument("--windows", type=_cli.positive_int, default=None,
                    help="number of windows (default 200 synthetic; with --data: all windows of the records)")
-    r.add_argument("--data", type=Path, default=None, help="folder of WFDB/EDF/CSV/.npy records with labels.csv")
-    r.add_argument("--labels", type=Path, default=None, help="labels CSV (record,label) if not in --data")
-    r.add_argument("--records", type=Path, default=None, help="file listing the records to use, one a line")
+    r.add_argument("--data", type=_cli.as_path(_cli.existing_dir), default=None,
+                   help="folder of WFDB/EDF/CSV/.npy records with labels.csv")
+    r.add_argument("--labels", type=_cli.as_path(_cli.existing_file), default=None,
+                   help="labels CSV (record,label) if not in --data")
+    r.add_argument("--records", type=_cli.as_path(_cli.existing_file), default=None,
+                   help="file listing the records to use, one a line")
     r.add_argument("--report", type=Path, default=None,
                    help="report folder (default hil_reports/<model>-<device>-<time>)")
-    r.add_argument("--gates", type=Path, default=None, help="gates TOML (default hil_tests/gates.toml)")
-    r.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for any device answer")
-    r.add_argument("--seed", type=int, default=0, help="seed of the held-out synthetic subjects")
-    r.add_argument("--cpi", type=float, default=None,
+    r.add_argument("--gates", type=_cli.as_path(_cli.existing_file), default=None,
+                   help="gates TOML (default hil_tests/gates.toml)")
+    r.add_argument("--timeout", type=_cli.positive_float, default=10.0,
+                   help="seconds to wait for any device answer (default 10)")
+    r.add_argument("--seed", type=_cli.seed, default=0, help="seed of the held-out synthetic subjects (default 0)")
+    r.add_argument("--cpi", type=_cli.positive_float, default=None,
                    help="cycles per instruction assumed to turn emulated instruction counts into ms (default 1.0)")
-    r.add_argument("--trust", type=Path, default=None, help="public key: require a valid package signature")
+    r.add_argument("--trust", type=_cli.as_path(_cli.existing_path), default=None,
+                   help="public key: require a valid package signature")
     r.add_argument("--allow-unsigned", action="store_true",
                    help="with --trust, still run an unsigned package (marked UNSIGNED in every report)")
-    r.add_argument("--checkpoint", type=Path, default=None,
+    r.add_argument("--checkpoint", type=_cli.as_path(_cli.existing_file), default=None,
                    help="float reference checkpoint (default: the zoo's shipped weights for the package's model)")
     r.add_argument("--no-float", action="store_true", help="skip the float (torch) reference")
     r.add_argument("--no-integrity", action="store_true", help="skip the streaming sample-integrity phase")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p.parse_args(args)
+    return p
+
+
+def parse(args=None) -> argparse.Namespace:
+    return parser().parse_args(args)
 
 
 def _print_summary(outcome) -> None:
@@ -73,38 +100,35 @@ def _print_summary(outcome) -> None:
 
 def main(argv=None) -> int:
     args = parse(argv)
-    try:
-        from ecgedge.hil_tests.bench import DEFAULT_CPI, BenchConfig, run_bench
+    sys.exit(_cli.run("edge-hil", lambda: _run(args), verbose=args.verbose))
 
-        records = None
-        if args.records is not None:
-            try:
-                records = [ln.strip() for ln in args.records.read_text().splitlines() if ln.strip()]
-            except OSError as e:
-                from ecgedge.errors import ConfigError
-                raise ConfigError(f"--records {str(args.records)!r}: {e}") from None
-        if args.windows is not None and args.windows < 1:
-            from ecgedge.errors import ConfigError
-            raise ConfigError(f"--windows {args.windows}: expected a positive number")
-        windows = args.windows if (args.windows is not None or args.data is not None) else 200
-        cfg = BenchConfig(model_dir=args.model, device_url=args.device, windows=windows, data_dir=args.data,
-                          labels_file=args.labels, records=records, report_dir=args.report, gates_file=args.gates,
-                          timeout_s=args.timeout, seed=args.seed, cpi=args.cpi or DEFAULT_CPI, trust=args.trust,
-                          checkpoint=args.checkpoint, allow_unsigned=args.allow_unsigned or args.trust is None,
-                          float_reference=not args.no_float,
-                          integrity=not args.no_integrity, progress=not args.no_progress)
-        outcome = run_bench(cfg)
-    except EdgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+
+def _run(args) -> int:
+    from ecgedge.errors import ConfigError
+    from ecgedge.hil_tests.bench import DEFAULT_CPI, BenchConfig, run_bench
+
+    records = None
+    if args.records is not None:
+        try:
+            records = [ln.strip() for ln in args.records.read_text().splitlines() if ln.strip()]
+        except OSError as e:
+            raise ConfigError(f"--records {str(args.records)!r}: {e}") from None
+    windows = args.windows if (args.windows is not None or args.data is not None) else 200
+    cfg = BenchConfig(model_dir=args.model, device_url=args.device, windows=windows, data_dir=args.data,
+                      labels_file=args.labels, records=records, report_dir=args.report, gates_file=args.gates,
+                      timeout_s=args.timeout, seed=args.seed, cpi=args.cpi or DEFAULT_CPI, trust=args.trust,
+                      checkpoint=args.checkpoint, allow_unsigned=args.allow_unsigned or args.trust is None,
+                      float_reference=not args.no_float,
+                      integrity=not args.no_integrity, progress=not args.no_progress)
+    outcome = run_bench(cfg)
     _print_summary(outcome)
     if outcome.error:
         print(f"error: {outcome.error} (partial report in {outcome.report_dir})", file=sys.stderr)
-        sys.exit(2)
+        return _cli.EXIT_USAGE
     if outcome.failed_gates:
         print(f"gates crossed: {', '.join(outcome.failed_gates)}", file=sys.stderr)
-        sys.exit(1)
-    sys.exit(0)
+        return _cli.EXIT_FAILED
+    return _cli.EXIT_OK
 
 
 if __name__ == "__main__":
