@@ -64,7 +64,8 @@ def _need(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
         hint = {"arm-none-eabi-gcc": "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
-                "qemu-system-arm": "apt-get install qemu-system-arm", "clang": "apt-get install clang"}.get(tool, "")
+                "qemu-system-arm": "apt-get install qemu-system-arm", "clang": "apt-get install clang",
+                "gcc": "apt-get install gcc"}.get(tool, "see docs/troubleshooting.md")
         raise FirmwareError(f"{tool} not found on PATH; install it ({hint})")
     return path
 

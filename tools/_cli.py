@@ -319,6 +319,10 @@ def new_log_path(prog: str) -> Path:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / f"{prog}-{stamp}-{os.getpid()}.log"
+            n = 0
+            while path.exists():  # several runs in one process and second (tests)
+                n += 1
+                path = folder / f"{prog}-{stamp}-{os.getpid()}-{n}.log"
             path.touch()
         except OSError:
             continue
