@@ -48,6 +48,8 @@ if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then  # e.g. 
   cp /usr/local/share/ca-certificates/*.crt "$ROOT/usr/local/share/ca-certificates/"
 fi
 ENVV=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 TERM=dumb)
+# behind a TLS-inspecting proxy pip must trust the system store (which then holds the proxy's CA)
+compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null && ENVV+=(PIP_CERT=/etc/ssl/certs/ca-certificates.crt)
 if [ -n "${WHEELHOUSE:-}" ]; then
   bind "$WHEELHOUSE" "$ROOT/opt/wheelhouse" --bind -o ro
   ENVV+=(PIP_FIND_LINKS=/opt/wheelhouse)
