@@ -148,8 +148,10 @@ def check_firmware_target(tgt) -> None:
 
 
 def build_firmware(package_dir, target: str = "cortex-m7", out_dir=None, optimized: bool = True,
-                   defines: dict | None = None) -> BuildResult:
-    """Generate C for the package's INT8 model and build the firmware ELF for `target`."""
+                   defines: dict | None = None, progress=None) -> BuildResult:
+    """Generate C for the package's INT8 model and build the firmware ELF for `target`. `progress(text)`, if
+    given, hears each step as it starts."""
+    say = progress or (lambda text: None)
     from ecgedge.targets import get_target
 
     tgt = get_target(target)
@@ -160,6 +162,7 @@ def build_firmware(package_dir, target: str = "cortex-m7", out_dir=None, optimiz
     gcc = _need("arm-none-eabi-gcc")
     out = Path(out_dir) if out_dir else Path(package_dir) / "firmware"
     out.mkdir(parents=True, exist_ok=True)
+    say("generating C from model_int8.tflite")
     gen, manifest = generate_into(package_dir, out / "gen")
     name = "ecgedge_fw" + ("" if optimized else "_ref")
     elf = out / f"{name}.elf"
@@ -170,6 +173,7 @@ def build_firmware(package_dir, target: str = "cortex-m7", out_dir=None, optimiz
            *map(str, srcs), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
            f"-T{C_DIR / 'mps2_an500.ld'}", "-Wl,--gc-sections", f"-Wl,-Map={out / (name + '.map')}", "-lm",
            "-o", str(elf)]
+    say(f"compiling {len(srcs)} C files with arm-none-eabi-gcc -O2 for {target} ({len(gen.layer_table)} layers)")
     _run(cmd, "arm-none-eabi-gcc firmware build")
     text, data, bss = _sizes(elf)
     res = BuildResult(elf=elf, target=target, optimized=optimized, text=text, data=data, bss=bss,

@@ -252,7 +252,7 @@ def export_package(opts: ExportOptions) -> tuple[Path, dict]:
     try:
         report = _build(opts, spec, target, tmp)
         if opts.firmware:
-            report["firmware"] = _firmware(tmp, target)
+            report["firmware"] = _firmware(tmp, target, opts)
             (tmp / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
             _write_manifest(tmp, report["_manifest"])
         if opts.sign_key:
@@ -649,9 +649,17 @@ def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out:
     return pruned.eval(), info
 
 
-def _firmware(folder: Path, target) -> dict:
+def _firmware(folder: Path, target, opts: ExportOptions | None = None) -> dict:
     from ecgedge.firmware_bridge.build import build_firmware
-    r = build_firmware(folder, target=target.name, out_dir=folder / "firmware")
+    t0 = time.perf_counter()
+
+    def step(text: str) -> None:  # a firmware build takes tens of seconds: say what it is doing
+        if opts is not None:
+            _say(opts, f"firmware: {text} ({time.perf_counter() - t0:.0f} s)")
+
+    r = build_firmware(folder, target=target.name, out_dir=folder / "firmware", progress=step)
+    step(f"{Path(r.elf).name}: text {r.text:,} B, data {r.data:,} B, bss {r.bss:,} B; flash {r.flash_bytes:,} of "
+         f"{target.flash_bytes:,} B, static RAM {r.ram_bytes:,} of {target.ram_bytes:,} B")
     return {"elf": str(Path(r.elf).relative_to(folder)) if Path(r.elf).is_relative_to(folder) else str(r.elf),
             "text": r.text, "data": r.data, "bss": r.bss, "flash_bytes": r.flash_bytes, "ram_bytes": r.ram_bytes,
             "arena_bytes": r.arena_bytes, "flash_budget": target.flash_bytes, "ram_budget": target.ram_bytes,
