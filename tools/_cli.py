@@ -334,6 +334,35 @@ def new_log_path(prog: str) -> Path:
     return Path(os.devnull)
 
 
+def _redirect_fds(log_path: Path):
+    """Point fds 1 and 2 at the log file; (saved fds, rebuilt terminal streams, log fd), or None when the
+    descriptors cannot be redirected (nothing changed then)."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # INFO lines are noise even in the log
+    for s in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            s.flush()
+    dups: dict[int, int] = {}
+    new_streams = {}
+    log_fd = -1
+    try:
+        log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
+            dups[fd] = os.dup(fd)
+            if _fileno(stream) == fd:  # the real terminal stream: rebuild it over the duplicate
+                new_streams[fd] = _Stream(os.fdopen(os.dup(dups[fd]), "wb", buffering=0), encoding=_enc(stream),
+                                          errors="backslashreplace", line_buffering=True, write_through=True)
+        for fd in (1, 2):
+            os.dup2(log_fd, fd)
+    except OSError:
+        for fd, d in dups.items():
+            os.dup2(d, fd)
+            os.close(d)
+        if log_fd >= 0:
+            os.close(log_fd)
+        return None
+    return dups, new_streams, log_fd
+
+
 @contextlib.contextmanager
 def quiet_output(prog: str, verbose: bool = False):
     """Route library output to the run's log file (unless `verbose`); yields an `Output`.
@@ -346,40 +375,16 @@ def quiet_output(prog: str, verbose: bool = False):
     """
     log_path = new_log_path(prog)
     out = Output(log_path=log_path, verbose=verbose)
-    if verbose or str(log_path) == os.devnull:
+    redirected = None if verbose or str(log_path) == os.devnull else _redirect_fds(log_path)
+    if redirected is None:
         try:
             with _our_logging(None, verbose=True):
                 yield out
         finally:
             _drop_if_empty(log_path)
         return
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")  # INFO lines are noise even in the log
+    dups, new_streams, log_fd = redirected
     saved_streams = (sys.stdout, sys.stderr)
-    for s in saved_streams:
-        with contextlib.suppress(Exception):
-            s.flush()
-    log_fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    dups: dict[int, int] = {}
-    new_streams = {}
-    try:
-        for fd, stream in ((1, sys.stdout), (2, sys.stderr)):
-            dups[fd] = os.dup(fd)
-            if _fileno(stream) == fd:  # the real terminal stream: rebuild it over the duplicate
-                new_streams[fd] = _Stream(os.fdopen(os.dup(dups[fd]), "wb", buffering=0), encoding=_enc(stream),
-                                          errors="backslashreplace", line_buffering=True, write_through=True)
-        for fd in (1, 2):
-            os.dup2(log_fd, fd)
-    except OSError:
-        for fd, d in dups.items():
-            os.dup2(d, fd)
-            os.close(d)
-        os.close(log_fd)
-        try:
-            with _our_logging(None, verbose=True):
-                yield out
-        finally:
-            _drop_if_empty(log_path)
-        return
     if 1 in new_streams:
         sys.stdout = new_streams[1]
     if 2 in new_streams:
