@@ -295,6 +295,12 @@ def _progress(opts: ExportOptions):
                     disable=not opts.progress, transient=False)
 
 
+STAGE_TEXT = {"load_and_data": "float model and windows", "input_range": "input range chosen",
+              "prune_distil": "pruned, distilled, quantisation-aware epochs", "keras_rebuild": "Keras rebuild checked",
+              "calibrate_quantize": "calibrated and quantised to INT8", "validate": "validated (LiteRT, tflite-micro)",
+              "sqnr": "per-layer SQNR", "artefacts": "package files written"}
+
+
 def _say(opts: ExportOptions, text: str) -> None:
     if opts.log is not None:
         opts.log.print(text)
@@ -315,6 +321,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
 
     def lap(name, since):
         timings[name] = round(time.perf_counter() - since, 2)
+        _say(opts, f"[dim]{STAGE_TEXT.get(name, name)}: {timings[name]:.0f} s[/]")  # progress without bars too
         return time.perf_counter()
 
     # 1. float reference
