@@ -293,9 +293,23 @@ def _is_ours(category, filename: str) -> bool:
     return path.startswith(root + "/")
 
 
+# Python code allowed to write to the terminal while output is quiet: ours, and what prints for us (rich,
+# argparse, logging's handlers for ecgedge records). Anything else that writes to sys.stdout/sys.stderr from
+# Python (Keras's "Saved artifact at ..." listing, tqdm bars of other packages) goes to the log file.
+_OUR_WRITERS = ("ecgedge", "rich", "__main__", "argparse", "logging")
+
+
 class _Stream(io.TextIOWrapper):
     """A text stream over a duplicate of the terminal's descriptor (what sys.stdout/err become while fds
-    1 and 2 are redirected to the log file)."""
+    1 and 2 are redirected to the log file); writes from other packages' Python code go to `log`."""
+
+    log = None
+
+    def write(self, text):
+        caller = sys._getframe(1).f_globals.get("__name__", "")
+        if self.log is not None and not caller.startswith(_OUR_WRITERS):
+            return self.log.write(text)
+        return super().write(text)
 
 
 @dataclass
@@ -390,6 +404,8 @@ def quiet_output(prog: str, verbose: bool = False):
     if 2 in new_streams:
         sys.stderr = new_streams[2]
     log_file = open(log_path, "a", encoding="utf-8", buffering=1)
+    for stream in new_streams.values():
+        stream.log = log_file
     old_showwarning = warnings.showwarning
 
     def showwarning(message, category, filename, lineno, file=None, line=None):
