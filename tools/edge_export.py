@@ -180,7 +180,7 @@ def run(ns: argparse.Namespace) -> int:
         f"  latency estimate {rep['latency_ms_estimate']:.2f} ms on {rep['target']} (estimate from MACs)"
         + (f"\n  ONNX latency here: float {rep['latency_ms_onnx_float']:.2f} ms, INT8 "
            f"{rep['latency_ms_onnx_int8']:.2f} ms" if "latency_ms_onnx_int8" in rep else "")
-        + f"\n  {rep['seconds']:.0f} s")
+        + f"\n  {rep['seconds']:.0f} s", soft_wrap=True)  # one line each, even in a pipe (logs, tests)
     if rep.get("notice"):
         console.print(f"[bold yellow]{rep['notice']}[/]")
     print(out)
