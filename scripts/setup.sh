@@ -45,9 +45,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   torch_pin=$(grep -E '^torch==' constraints.txt)
   # torch first and alone, from the CPU index, so nothing can pull a CUDA torch
   .venv/bin/pip install -q -c constraints.txt ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} "$torch_pin"
+  .venv/bin/pip install -q -c constraints.txt -e ".[all]"
   .venv/bin/python -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else
     "setup: error: a CUDA build of torch was installed; see ECGEDGE_TORCH_INDEX in scripts/setup.sh")'
-  .venv/bin/pip install -q -c constraints.txt -e ".[all]"
   echo "$want" > "$stamp"
 fi
 echo "setup: ready (.venv)"

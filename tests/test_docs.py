@@ -97,4 +97,6 @@ def test_readme_commands_exist_and_make_targets_are_real():
         assert name in readme
     assert (REPO / "LICENSE").read_text().startswith("\n                                 Apache License") or \
         "Apache License" in (REPO / "LICENSE").read_text()[:200]
-    assert 'license = { text = "Apache-2.0" }' in (REPO / "pyproject.toml").read_text()
+    import tomllib
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    assert project["license"] == "Apache-2.0" and project["license-files"] == ["LICENSE"]
