@@ -8,7 +8,8 @@ manifests (`label` and `notice`) and the live screen all take their words from `
 - research: trained on real data, the dataset named: research use;
 - user: the user's own model (bring your own model): ecgedge neither trained nor validated it.
 
-None of them is for clinical use, and every notice says so. numpy/torch-free: the runtime reads it too.
+None of them is for clinical use, and every notice says so. Imports nothing of ecgedge but the root (the
+runtime reads it; import-linter keeps edge_runtime away from models).
 """
 
 from __future__ import annotations
@@ -109,19 +110,22 @@ def card_path(weights: Path) -> Path:
     return weights.with_name(weights.stem + ".card.json")
 
 
-def for_weights(weights: Path | None) -> Label:
-    """Label of a shipped weights file, read from its card (JSON, no torch): untrained when there is none."""
+def for_weights(weights: Path | None) -> Label | None:
+    """Label of a shipped weights file, read from its card (JSON, no torch): untrained when there are no
+    weights, None when the card is missing (the caller may read the checkpoint's own card)."""
     if weights is None:
         return label("untrained")
     try:
         card = json.loads(card_path(weights).read_text())
     except (OSError, ValueError):
-        card = None
-    if card is None:  # no card: the checkpoint itself says (needs torch)
-        from ecgedge.models.zoo import read_checkpoint
-        ckpt = read_checkpoint(weights)
-        card = dict(ckpt.get("card") or {})
-        card["demo"] = ckpt.get("demo", True)
+        return None
+    return from_card(card)
+
+
+def from_checkpoint(ckpt: dict) -> Label:
+    """Label from a checkpoint dict as `ecgedge.models.zoo.read_checkpoint` returns it."""
+    card = dict(ckpt.get("card") or {})
+    card["demo"] = ckpt.get("demo", True)
     return from_card(card)
 
 

@@ -329,7 +329,7 @@ def test_label_kinds_say_what_is_true():
 def test_shipped_weights_cards_agree_with_their_checkpoints():
     """edge-train --list reads the label from the card (no torch); the checkpoint must say the same."""
     from ecgedge.models.specs import get_spec, list_specs
-    from ecgedge.models.zoo import load_model
+    from ecgedge.models.zoo import load_model, read_checkpoint
 
     for name in list_specs():
         path = get_spec(name).weights_path()
@@ -337,7 +337,7 @@ def test_shipped_weights_cards_agree_with_their_checkpoints():
             assert labels.for_weights(path).kind == "untrained"
             continue
         _, _, meta = load_model(name)
-        assert labels.for_weights(path) == labels.from_meta(meta), name
+        assert labels.for_weights(path) == labels.from_meta(meta) == labels.from_checkpoint(read_checkpoint(path)), name
 
 
 def test_untrained_export_label_is_untrained_not_demo():

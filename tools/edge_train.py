@@ -69,14 +69,23 @@ def parse(args=None) -> argparse.Namespace:
 
 def _weights_label(path) -> str:
     """What shipped weights are (the notice of their label: ecgedge.labels), read from their model card."""
-    from ecgedge.labels import for_weights
-    return for_weights(path).notice
+    return _label(path).notice
+
+
+def _label(path):
+    """The label of shipped weights: from their card (fast, no torch), else from the checkpoint itself."""
+    from ecgedge import labels
+
+    lab = labels.for_weights(path)
+    if lab is None:
+        from ecgedge.models.zoo import read_checkpoint
+        lab = labels.from_checkpoint(read_checkpoint(path))
+    return lab
 
 
 def zoo_rows() -> list[dict]:
     """Every spec with its presets' exact params and MACs per window (from shapes: no torch) and the label
     of its shipped weights."""
-    from ecgedge.labels import for_weights
     from ecgedge.models.sizes import spec_size
     from ecgedge.models.specs import get_spec, list_specs
 
@@ -85,7 +94,7 @@ def zoo_rows() -> list[dict]:
         spec = get_spec(name)
         c = spec.input
         path = spec.weights_path()
-        lab = for_weights(path)
+        lab = _label(path)
         presets = []
         for preset in spec.arch.presets:
             size = spec_size(spec, preset)
