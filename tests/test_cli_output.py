@@ -16,6 +16,7 @@ THIRD_PARTY = re.compile(r"oneDNN|absl|XNNPACK|retracing|WARNING:tensorflow|^[IW
 OURS = [re.compile(p) for p in (
     r"^(DEMO WEIGHTS|UNTRAINED WEIGHTS|RESEARCH USE|USER MODEL)\b.*not for clinical use",
     rf"^({'|'.join(map(re.escape, STAGE_TEXT.values()))}): \d+ s$",
+    r"^pruned [\d.]+ M -> [\d.]+ M MACs \(budget [\d.]+ M\), params [\d,]+ -> [\d,]+$",
     r"^package written: \S+$",
     r"^  (calibrator \w+; ops \d+ \(|MACs [\d,]+ -> |flash [\d,]+ B / |AUROC float |latency estimate )",
     r"^  \d+ s$",
