@@ -25,15 +25,20 @@ OURS = [re.compile(p) for p in (
 )]
 
 
+def foreign_lines(stdout: str, stderr: str, package) -> list[str]:
+    """Lines of an `edge-export` run that are not ours (the package path is stdout's last line)."""
+    out = [line for line in stdout.splitlines() if line.strip()]
+    assert out and out[-1] == str(package), out[-1:]
+    lines = out[:-1] + [line for line in stderr.splitlines() if line.strip()]
+    return [line for line in lines if THIRD_PARTY.search(line) or not any(p.match(line) for p in OURS)]
+
+
 def test_export_prints_only_our_lines_and_logs_the_rest(pocket_k_m7_package):
     folder = pocket_k_m7_package.parent
     if not (folder / "edge-export.stdout").exists():
         pytest.skip("ECGEDGE_POCKET_K_PACKAGE reused an earlier export: no output to check")
-    out = (folder / "edge-export.stdout").read_text() + (folder / "edge-export.stderr").read_text()
-    lines = [line for line in out.splitlines() if line.strip()]
-    assert lines[-1] == str(pocket_k_m7_package)
-    foreign = [line for line in lines[:-1] if THIRD_PARTY.search(line) or not any(p.match(line) for p in OURS)]
-    assert foreign == [], foreign
-    assert "DEMO WEIGHTS: trained on synthetic data, not for clinical use" in lines
+    stdout, stderr = (folder / "edge-export.stdout").read_text(), (folder / "edge-export.stderr").read_text()
+    assert foreign_lines(stdout, stderr, pocket_k_m7_package) == []
+    assert "DEMO WEIGHTS: trained on synthetic data, not for clinical use" in stderr.splitlines()
     logs = "".join(p.read_text() for p in (folder / "logs").glob("edge-export-*.log"))
-    assert "oneDNN" in logs  # the noise existed, and went to the log file
+    assert "oneDNN" in logs and "Saved artifact" in logs  # the noise existed, and went to the log file
