@@ -53,7 +53,8 @@ def exported_package(tmp_path_factory, tiny_pocket_k_checkpoint, tiny_export_arg
 @pytest.fixture(scope="session")
 def pocket_k_m7_package(tmp_path_factory):
     """The REAL pocket_k cortex-m7 package: the shipped demo weights through the default `edge-export`
-    road, exactly what users (and CI's bench) get. $ECGEDGE_POCKET_K_PACKAGE reuses an existing export."""
+    road, exactly what users (and CI's bench) get. $ECGEDGE_POCKET_K_PACKAGE reuses an existing export (with
+    the edge-export.stdout/.stderr this fixture keeps next to it, when they are there)."""
     import os
     from pathlib import Path
 
