@@ -2,7 +2,9 @@
 
 `models/` installs as `ecgedge.models`, `tools/` as `ecgedge.tools`, ...: nothing bare lands in
 site-packages. Packages and their data files are found by walking the folders, so no list is
-kept by hand.
+kept by hand. `ecgedge/` holds a symbolic link to each folder (ecgedge/models -> ../models, ...) so
+that a checkout has the installed layout for tools that walk it (import-linter, static checkers); the
+walk skips links, so each folder is packaged once, from its own place.
 """
 
 import os
@@ -17,7 +19,8 @@ SKIP_DIRS = {"__pycache__", "build", ".pytest_cache"}
 def _walk(root: str, prefix: str):
     """Yield (package, dir, data files relative to dir) for every package under root."""
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")]
+        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.startswith(".")
+                       and not os.path.islink(os.path.join(dirpath, d))]
         if "__init__.py" not in filenames:
             continue
         rel = os.path.relpath(dirpath, root)
@@ -30,7 +33,7 @@ def _walk(root: str, prefix: str):
             for entry in sorted(os.listdir(d)):
                 full = os.path.join(d, entry)
                 if os.path.isdir(full):
-                    if entry in SKIP_DIRS or entry.startswith("."):
+                    if entry in SKIP_DIRS or entry.startswith(".") or os.path.islink(full):
                         continue
                     if not os.path.exists(os.path.join(full, "__init__.py")):
                         stack.append(full)

@@ -29,8 +29,8 @@ async def notify_throughput(count: int) -> dict:
     from bleak import BleakClient, BleakScanner
 
     from ecgedge.device_sim.ble_peripheral import sim_peripheral
-    from ecgedge.edge_runtime import ble_gatt as g
-    from ecgedge.edge_runtime.bleak_bumble import BumbleClient, BumbleScanner
+    from ecgedge.firmware_bridge import ble_gatt as g
+    from ecgedge.device_sim.bleak_bumble import BumbleClient, BumbleScanner
 
     per = await sim_peripheral("sim://pocket_k?speed=1", services=("ecgedge",), name="Bench").start()
     try:
@@ -108,7 +108,7 @@ def main(argv=None):
     p.add_argument("--minutes", type=float, default=10.0, help="signal minutes of the BLE session")
     p.add_argument("--speed", type=float, default=40.0, help="simulated seconds per wall second")
     a = p.parse_args(argv)
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.package import load_package
 
     pkg = load_package(a.model)
     res = {"model": pkg.model, "machine": platform.machine(), "python": platform.python_version(),

@@ -42,7 +42,8 @@ def run(package: Path, windows: int, out: Path, work: Path) -> dict:
     from rich.table import Table
 
     from ecgedge.firmware_bridge.build import build_firmware, build_host
-    from ecgedge.firmware_bridge.tflm_ref import quantized_windows, tflm_min_arena, tflm_outputs
+    from ecgedge.contract.runners import open_int8_runner, smallest_arena
+    from ecgedge.device_sim.testmodels import int8_vectors
     from ecgedge.targets import get_target
 
     import subprocess
@@ -55,8 +56,8 @@ def run(package: Path, windows: int, out: Path, work: Path) -> dict:
         prog.advance(task)
         b_ref = build_firmware(package, "cortex-m7", work / "ref", optimized=False)
         prog.advance(task)
-        q = quantized_windows(tfl, windows, seed=2024)
-        expected = tflm_outputs(tfl, q)
+        q = int8_vectors(tfl, windows, seed=2024)
+        expected = open_int8_runner(tfl, "tflm").run(q)
         prog.advance(task)
         host = build_host(package, work / "host", "run", optimized=True)
         r = subprocess.run([str(host)], input=q.tobytes(), capture_output=True, check=True, timeout=600)
@@ -66,7 +67,7 @@ def run(package: Path, windows: int, out: Path, work: Path) -> dict:
         prog.advance(task)
         _, res_ref, recs_ref = measure(b_ref.elf, q[:2])
         prog.advance(task)
-        tflm_arena = tflm_min_arena(tfl)
+        tflm_arena = smallest_arena(tfl)
         prog.advance(task)
     m7_out = np.array([x.outputs for x in res], np.int8)
     opt_total = int(np.median([rc["total"] for rc in recs]))
@@ -137,7 +138,7 @@ def main(argv=None) -> int:
         work = Path(tmp)
         pkg = a.package
         if pkg is None:
-            from ecgedge.firmware_bridge.testmodels import write_test_package
+            from ecgedge.device_sim.testmodels import write_test_package
 
             pkg = write_test_package(work / "pkg", (ROOT / "tests/golden/firmware_opmix_int8.tflite").read_bytes())
         run(pkg, a.windows, a.out, work)

@@ -98,7 +98,7 @@ def main(args=None) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.package import load_package
     from ecgedge.hil_tests import fuzzing as F
     from ecgedge.hil_tests.reliability import FAULT_KINDS, run_fault
 
@@ -125,7 +125,7 @@ def main(args=None) -> int:
             result["fuzz"]["python_frame_decoder_atheris"] = ath or {"executions": 0, "crashes": 0,
                                                                       "engine": "atheris not installed"}
             prog.advance(ftask)
-            from ecgedge.firmware_bridge.testmodels import write_test_package
+            from ecgedge.device_sim.testmodels import write_test_package
 
             fw_pkg = write_test_package(work / "fwpkg", (ROOT / "tests" / "golden" / "firmware_opmix_int8.tflite")
                                         .read_bytes())

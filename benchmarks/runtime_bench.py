@@ -25,7 +25,8 @@ import numpy as np
 
 def realtime_factor(pkg, minutes: float) -> dict:
     from ecgedge.edge_runtime.inference import HostInference
-    from ecgedge.edge_runtime.processing import Processor, QualityThresholds, window_result
+    from ecgedge.edge_runtime.processing import Processor, window_result
+    from ecgedge.signals import QualityThresholds
     from ecgedge.signals import EcgStream
 
     fs = int(pkg.sampling_rate)
@@ -92,7 +93,7 @@ def main(argv=None):
     a = p.parse_args(argv)
     if hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {sorted(os.sched_getaffinity(0))[0]})
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.package import load_package
 
     pkg = load_package(a.model)
     res = {"model": pkg.model, "model_sha256": pkg.model_sha256, "machine": platform.machine(),

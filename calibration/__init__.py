@@ -10,10 +10,10 @@ from ecgedge.calibration.calibrators import (CALIBRATORS, Calibrator, EntropyCal
                                              MseCalibrator, PercentileCalibrator, calibrator_names,
                                              get_calibrator)
 from ecgedge.calibration.readers import (CalibrationDataReader, RecordDataReader, WindowDataReader,
-                                         record_windows, representative_windows)
+                                         synthetic_calibration_windows, windows_from_recordings)
 
 __all__ = [
     "CALIBRATORS", "Calibrator", "MinMaxCalibrator", "PercentileCalibrator", "EntropyCalibrator",
     "MseCalibrator", "calibrator_names", "get_calibrator", "CalibrationDataReader", "WindowDataReader",
-    "RecordDataReader", "record_windows", "representative_windows", "collect_activation_ranges",
+    "RecordDataReader", "windows_from_recordings", "synthetic_calibration_windows", "collect_activation_ranges",
 ]

@@ -4,7 +4,8 @@
 - `RecordDataReader(paths, contract, ...)`: a user's recordings (WFDB/EDF/CSV/.npy via
   `ecgedge.signals.load_record`), checked against the model's input contract, filtered the way the live
   runtime filters (causal `StreamingFilter`), cut into non-overlapping windows, scaled to model units.
-- `representative_windows(spec, n, seed)`: generated windows in model units, shaped [n, 1, W].
+- `windows_from_recordings(paths, contract)`: the model-unit windows [N, 1, W] of a user's recordings.
+- `synthetic_calibration_windows(spec, n, seed)`: generated windows in model units, shaped [n, 1, W].
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ def _contract_value(contract, key: str):
     return getattr(contract, key)
 
 
-def record_windows(paths, contract, resample: bool = False) -> np.ndarray:
+def windows_from_recordings(paths, contract, resample: bool = False) -> np.ndarray:
     """Model-unit windows [N, 1, W] from recordings; DataError names the file and the bad value.
 
     A record at another sampling rate is refused unless `resample` (then it is resampled to the contract).
@@ -97,17 +98,17 @@ class RecordDataReader(WindowDataReader):
     """Calibration batches from a user's records, checked against the model's input contract."""
 
     def __init__(self, paths, contract, input_name: str = "input", batch_size: int = 32, resample: bool = False):
-        super().__init__(record_windows(paths, contract, resample=resample), input_name=input_name,
+        super().__init__(windows_from_recordings(paths, contract, resample=resample), input_name=input_name,
                          batch_size=batch_size)
 
 
-def representative_windows(spec, n: int = 500, seed: int = 0, windows_per_subject: int = 5,
+def synthetic_calibration_windows(spec, n: int = 500, seed: int = 0, windows_per_subject: int = 5,
                            progress: bool = False) -> np.ndarray:
     """n generated windows [n, 1, W] in model units, filtered as the live runtime filters them."""
     from ecgedge.signals import make_windows
 
     if n < 1:
-        raise ConfigError(f"n={n}: expected at least one representative window")
+        raise ConfigError(f"n={n}: expected at least one calibration window")
     contract = spec.input
     rate = int(_contract_value(contract, "sampling_rate_hz"))
     window = int(_contract_value(contract, "window_samples"))

@@ -2,7 +2,7 @@
 
 The peripheral is a bridge: the device itself is any wire-protocol device reachable as a transport
 (normally the in-process virtual Pocket-K, ``sim://pocket_k?...``); this module only puts it on the
-air. It offers three services (UUIDs and payloads in ``ecgedge.edge_runtime.ble_gatt``):
+air. It offers three services (UUIDs and payloads in ``ecgedge.firmware_bridge.ble_gatt``):
 
 - ecgedge: RX writes go to the device unchanged; the device's bytes go out as TX notifications, cut
   to ATT_MTU - 3. Same COBS frames as on a UART.
@@ -12,7 +12,7 @@ air. It offers three services (UUIDs and payloads in ``ecgedge.edge_runtime.ble_
   time without a link become timestamp jumps.
 - Heart Rate Service: measurement notifications once per (simulated) second.
 
-Everything runs in the caller's asyncio loop; the central side is ``ecgedge.edge_runtime.bleak_bumble``.
+Everything runs in the caller's asyncio loop; the central side is ``ecgedge.device_sim.bleak_bumble``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ from bumble.core import AdvertisingData, UUID
 from bumble.device import Connection, Device
 from bumble.gatt import Characteristic, CharacteristicValue, Service
 
-from ecgedge.edge_runtime import ble_gatt as g
-from ecgedge.edge_runtime.bleak_bumble import VirtualRadio, get_radio
+from ecgedge.firmware_bridge import ble_gatt as g
+from ecgedge.device_sim.bleak_bumble import VirtualRadio, get_radio
 from ecgedge.errors import ConfigError, DeviceTimeout, TransportError
 from ecgedge.firmware_bridge import protocol as p
 
@@ -67,7 +67,7 @@ class PeripheralStats:
 def _open_device(url_or_transport: Any):
     if url_or_transport is None or not isinstance(url_or_transport, str):
         return url_or_transport
-    from ecgedge.edge_runtime.transports import open_transport
+    from ecgedge.edge_runtime.transports.base import open_transport
 
     return open_transport(url_or_transport)
 
@@ -312,7 +312,7 @@ class BlePeripheral:
             await self.bumble.indicate_subscriber(connection, self._pmd_control, answer)
 
     async def _pmd_start_device(self) -> None:
-        from ecgedge.edge_runtime.link import DeviceLink
+        from ecgedge.firmware_bridge.link import DeviceLink
 
         if not self.pmd_device.is_open:
             await self.pmd_device.open()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import json
 import logging
 import time
@@ -140,13 +139,13 @@ class _DeviceModel:
     """The INT8 model a device runs (LiteRT on the package's .tflite) plus the device-side window buffer."""
 
     def __init__(self, package_dir: str, sampling_rate: int):
-        from ecgedge.edge_runtime.inference import LiteRtEngine
-        from ecgedge.edge_runtime.package import load_package
+        from ecgedge.contract.package import load_package
+        from ecgedge.contract.runners import open_int8_runner
 
         self.package = load_package(package_dir, allow_unsigned=True)
         if not self.package.has("model_int8.tflite"):
             raise ConfigError(f"sim package {package_dir} has no model_int8.tflite")
-        self.engine = LiteRtEngine(self.package.file("model_int8.tflite"))
+        self.engine = open_int8_runner(self.package.file("model_int8.tflite"), "litert")
         self.tflite_sha = bytes.fromhex(self.package.model_sha256)
         self.input_buf: np.ndarray | None = None
         self.window = self.package.window_samples
@@ -488,7 +487,7 @@ class VirtualDevice:
         t0 = time.perf_counter()
         for _ in range(max(1, count + warmup)):
             t0 = time.perf_counter()
-            out = self.model.engine.run_int8(q)
+            out = self.model.engine.run_one(q)
         us = int((time.perf_counter() - t0) * 1e6)
         r = P.Result(tuple(int(v) for v in out), int(P.CounterKind.MICROSECONDS), us, us)
         await self._send(P.MsgType.RESULT, P.pack_result(r))
@@ -503,7 +502,7 @@ class VirtualDevice:
         if self.model is None:
             await self._error(P.ErrorCode.ERR_STATE, f.seq, "no model built in")
             return
-        from ecgedge.edge_runtime.inference import quantize_window
+        from ecgedge.contract.quantization import window_int8
 
         w = self.model.window
         a = m.first_index - self.model.filtered_first
@@ -512,7 +511,7 @@ class VirtualDevice:
                               f"window {m.first_index}..{m.first_index + w} not in the device buffer "
                               f"{self.model.filtered_first}..{self.model.filtered_first + self.model.filtered.size}")
             return
-        q = quantize_window(self.model.filtered[a:a + w], self.model.package.input)
+        q = window_int8(self.model.filtered[a:a + w], self.model.package.input)
         await self._run(f, q)
 
 
@@ -522,7 +521,3 @@ def read_truth(prefix: str | Path) -> tuple[np.ndarray, dict]:
     meta_path = Path(str(prefix) + ".json")
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     return counts, meta
-
-
-def model_sha256(path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

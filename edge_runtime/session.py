@@ -15,8 +15,9 @@ import numpy as np
 
 from ecgedge.errors import ConfigError, DeviceTimeout, EdgeError, PackageError, ProtocolError, TransportError
 from ecgedge.firmware_bridge import protocol as P
-from ecgedge.edge_runtime.link import DeviceErrorReply, DeviceLink
-from ecgedge.edge_runtime.processing import Processor, QualityThresholds, window_result
+from ecgedge.firmware_bridge.link import DeviceErrorReply, DeviceLink
+from ecgedge.edge_runtime.processing import Processor, window_result
+from ecgedge.signals import QualityThresholds
 from ecgedge.edge_runtime.recorder import Recorder
 from ecgedge.edge_runtime.transports import open_transport
 
@@ -226,13 +227,13 @@ class Session:
             self._t_ref = (idx, t_us)
 
     async def _infer_device(self, win) -> dict:
-        from ecgedge.edge_runtime.inference import interpret_outputs
+        from ecgedge.contract.quantization import interpret_int8
 
         first = (win.device_start - self.index_offset) & 0xFFFFFFFF
         f = await self.link.request(P.MsgType.WINDOW_INFER, P.pack_window_infer(P.WindowInfer(first)),
                                     expect=P.MsgType.RESULT, timeout=self.opts.request_timeout_s)
         r = P.unpack_result(f.payload)
-        out = interpret_outputs(r.outputs, self.package.outputs, task=self.package.manifest.get("task"))
+        out = interpret_int8(r.outputs, self.package.outputs, self.package.task)
         out["device_counter"] = {"kind": r.counter_kind, "value": r.counter, "infer_us": r.infer_us}
         return out
 
@@ -386,6 +387,11 @@ class Session:
             if self._backlog and self.opts.infer != "device":
                 windows, self._backlog = self._backlog, []
                 await self._handle_windows(windows, time.perf_counter())
+            if self.processor is not None and self.opts.infer != "device":
+                # the stream ended: the resampler's last samples complete the last windows
+                windows = self.processor.finish()
+                if windows:
+                    await self._handle_windows(windows, time.perf_counter())
             try:
                 await self.link.request(P.MsgType.STOP, b"", expect=P.MsgType.ACK, timeout=2.0)
             except (TransportError, ProtocolError):

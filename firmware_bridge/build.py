@@ -12,15 +12,17 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ecgedge.contract.package import read_model
 from ecgedge.errors import FirmwareError
 
 C_DIR = Path(__file__).resolve().parent / "c"
 PLUGIN_DIR = Path(__file__).resolve().parent / "plugin"
 FW_VERSION = "0.1.0"
-KERNELS = ["ecg_kernels_ref.c", "ecg_kernels_opt.c"]
+KERNELS = ["ecg_kernels_ref.c", "ecg_kernels_general.c", "ecg_kernels_lstm.c", "ecg_kernels_opt.c"]
 APP = ["app.c", "protocol.c", "sha256.c"]
 M7_FLAGS = ["-mcpu=cortex-m7", "-mthumb", "-mfpu=fpv5-d16", "-mfloat-abi=hard"]
 COMMON_CFLAGS = ["-std=c11", "-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-Wno-unused-parameter", "-ffp-contract=off",
@@ -76,23 +78,6 @@ def _run(cmd: list[str], what: str) -> None:
         raise FirmwareError(f"{what} failed (exit {r.returncode}): {' '.join(cmd[:3])} ...\n{r.stderr[-3000:]}")
 
 
-def _load_package(package_dir) -> tuple[bytes, dict]:
-    p = Path(package_dir)
-    if p.is_file() and p.suffix == ".tflite":
-        return p.read_bytes(), {}
-    tfl = p / "model_int8.tflite"
-    if not tfl.exists():
-        raise FirmwareError(f"{p}: no model_int8.tflite (expected a model package folder written by edge-export; see docs/runtime.md)")
-    manifest = {}
-    if (p / "manifest.json").exists():
-        manifest = json.loads((p / "manifest.json").read_text())
-    raw = tfl.read_bytes()
-    sha = hashlib.sha256(raw).hexdigest()
-    if manifest.get("model_sha256") and manifest["model_sha256"] != sha:
-        raise FirmwareError(f"{tfl}: sha256 {sha} differs from manifest model_sha256 {manifest['model_sha256']}")
-    return raw, manifest
-
-
 def _define_flags(defines: dict | None) -> list[str]:
     out = []
     for k, v in sorted((defines or {}).items()):
@@ -126,7 +111,7 @@ def elf_symbols(elf: Path, nm: str = "arm-none-eabi-nm") -> dict[str, tuple[int,
 def generate_into(package_dir, out_dir: Path):
     from ecgedge.firmware_bridge.codegen import generate, write_sources
 
-    raw, manifest = _load_package(package_dir)
+    raw, manifest = read_model(package_dir)
     gen = generate(raw, manifest)
     write_sources(gen, out_dir)
     return gen, manifest
@@ -191,7 +176,7 @@ def _source_digest(*extra: bytes) -> str:
     for f in sorted(C_DIR.iterdir()):
         if f.is_file():
             h.update(f.name.encode() + f.read_bytes())
-    for f in ("codegen.py", "ops.py", "planner.py", "quant.py", "build.py"):
+    for f in ("codegen.py", "ops.py", "ops_general.py", "planner.py", "quant.py", "build.py"):
         h.update((Path(__file__).parent / f).read_bytes())
     for e in extra:
         h.update(e)
@@ -205,7 +190,7 @@ def cache_dir() -> Path:
 def firmware_for_package(package_dir, target: str = "cortex-m7", optimized: bool = True,
                          defines: dict | None = None) -> Path:
     """The firmware ELF for a package, built once and cached (model sha + sources + flags)."""
-    raw, _ = _load_package(package_dir)
+    raw, _ = read_model(package_dir)
     manifest_bytes = (Path(package_dir) / "manifest.json").read_bytes() if (Path(package_dir) / "manifest.json").exists() else b""
     key = _source_digest(raw, manifest_bytes, target.encode(), str(optimized).encode(),
                          json.dumps(defines or {}, sort_keys=True).encode())
@@ -238,3 +223,94 @@ def build_host(package_dir, out_dir, program: str = "run", optimized: bool = Fal
            *_define_flags(defines), *map(str, srcs), "-lm", "-o", str(exe)]
     _run(cmd, f"{cc} host build ({program})")
     return exe
+
+
+# ---- one engine build per core (edge-engine verify / generate) --------------------------------------------
+# The board files a core's firmware build needs. Cores listed in cores.toml without a row here have no build
+# yet and fail loudly; the `cores` work (issue 22) adds its boards here or moves this into cores.toml.
+ENGINE_BOARDS = {"cortex-m7": {"startup": "startup_m7.c", "linker": "mps2_an500.ld"}}
+ENGINE_PROGRAMS = {"verify": "verify_main.c"}     # MCU main per program; the host build uses host_run.c
+
+
+@dataclass
+class EngineBuild:
+    path: Path                  # host executable or firmware ELF
+    core: str
+    optimized: bool
+    machine: str | None         # QEMU machine (None: host)
+    gen: object                 # codegen.Generated
+    text: int | None = None
+    data: int | None = None
+    bss: int | None = None
+
+    @property
+    def flash_bytes(self) -> int | None:
+        return None if self.text is None else self.text + self.data
+
+    @property
+    def arena_bytes(self) -> int:
+        return self.gen.arena_bytes if self.optimized else self.gen.reference_plan.arena_bytes
+
+
+def _kernel_objects(cc: str, flags: list[str], optimized: bool) -> list[Path]:
+    """The kernel sources compiled once per compiler + flags (cached by source digest), so that a model build
+    compiles only its generated model.c."""
+    key = hashlib.sha256(json.dumps([cc, flags, optimized, _source_digest()]).encode()).hexdigest()[:20]
+    out = cache_dir() / "engine-objs" / key
+    objs = [out / (Path(k).stem + ".o") for k in KERNELS]
+    if all(o.exists() for o in objs):
+        return objs
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=out.name + ".", dir=out.parent))
+    for k in KERNELS:
+        _run([cc, *flags, f"-I{C_DIR}", *(["-DECG_OPTIMIZED"] if optimized else []), "-c", str(C_DIR / k),
+              "-o", str(tmp / (Path(k).stem + ".o"))], f"{cc} kernel build ({k})")
+    try:
+        tmp.rename(out)
+    except OSError:                      # another process won the race: use its objects
+        shutil.rmtree(tmp, ignore_errors=True)
+    return objs
+
+
+def build_engine(tflite_or_package, core: str, out_dir, optimized: bool = True, program: str = "verify",
+                 defines: dict | None = None, gen=None) -> EngineBuild:
+    """The generated engine for `core` (cores.toml) with a harness program: `core="host"` gives a host
+    executable (input tensors on stdin -> output tensors on stdout), an MCU core a firmware ELF for the core's
+    QEMU machine (input/output files over semihosting, c/verify_main.c). `gen`: sources already generated
+    for this model (codegen.Generated), reused instead of generating again."""
+    from ecgedge.firmware_bridge.codegen import write_sources
+    from ecgedge.firmware_bridge.cores import get_core
+
+    c = get_core(core)
+    if program not in ENGINE_PROGRAMS:
+        raise FirmwareError(f"unknown engine program {program!r}; supported: {', '.join(ENGINE_PROGRAMS)}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    if gen is None:
+        gen, _ = generate_into(tflite_or_package, out / "gen")
+    else:
+        write_sources(gen, out / "gen")
+    exe = out / (f"engine_{program}" + ("" if optimized else "_ref"))
+    if c.is_host:
+        cc = _need("gcc")
+        flags = ["-O2", "-g0", *COMMON_CFLAGS, *_define_flags(defines)]
+        objs = _kernel_objects(cc, flags, optimized)
+        _run([cc, *flags, f"-I{C_DIR}", f"-I{out / 'gen'}", *(["-DECG_OPTIMIZED"] if optimized else []),
+              str(C_DIR / "host_run.c"), str(out / "gen" / "model.c"), *map(str, objs), "-lm", "-o", str(exe)],
+             "gcc engine build (host)")
+        return EngineBuild(exe, core, optimized, None, gen)
+    board = ENGINE_BOARDS.get(core)
+    if board is None or not c.qemu_machine:
+        raise FirmwareError(f"no firmware build for core {core} yet; cores with one: host, "
+                            f"{', '.join(sorted(ENGINE_BOARDS))}")
+    cc = _need("arm-none-eabi-gcc")
+    flags = [*c.cflags, "-O2", *COMMON_CFLAGS, "-ffunction-sections", "-fdata-sections", *_define_flags(defines)]
+    objs = _kernel_objects(cc, flags, optimized)
+    elf = exe.with_suffix(".elf")
+    _run([cc, *flags, f"-I{C_DIR}", f"-I{out / 'gen'}", *(["-DECG_OPTIMIZED"] if optimized else []),
+          str(C_DIR / ENGINE_PROGRAMS[program]), str(C_DIR / board["startup"]), str(out / "gen" / "model.c"),
+          *map(str, objs), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
+          f"-T{C_DIR / board['linker']}", "-Wl,--gc-sections", "-lm", "-o", str(elf)],
+         f"arm-none-eabi-gcc engine build ({core})")
+    text, data, bss = _sizes(elf)
+    return EngineBuild(elf, core, optimized, c.qemu_machine, gen, text, data, bss)

@@ -4,7 +4,9 @@ op, its index and what is supported."""
 
 from __future__ import annotations
 
+import tomllib
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -42,6 +44,24 @@ SUPPORTED: dict[str, Callable] = {}
 
 def supported_ops() -> list[str]:
     return sorted(SUPPORTED)
+
+
+KERNELS_TOML = Path(__file__).resolve().parent / "kernels.toml"
+
+
+def kernel_table() -> dict[str, dict]:
+    """op -> {"paths": [kernel paths with an optimised kernel], "what": ...} (kernels.toml); ops not listed run
+    their reference kernel on every core. Checked: every op registered, every path one of cores.KERNEL_PATHS."""
+    from ecgedge.firmware_bridge.cores import KERNEL_PATHS
+
+    table = tomllib.loads(KERNELS_TOML.read_text())
+    for op, row in table.items():
+        if op not in SUPPORTED:
+            raise FirmwareError(f"{KERNELS_TOML.name}: {op} is not an op of the registry")
+        bad = [k for k in row.get("paths", []) if k not in KERNEL_PATHS]
+        if bad:
+            raise FirmwareError(f"{KERNELS_TOML.name}: {op} paths {bad}; expected some of {', '.join(KERNEL_PATHS)}")
+    return table
 
 
 def _register(*names):
@@ -272,6 +292,14 @@ def _binary_inputs(model, op, layer_consts):
     return ptrs, acts
 
 
+# a flat ADD's 64 KiB pair table (optimised path) only where it pays: on tiny tensors (an unrolled recurrent
+# cell's gates) it would cost 64 KiB of flash per op to save a few instructions
+PAIR_TABLE_MIN_ELEMENTS = 1024
+# below this many elements an ADD runs the reference kernel on every path and carries no tables at all (the two
+# 1 KiB per-input tables would be most of a tiny recurrent cell's flash)
+ADD_TABLES_MIN_ELEMENTS = 64
+
+
 @_register("ADD")
 def _add(model, op):
     a, b = (model.tensors[i] for i in op.inputs[:2])
@@ -289,13 +317,18 @@ def _add(model, op):
     p.update(in1_offset=-int(a.zero_point[0]), in2_offset=-int(b.zero_point[0]), out_offset=int(y.zero_point[0]),
              act_min=lo, act_max=hi, left_shift=left_shift, in1_mult=m1, in1_shift=s1, in2_mult=m2,
              in2_shift=s2, out_mult=mo, out_shift=s_o, mult=0, shift=0)
+    if p["size"] < ADD_TABLES_MIN_ELEMENTS:
+        p.update(lut1="NULL", lut2="NULL", pair="NULL")
+        return Layer(op.index, op.name, acts, [y.index], "ecg_binary_params", p,
+                     "ecg_add_ref({p}, %s, %s, {t%d});" % (ptrs[0], ptrs[1], y.index), consts,
+                     summary=f"add {list(a.shape)}+{list(b.shape)}")
     # optimised path: each input's rescaled value is a function of its int8 value alone -> tables
     for k, (t, m, sh) in enumerate(((a, m1, s1), (b, m2, s2)), start=1):
         tab = [quant.mbqm((raw - int(t.zero_point[0])) << left_shift, m, sh) for raw in range(-128, 128)]
         consts.append(CArray(f"L{op.index}_add{k}", "int32_t", np.asarray(tab, np.int64)))
         p[f"lut{k}"] = f"L{op.index}_add{k}"
     p["pair"] = "NULL"
-    if p["flat"] and len(acts) == 2:
+    if p["flat"] and len(acts) == 2 and p["size"] >= PAIR_TABLE_MIN_ELEMENTS:
         # optimised path: the int8 result of each (a, b) pair, one 64 KiB table indexed by (b << 8) | a
         t1 = np.asarray(consts[-2].values, np.int64)
         t2 = np.asarray(consts[-1].values, np.int64)
@@ -371,7 +404,8 @@ def _mean(model, op):
     # contiguous reduced axes (after dropping size-1 axes) -> [outer][reduce][inner]
     red_axes = [a for a in axes if x.shape[a] > 1]
     if red_axes and red_axes != list(range(red_axes[0], red_axes[-1] + 1)):
-        _fail(op, f"reduction over non-adjacent axes {axes}; supported: adjacent axes")
+        from ecgedge.firmware_bridge.ops_general import lower_reduce   # any axes: the general reduction
+        return lower_reduce(model, op, is_sum=False)
     if not red_axes:
         outer, reduce_n, inner = 1, 1, int(np.prod(x.shape))
     else:
@@ -380,8 +414,10 @@ def _mean(model, op):
         inner = int(np.prod(x.shape[red_axes[-1] + 1:]))
     m, s = quant.quantize_multiplier(float(np.float64(np.float32(x.scale[0])) / np.float64(np.float32(y.scale[0]))))
     special = nd == 4 and axes == [1, 2] and keep
-    same = x.scale[0] == y.scale[0] and x.zero_point[0] == y.zero_point[0]
-    variant = 0 if special else (1 if same else 2)
+    # tflite-micro's int8 MEAN is QuantizedMeanOrSum in every case (1/n folded into the multiplier), also when
+    # input and output share their quantisation: the plain-division variant 1 is not emitted (it was off by one
+    # step on ~70 % of such outputs)
+    variant = 0 if special else 2
     p = dict(outer=outer, reduce=reduce_n, inner=inner, variant=variant, in_zp=int(x.zero_point[0]),
              out_zp=int(y.zero_point[0]), mult=m, shift=s)
     return Layer(op.index, op.name, [x.index], [y.index], "ecg_mean_params", p,
@@ -429,8 +465,8 @@ def _logistic(model, op):
     return _lut_layer(model, op, quant.logistic_lut(float(x.scale[0]), int(x.zero_point[0])), "logistic (LUT)")
 
 
-@_register("QUANTIZE")
 def _requantize(model, op):
+    """int8 -> int8 QUANTIZE (registered with the float cases in ops_general)."""
     x = _int8_act(model, op, op.inputs[0], "input")
     y = _int8_act(model, op, op.outputs[0], "output")
     return _lut_layer(model, op, quant.requantize_lut(float(x.scale[0]), int(x.zero_point[0]),
@@ -439,13 +475,17 @@ def _requantize(model, op):
 
 def lower(model: TfliteModel, fuse: bool = True) -> list[Layer]:
     """Lower every operator; the first unsupported one raises FirmwareError."""
+    from ecgedge.firmware_bridge.ops_general import prepare_model
+
     for i in model.inputs + model.outputs:
         t = model.tensors[i]
-        if t.type_name != "int8":
+        if t.type_name not in ("int8", "float32"):
             raise FirmwareError(f"model {'input' if i in model.inputs else 'output'} tensor {i} ({t.name!r}) is "
-                                f"{t.type_name}; supported: int8 in/out (full-INT8 export)")
+                                f"{t.type_name}; supported: int8 in/out (full-INT8 export), or float32 quantised "
+                                "by the first op / dequantised by the last op")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise FirmwareError(f"model has {len(model.inputs)} inputs / {len(model.outputs)} outputs; supported: 1 / 1")
+    model = prepare_model(model)
     layers = []
     for op in model.operators:
         fn = SUPPORTED.get(op.name)
@@ -560,3 +600,6 @@ def fuse_swish(model: TfliteModel, layers: list[Layer]) -> list[Layer]:
                     break
         out.append(layer)
     return [l for l in out if l.index not in drop]
+
+
+from ecgedge.firmware_bridge import ops_general  # noqa: E402,F401  (registers the general ops)

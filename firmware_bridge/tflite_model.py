@@ -37,6 +37,8 @@ class Tensor:
     zero_point: np.ndarray     # int64 [n]
     quantized_dimension: int
     data: np.ndarray | None    # constant data, shaped; None for activations
+    is_variable: bool = False  # state kept by the interpreter between invocations (LSTM hidden/cell state)
+    float_view: bool = False   # a float32 tensor of dequantised int8 values, lowered as those int8 values
 
     @property
     def nbytes(self) -> int:
@@ -58,6 +60,7 @@ class Operator:
     inputs: list[int]              # -1 = optional input left out
     outputs: list[int]
     options: dict = field(default_factory=dict)
+    intermediates: list[int] = field(default_factory=list)
 
 
 @dataclass
@@ -105,7 +108,7 @@ def load_model(source: bytes | str | Path) -> TfliteModel:
                     raise FirmwareError(f"tensor {i} ({t.name!r}): constant of type {tname} unsupported")
                 data = np.frombuffer(blob, _DTYPES[t.type]).reshape(shape).copy()
         name = t.name.decode() if isinstance(t.name, bytes) else str(t.name)
-        tensors.append(Tensor(i, name, shape, tname, scale, zp, qdim, data))
+        tensors.append(Tensor(i, name, shape, tname, scale, zp, qdim, data, bool(t.isVariable)))
     ops = []
     for i, op in enumerate(sg.operators):
         oc = model.operatorCodes[op.opcodeIndex]
@@ -116,6 +119,7 @@ def load_model(source: bytes | str | Path) -> TfliteModel:
             name = f"CUSTOM:{cc}"
         opts = dict(vars(op.builtinOptions)) if op.builtinOptions is not None else {}
         opts = {k: (list(v) if isinstance(v, np.ndarray) else v) for k, v in opts.items()}
-        ops.append(Operator(i, name, [int(x) for x in op.inputs], [int(x) for x in op.outputs], opts))
+        ops.append(Operator(i, name, [int(x) for x in op.inputs], [int(x) for x in op.outputs], opts,
+                            [int(x) for x in (op.intermediates if op.intermediates is not None else [])]))
     return TfliteModel(tensors, ops, [int(x) for x in sg.inputs], [int(x) for x in sg.outputs],
                        hashlib.sha256(raw).hexdigest(), len(raw))

@@ -16,15 +16,18 @@ from typing import Callable
 
 import numpy as np
 
+import ecgedge
 from ecgedge import labels
-from ecgedge.edge_runtime.package import Package, load_package
+from ecgedge.contract import metrics as M
+from ecgedge.contract import quantization as Q
+from ecgedge.contract.package import json_default, load_package
+from ecgedge.contract.runners import Int8Runner, open_int8_runner
 from ecgedge.errors import EdgeError
 from ecgedge.firmware_bridge.protocol import CounterKind
-from ecgedge.hil_tests import metrics as M
-from ecgedge.hil_tests.devices import (DEVICE_ERRORS, BenchDevice, DeviceInfo, open_device, quantize_uv)
+from ecgedge.hil_tests.devices import DEVICE_ERRORS, BenchDevice, DeviceInfo, open_device
 from ecgedge.hil_tests.evalset import EvalSet, data_eval_set, synthetic_eval_set
 from ecgedge.hil_tests.gates import GateResult, evaluate_gates, failed, load_gates
-from ecgedge.hil_tests.reference import Int8Runner, float_reference, onnx_float_reference
+from ecgedge.hil_tests.reference import float_reference, onnx_float_reference
 
 DEFAULT_WINDOWS = 200
 # QEMU counts instructions, not cycles: latency = instructions x CPI / clock. A Cortex-M7 dual-issues,
@@ -89,13 +92,6 @@ def _task(manifest: dict) -> str:
     except Exception:  # a model outside the zoo: decide by its outputs
         kinds = {o.get("kind") for o in manifest["outputs"]}
         return "regression" if kinds == {"regression"} else "binary"
-
-
-def _dequantize(q: np.ndarray, outputs: list[dict]) -> np.ndarray:
-    out = np.empty(q.shape, np.float64)
-    for j, o in enumerate(outputs):
-        out[:, j] = (q[:, j].astype(np.float64) - o["tflite_zero_point"]) * o["tflite_scale"]
-    return out
 
 
 def contract_check(info: DeviceInfo, manifest: dict, runner: Int8Runner) -> tuple[bool, list[str]]:
@@ -167,12 +163,13 @@ def primary_output(outputs: list[dict], es: EvalSet) -> int | None:
 
 
 def decisions(task: str, outputs: list[dict], raw: np.ndarray, primary: int | None) -> np.ndarray | None:
+    """Per window, the decision the agreement compares (the contract's): the class of a multiclass model,
+    else the primary logit output's decision at its threshold."""
     if task == "multiclass":
-        return raw.argmax(axis=1)
+        return Q.decisions(outputs, raw, task).argmax(axis=1)
     if primary is None:
         return None
-    thr = outputs[primary].get("threshold") or 0.5
-    return M.sigmoid(raw[:, primary]) >= thr
+    return Q.decisions(outputs, raw, task)[:, Q.logit_columns(outputs).index(primary)]
 
 
 def _progress(enabled: bool):
@@ -205,7 +202,7 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
         target = None
     notes: list[str] = []
     inp = manifest["input"]
-    runner = Int8Runner(package.file("model_int8.tflite"), runtime="tflm")
+    runner = open_int8_runner(package.file("model_int8.tflite"), "tflm")
 
     with _progress(cfg.progress) as prog:
         # 1. windows
@@ -222,9 +219,8 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
         else:
             es = eval_set if cfg.windows is None else eval_set.take(cfg.windows)
         n = len(es)
-        scale_uv = float(inp.get("scale_uv", 1.0))
-        q_in = quantize_uv(es.x_uv, scale_uv, runner.input_scale, runner.input_zero_point)
-        x_model = es.x_uv.astype(np.float64) / scale_uv
+        x_model = Q.model_units(es.x_uv, inp)
+        q_in = runner.to_int8(x_model)
 
         # 2. references
         t_ref = prog.add_task("INT8 reference (tflite-micro)", total=n)
@@ -340,8 +336,8 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
         m["output_order_ok"] = None
     m["sample_integrity_ok"] = integrity.ok if integrity is not None else None
 
-    dev_raw = _dequantize(d_q, outputs)
-    ref_raw = _dequantize(r_q, outputs)
+    dev_raw = Q.dequantize_outputs(d_q, outputs)
+    ref_raw = Q.dequantize_outputs(r_q, outputs)
     es_done = es.take(done)
     primary = primary_output(outputs, es_done)
     m["primary_output"] = outputs[primary]["name"] if primary is not None else None
@@ -351,8 +347,7 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
         m["max_abs_delta_float"] = float(np.max(np.abs(dev_raw - fl)))
         prob_cols = [j for j, o in enumerate(outputs) if o.get("kind") == "logit"]
         if prob_cols:
-            pd = M.softmax(dev_raw, 1) - M.softmax(fl, 1) if task == "multiclass" else (
-                M.sigmoid(dev_raw[:, prob_cols]) - M.sigmoid(fl[:, prob_cols]))
+            pd = Q.probabilities(outputs, dev_raw, task) - Q.probabilities(outputs, fl, task)
             m["max_abs_delta_prob_float"] = float(np.max(np.abs(pd)))
     else:
         m["max_abs_delta_float"] = None
@@ -516,23 +511,8 @@ def device_window_input(counts: np.ndarray, start: int, info: DeviceInfo, inp: d
     if filtered and inp.get("preprocessing"):
         uv = StreamingFilter(float(inp["sampling_rate_hz"]), inp["preprocessing"]).process(uv)
     win = uv[start:start + int(inp["window_samples"])]
-    return quantize_uv(win, float(inp.get("scale_uv", 1.0)), float(inp["tflite_scale"]),
-                       int(inp["tflite_zero_point"]))
+    return Q.window_int8(win, inp)
 
 
 def write_json(path: Path, obj) -> None:
-    Path(path).write_text(json.dumps(obj, indent=1, default=_json_default))
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, (np.bool_,)):
-        return bool(o)
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
+    Path(path).write_text(json.dumps(obj, indent=1, default=json_default))

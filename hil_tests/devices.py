@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl, urlsplit
 import numpy as np
 
 from ecgedge.errors import ConfigError, DeviceTimeout, FirmwareError, ProtocolError, TransportError
-from ecgedge.edge_runtime.package import Package, sha256_file
+from ecgedge.contract.package import Package, sha256_file
 from ecgedge.firmware_bridge import protocol as P
 
 LOAD_CHUNK = P.MAX_PAYLOAD - 4  # LOAD_INPUT carries a 4-byte offset
@@ -97,12 +97,6 @@ class IntegrityReport:
                 "ok": self.ok, "notes": self.notes}
 
 
-def quantize_uv(x_uv: np.ndarray, scale_uv: float, scale: float, zero_point: int) -> np.ndarray:
-    """INT8 model input from filtered microvolts (the package input contract, docs/runtime.md)."""
-    q = np.round(np.asarray(x_uv, np.float64) / scale_uv / scale) + zero_point
-    return np.clip(q, -128, 127).astype(np.int8)
-
-
 def elf_footprint(elf: str | Path) -> Footprint:
     """text/data/bss of an ELF (arm-none-eabi-size): flash = text + data, RAM = data + bss."""
     size = shutil.which("arm-none-eabi-size") or shutil.which("size")
@@ -160,18 +154,20 @@ class HostDevice(BenchDevice):
     """INT8 in-process: tflite-micro's Python interpreter (default) or LiteRT (`host?runtime=litert`)."""
 
     def __init__(self, package: Package, runtime: str = "tflm"):
-        if runtime not in ("tflm", "litert"):
-            raise ConfigError(f"host runtime {runtime!r}, expected 'tflm' or 'litert'")
+        from ecgedge.contract.runners import INT8_RUNTIMES
+
+        if runtime not in INT8_RUNTIMES:
+            raise ConfigError(f"host runtime {runtime!r}, expected one of {', '.join(INT8_RUNTIMES)}")
         self.package = package
         self.runtime = runtime
         self.url = "host" if runtime == "tflm" else f"host?runtime={runtime}"
         self._run = None
 
     def open(self) -> DeviceInfo:
-        from ecgedge.hil_tests.reference import Int8Runner
+        from ecgedge.contract.runners import open_int8_runner
 
         path = self.package.file("model_int8.tflite")
-        self._runner = Int8Runner(path, runtime=self.runtime)
+        self._runner = open_int8_runner(path, self.runtime)
         inp = self.package.input
         return DeviceInfo(name=f"host {self._runner.describe}", model_sha256=sha256_file(path),
                           sample_rate_hz=int(inp["sampling_rate_hz"]), window_len=self._runner.input_size,
@@ -232,7 +228,7 @@ class LinkDevice(BenchDevice):
         return frame
 
     def open(self) -> DeviceInfo:
-        from ecgedge.edge_runtime.link import DeviceLink
+        from ecgedge.firmware_bridge.link import DeviceLink
         from ecgedge.edge_runtime.transports import open_transport
 
         async def go():
@@ -441,7 +437,7 @@ def open_device(url: str, package: Package, timeout: float = 10.0, elf: str | Pa
 
 
 __all__ = ["BenchDevice", "DeviceInfo", "Footprint", "HostDevice", "InferResult", "IntegrityReport",
-           "LinkDevice", "open_device", "quantize_uv", "elf_footprint", "parse_device_url"]
+           "LinkDevice", "open_device", "elf_footprint", "parse_device_url"]
 
 # Errors a device can raise mid-run: the bench turns them into a partial report.
 # OSError: a transport may surface a dead peer as ConnectionResetError / BrokenPipeError.

@@ -186,18 +186,18 @@ from ecgedge.errors import EdgeError
 
 def load(kind, path):
     if kind == "tflite":
-        from ecgedge.edge_runtime.inference import LiteRtEngine
+        from ecgedge.contract.runners import LiteRtRunner
         import numpy as np
-        e = LiteRtEngine(path)
-        e.run_int8(np.zeros(e.input_size, np.int8))
+        e = LiteRtRunner(path)
+        e.run_one(np.zeros(e.input_size, np.int8))
     elif kind == "onnx":
-        from ecgedge.edge_runtime.inference import OrtEngine
-        OrtEngine(path)
+        from ecgedge.contract.runners import OrtRunner
+        OrtRunner(path)
     elif kind == "checkpoint":
         from ecgedge.models.zoo import load_model
         load_model("pocket_k", checkpoint=path)
     elif kind == "manifest":
-        from ecgedge.edge_runtime.package import load_package
+        from ecgedge.contract.package import load_package
         load_package(Path(path).parent)
     else:
         raise SystemExit(f"unknown kind {kind}")

@@ -18,6 +18,8 @@ def pytest_addoption(parser):
                     help="model package (dist folder) the board under --hil-url was flashed with")
     group.addoption("--hil-windows", type=int, default=200,
                     help="windows the hardware-tier bench runs (default 200)")
+    group.addoption("--hil-board", default=None,
+                    help="board name (firmware_bridge/boards.toml) under --hil-url: edge-flash's banner check")
 
 
 def pytest_collection_modifyitems(config, items):
@@ -51,3 +53,12 @@ def hil_model(request):
 @pytest.fixture
 def hil_windows(request):
     return request.config.getoption("--hil-windows")
+
+
+@pytest.fixture
+def hil_board(request):
+    """The board name given with --hil-board (hardware tier: the board under --hil-url)."""
+    name = request.config.getoption("--hil-board")
+    if name is None:
+        pytest.skip("no --hil-board given")
+    return name

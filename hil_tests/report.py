@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 
 import ecgedge
-from ecgedge.hil_tests import metrics as M
+from ecgedge.contract import metrics as M
+from ecgedge.contract.package import json_default
+from ecgedge.contract.quantization import dequantize_outputs
 from ecgedge.hil_tests.gates import GateResult
 from ecgedge.hil_tests.junit import write_junit
 
@@ -21,24 +23,14 @@ REPORT_HTML = "report.html"
 WINDOWS_JSON = "windows.json"
 
 
-def _json_default(o):
-    if isinstance(o, np.generic):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"{type(o).__name__} is not JSON serialisable")
-
-
 def write_reports(report_dir: Path, report: dict, results: list[GateResult], per_window: dict,
                   outputs: list[dict], error: str | None) -> dict[str, Path]:
     report_dir = Path(report_dir)
     report_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": report_dir / REPORT_JSON, "junit": report_dir / JUNIT_XML,
              "html": report_dir / REPORT_HTML, "windows": report_dir / WINDOWS_JSON}
-    paths["json"].write_text(json.dumps(report, indent=1, default=_json_default))
-    paths["windows"].write_text(json.dumps(per_window, default=_json_default))
+    paths["json"].write_text(json.dumps(report, indent=1, default=json_default))
+    paths["windows"].write_text(json.dumps(per_window, default=json_default))
     suite = f"{report.get('model')}@{report.get('device')}"
     write_junit(paths["junit"], results, suite, float(report.get("seconds", 0.0)), error=error,
                 properties={k: report.get(k) for k in ("device", "model_sha256", "windows", "bit_exact_fraction",
@@ -65,10 +57,7 @@ def _figures(report: dict, pw: dict, outputs: list[dict]) -> list[tuple[str, str
     dq = np.asarray(pw.get("device_q") or [], np.float64)
     fl = np.asarray(pw["float_raw"], np.float64) if pw.get("float_raw") is not None else None
     n_done = len(dq)
-    deq = np.empty_like(dq)
-    for j, o in enumerate(outputs):
-        if n_done:
-            deq[:, j] = (dq[:, j] - o["tflite_zero_point"]) * o["tflite_scale"]
+    deq = dequantize_outputs(dq, outputs) if n_done else np.empty_like(dq)
 
     # ROC float vs device
     primary = report.get("primary_output")
@@ -77,10 +66,10 @@ def _figures(report: dict, pw: dict, outputs: list[dict]) -> list[tuple[str, str
         j = [o["name"] for o in outputs].index(primary)
         y = np.asarray(labels[primary], bool)
         fig, ax = plt.subplots(figsize=(4.6, 4.2))
-        fpr, tpr = M.roc_curve(y, deq[:, j])
+        fpr, tpr, _ = M.roc_curve(y, deq[:, j])
         ax.plot(fpr, tpr, label=f"device (AUROC {_f(report.get('auroc_device'))})", lw=2)
         if fl is not None:
-            fpr, tpr = M.roc_curve(y, fl[:, j])
+            fpr, tpr, _ = M.roc_curve(y, fl[:, j])
             ax.plot(fpr, tpr, "--", label=f"float reference (AUROC {_f(report.get('auroc_float'))})")
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"ROC: {primary}")

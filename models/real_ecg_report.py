@@ -3,7 +3,7 @@
     python -m ecgedge.models.real_ecg_report --data ../shared/data/cinc2017 --out docs [--records 400]
 
 No serum potassium is known for these records, so nothing here measures accuracy. It reports what can
-be said: how the runtime's signal-quality gate (ecgedge.edge_runtime.processing.signal_quality) treats
+be said: how the runtime's signal-quality gate (ecgedge.signals.signal_quality) treats
 real lead-I-like windows of each rhythm class, and how pocket_k's outputs are distributed on them
 (a population of mostly ambulatory people, where K+ > 5.5 mmol/L is expected to be rare).
 Data: G. D. Clifford et al., Computing in Cardiology 44 (2017).
@@ -24,7 +24,7 @@ RAIL_UV = 32767.0  # CinC 2017: 16-bit samples at 1000 ADC units per mV -> the A
 def analyse(data_dir, n_records: int = 400, seed: int = 0, threads: int = 1, progress: bool = True) -> dict:
     import torch
 
-    from ecgedge.edge_runtime.processing import signal_quality
+    from ecgedge.signals import signal_quality
     from ecgedge.models.af_lead1 import CLASSES
     from ecgedge.models.train_af import read_labels, record_windows, stratified_split
     from ecgedge.models.zoo import load_model

@@ -21,7 +21,7 @@ from torch import nn
 
 import ecgedge
 from ecgedge.errors import ConfigError, DataError
-from ecgedge.models.metrics import auroc, roc_curve
+from ecgedge.contract.metrics import auroc, roc_curve
 from ecgedge.models.specs import ModelSpec, get_spec, list_specs
 from ecgedge.models.zoo import build_model, count_macs, count_params, load_model
 
@@ -195,23 +195,25 @@ def train(name: str = "pocket_k", preset: str | None = None, subjects: int = 320
                 running += float(loss.detach())
                 bar.update(task_batches, advance=1, info=f"loss {running / (step + 1):.3f}")
             val = evaluate(predict(model, val_set.x), val_set.k)
-            score = val["auroc_k55"] + val["auroc_k60"] - 0.1 * val["mae_k"]
+            # an AUROC a one-class validation set cannot give (None) counts as chance
+            score = sum(0.5 if a is None else a for a in (val["auroc_k55"], val["auroc_k60"])) - 0.1 * val["mae_k"]
             history.append({"epoch": epoch, "train_loss": running / steps_per_epoch, **val})
             if score > best["score"]:
                 best = {"score": score, "epoch": epoch, "val": val,
                         "state": {k: v.detach().clone() for k, v in model.state_dict().items()}}
-            bar.update(task_epochs, advance=1, info=f"val AUROC>5.5 {val['auroc_k55']:.3f} "
-                                                    f">=6.0 {val['auroc_k60']:.3f} MAE {val['mae_k']:.2f}")
+            bar.update(task_epochs, advance=1, info=f"val AUROC>5.5 {_fmt(val['auroc_k55'], '.3f')} "
+                                                    f">=6.0 {_fmt(val['auroc_k60'], '.3f')} MAE {val['mae_k']:.2f}")
             log(f"epoch {epoch}/{epochs}: train loss {running / steps_per_epoch:.4f}, val AUROC(K>5.5) "
-                f"{val['auroc_k55']:.4f}, AUROC(K>=6.0) {val['auroc_k60']:.4f}, MAE {val['mae_k']:.3f} mmol/L")
+                f"{_fmt(val['auroc_k55'], '.4f')}, AUROC(K>=6.0) {_fmt(val['auroc_k60'], '.4f')}, "
+                f"MAE {val['mae_k']:.3f} mmol/L")
 
     model.load_state_dict(best["state"])
     model.eval()
     test_out = predict(model, test_set.x)
     test = evaluate(test_out, test_set.k)
     trained_seconds = time.perf_counter() - t_start
-    log(f"best epoch {best['epoch']}; test AUROC(K>5.5) {test['auroc_k55']:.4f}, AUROC(K>=6.0) "
-        f"{test['auroc_k60']:.4f}, MAE {test['mae_k']:.3f} mmol/L; {trained_seconds:.0f} s")
+    log(f"best epoch {best['epoch']}; test AUROC(K>5.5) {_fmt(test['auroc_k55'], '.4f')}, AUROC(K>=6.0) "
+        f"{_fmt(test['auroc_k60'], '.4f')}, MAE {test['mae_k']:.3f} mmol/L; {trained_seconds:.0f} s")
 
     with torch.no_grad():
         golden = model(torch.from_numpy(golden_input(spec.input.window_samples))).numpy()[0]
@@ -305,7 +307,7 @@ def _plot_roc(path: Path, spec: ModelSpec, card: dict, k_test: np.ndarray, outpu
     fig, ax = plt.subplots(figsize=(4.2, 4.2), dpi=100)
     for col, label in ((0, "K+ > 5.5"), (1, "K+ >= 6.0")):
         fpr, tpr, _ = roc_curve(targets[:, col], outputs[:, col])
-        ax.plot(fpr, tpr, lw=1.6, label=f"{label}: AUROC {auroc(targets[:, col], outputs[:, col]):.3f}")
+        ax.plot(fpr, tpr, lw=1.6, label=f"{label}: AUROC {_fmt(auroc(targets[:, col], outputs[:, col]), '.3f')}")
     ax.plot([0, 1], [0, 1], color="0.7", lw=0.8, ls="--")
     ax.set_xlabel("false-positive rate")
     ax.set_ylabel("true-positive rate")

@@ -12,7 +12,7 @@ into the model card so every later stage evaluates on exactly those.
 Training: random 10 s crops, class-balanced record sampling, augmentation (amplitude scale, polarity,
 Gaussian noise, baseline wander), AdamW with warm-up and cosine decay, an exponential moving average of
 the weights (that averaged model is what ships), CPU only. Evaluation: records cut into non-overlapping
-windows, softmax of the mean window log-softmax per record (as `hil_tests.metrics.classification_metrics`
+windows, softmax of the mean window log-softmax per record (as `ecgedge.contract.metrics.classification_metrics`
 aggregates).
 """
 
@@ -274,21 +274,16 @@ def predict_records(model, rs: RecordSet, spec, batch_size: int = 256) -> np.nda
 
 def record_metrics(probs: np.ndarray, labels: np.ndarray) -> dict:
     """Challenge metrics at record level: F1 per class, f1_challenge (mean F1 of N, A, O), AUROC A vs rest."""
+    from ecgedge.contract.metrics import auroc, challenge_f1, confusion, f1_per_class
     from ecgedge.models.af_lead1 import CLASSES
-    from ecgedge.models.metrics import auroc
 
     pred = probs.argmax(1)
-    f1 = {}
-    for c, name in enumerate(CLASSES):
-        tp = int(np.sum((pred == c) & (labels == c)))
-        denom = int(np.sum(pred == c) + np.sum(labels == c))
-        f1[name] = 2.0 * tp / denom if denom else 0.0
-    conf = np.zeros((len(CLASSES), len(CLASSES)), np.int64)
-    np.add.at(conf, (labels, pred), 1)
-    return {"f1_challenge": float(np.mean([f1["N"], f1["A"], f1["O"]])), "f1_N": f1["N"], "f1_A": f1["A"],
+    f1 = f1_per_class(labels, pred, CLASSES)
+    return {"f1_challenge": challenge_f1(f1), "f1_N": f1["N"], "f1_A": f1["A"],
             "f1_O": f1["O"], "f1_noise": f1["~"], "accuracy": float(np.mean(pred == labels)),
             "auroc_A": auroc(labels == CLASSES.index("A"), probs[:, CLASSES.index("A")]),
-            "confusion": conf.tolist(), "classes": list(CLASSES), "records": int(len(labels))}
+            "confusion": confusion(labels, pred, len(CLASSES)), "classes": list(CLASSES),
+            "records": int(len(labels))}
 
 
 # ----------------------------------------------------------------------------------------------- decision offsets

@@ -21,6 +21,7 @@ import time
 
 import numpy as np
 
+from ecgedge.contract.metrics import auroc
 from ecgedge.errors import ConfigError, DataError
 
 TEMPERATURE = 2.0
@@ -137,11 +138,6 @@ def training_mode(student, frozen: int | None, freeze_bn: bool = False) -> None:
                 module.eval()
 
 
-def _auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    from ecgedge.models.metrics import auroc
-    return float(auroc(labels, scores))
-
-
 def distillation_loss(student_out, teacher_out, labels, logit_idx, reg_idx, temperature=TEMPERATURE,
                       multiclass: bool = False):
     """Soft-target loss (+ labels where known). `multiclass`: the logits are one softmax (KL divergence of
@@ -181,7 +177,7 @@ def _score(val_out, val_teacher, y_val, logit_idx, reg_idx, multiclass: bool = F
     metrics["val_loss"] = vloss
     if y_val is not None:
         for i in logit_idx:
-            metrics[f"val_auroc_{i}"] = _auroc(y_val[:, i], val_out[:, i])
+            metrics[f"val_auroc_{i}"] = auroc(y_val[:, i], val_out[:, i])
         for i in reg_idx:
             metrics[f"val_mae_{i}"] = float(np.mean(np.abs(val_out[:, i] - y_val[:, i])))
     # the distillation loss (all outputs, teacher-matched) picks the epoch: AUROC on a few hundred

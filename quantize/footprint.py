@@ -1,31 +1,10 @@
-"""Footprint of an INT8 model: flash (model bytes), the smallest tflite-micro arena that allocates,
-MACs, and the target's latency ESTIMATE; and the budget check."""
+"""Footprint budgets of an INT8 model: flash (model bytes), RAM (the smallest tflite-micro arena that
+allocates: ecgedge.contract.runners.smallest_arena), MACs and the target's latency ESTIMATE; and the
+budget check."""
 
 from __future__ import annotations
 
-from ecgedge.errors import BudgetError, ExportError
-from ecgedge.quantize.validate import tflm_allocates
-
-ARENA_ALIGN = 16
-
-
-def smallest_arena(tflite: bytes, start: int = 64 * 1024, limit: int = 64 * 1024 * 1024) -> int:
-    """Smallest tflite-micro arena (bytes, multiple of 16) in which the model allocates (bisection)."""
-    hi = start
-    while not tflm_allocates(tflite, hi):
-        hi *= 2
-        if hi > limit:
-            raise ExportError(f"tflite-micro cannot allocate the model even with a {limit} B arena")
-    lo = 0  # known not to allocate (or trivially small)
-    while hi - lo > ARENA_ALIGN:
-        mid = (lo + hi) // 2 // ARENA_ALIGN * ARENA_ALIGN
-        if mid <= lo:
-            break
-        if tflm_allocates(tflite, mid):
-            hi = mid
-        else:
-            lo = mid
-    return hi
+from ecgedge.errors import BudgetError
 
 
 def mac_budget(target, latency_ms: float | None = None) -> int:

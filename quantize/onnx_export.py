@@ -25,26 +25,16 @@ def export_float(model, window_samples: int, path: Path) -> None:
     Path(path).write_bytes(buf.getvalue())
 
 
-def _session(path_or_bytes, threads: int = 1):
-    import onnxruntime as ort
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path_or_bytes) if isinstance(path_or_bytes, Path) else path_or_bytes,
-                                opts, providers=["CPUExecutionProvider"])
-
-
 def run_onnx(path: Path, x: np.ndarray) -> np.ndarray:
-    """Raw outputs of an ONNX model on windows x [N, W] (model units)."""
-    sess = _session(Path(path))
-    return np.concatenate([sess.run(None, {INPUT_NAME: x[i:i + 1, None, :].astype(np.float32)})[0]
-                           for i in range(len(x))]).astype(np.float64)
+    """Raw outputs of an ONNX model on windows x [N, W] (model units): the contract's ONNX Runtime runner."""
+    from ecgedge.contract.runners import OrtRunner
+    return OrtRunner(Path(path)).run(x)
 
 
 def latency_ms(path: Path, x: np.ndarray, repeats: int = 30) -> float:
     """Median one-thread latency (ms) of one window on this machine, after warm-up."""
-    sess = _session(Path(path))
+    from ecgedge.contract.runners import ort_session
+    sess = ort_session(Path(path))
     feed = {INPUT_NAME: x[:1, None, :].astype(np.float32)}
     for _ in range(3):
         sess.run(None, feed)
@@ -68,7 +58,8 @@ def activation_ranges(float_path: Path, x: np.ndarray, calibrator) -> dict[str, 
             if name in float_names and name not in existing:
                 m.graph.output.append(onnx.helper.make_tensor_value_info(name, onnx.TensorProto.FLOAT, None))
                 existing.add(name)
-    sess = _session(m.SerializeToString())
+    from ecgedge.contract.runners import ort_session
+    sess = ort_session(m.SerializeToString())
     out_names = [o.name for o in sess.get_outputs()]
     for i in range(len(x)):
         xb = x[i:i + 1, None, :].astype(np.float32)

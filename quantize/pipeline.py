@@ -1,13 +1,13 @@
 """The export road: float reference -> pruned + distilled -> calibrated full INT8 -> validated package.
 
-`export_package(ExportOptions(...))` writes dist/<model>-<target>/ (see docs of the package format in
-the interfaces: manifest.json, report.json, report.html, model_int8.tflite, model.onnx, ...) into a
-temporary folder beside the destination and renames it only when everything is written.
+`export_package(ExportOptions(...))` writes dist/<model>-<target>/ (a package, docs/architecture.md:
+manifest.json, report.json, report.html, model_int8.tflite, model.onnx, ...; the manifest through the
+contract's one writer, ecgedge.contract.package) into a temporary folder beside the destination and
+renames it only when everything is written.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import platform
@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ecgedge.contract.package import FORMAT, json_default, sha256_file, write_manifest
+from ecgedge.contract.runners import smallest_arena
 from ecgedge.errors import ConfigError, DataError, EdgeError, ExportError
 
 # Window seeds: calibration, auto-selection and validation subjects never overlap training's (seed 0..).
@@ -39,7 +41,6 @@ COLLECT_BATCH = 25
 SELECT_WINDOWS = 300
 INPUT_RANGE_PERCENTILES = (99.5, 99.8, 99.9, 99.95, 99.99, 100.0)   # per side; 100: min/max
 INPUT_RANGE_WINDOWS = 500   # 128 windows moved the optimum between neighbours of this grid (af_lead1)
-PACKAGE_FORMAT = "ecgedge-package/1"
 
 
 @dataclass
@@ -79,10 +80,6 @@ def set_seeds(seed: int) -> None:
     tf.random.set_seed(seed)
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def toolchain_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -117,9 +114,9 @@ def _data_files(folder: str) -> list[Path]:
 def calibration_windows(spec, opts: ExportOptions) -> tuple[dict, str]:
     """Representative windows {"x": [N, W] model units, ("k": [N] for generated ones)} for calibration and
     fine-tuning, and a description of their source."""
-    from ecgedge.calibration import record_windows
+    from ecgedge.calibration import windows_from_recordings
     if opts.data:
-        x = record_windows(_data_files(opts.data), spec.input)[:, 0, :]
+        x = windows_from_recordings(_data_files(opts.data), spec.input)[:, 0, :]
         if len(x) == 0:
             raise DataError(f"--data {opts.data!r}: no complete {spec.input.window_samples}-sample window")
         return {"x": x[:opts.calib_windows]}, f"records in {opts.data} ({len(x)} windows)"
@@ -173,9 +170,9 @@ def collect_tflite_ranges(calibrated: bytes, x: np.ndarray, calibrators: dict, p
 
 def int8_round_trip(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
     """x quantised to int8 (the package's input contract) and back, for the range (lo, hi)."""
-    from ecgedge.quantize.validate import int8_qparams, quantize_input
+    from ecgedge.contract.quantization import dequantize, int8_qparams, quantize_input
     scale, zero_point = int8_qparams(lo, hi)
-    return ((quantize_input(x, scale, zero_point).astype(np.float64) - zero_point) * scale).astype(np.float32)
+    return dequantize(quantize_input(x, scale, zero_point), scale, zero_point).astype(np.float32)
 
 
 def choose_input_range(model, x: np.ndarray) -> dict:
@@ -253,10 +250,10 @@ def export_package(opts: ExportOptions) -> tuple[Path, dict]:
         report = _build(opts, spec, target, tmp)
         if opts.firmware:
             report["firmware"] = _firmware(tmp, target, opts)
-            (tmp / "report.json").write_text(json.dumps(report, indent=2, default=_json_default) + "\n")
-            _write_manifest(tmp, report["_manifest"])
+            (tmp / "report.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
+            write_manifest(tmp, report["_manifest"])
         if opts.sign_key:
-            from ecgedge.edge_runtime.package import sign_package
+            from ecgedge.contract.package import sign_package
             sign_package(tmp, opts.sign_key)
         if dest.exists():
             old = dest.with_name(f".{dest.name}.old-{os.getpid()}")
@@ -275,18 +272,6 @@ def export_package(opts: ExportOptions) -> tuple[Path, dict]:
         raise ExportError(f"export failed: {type(e).__name__}: {e}") from e
     report.pop("_manifest", None)
     return dest, report
-
-
-def _json_default(o):
-    if isinstance(o, (np.integer,)):
-        return int(o)
-    if isinstance(o, (np.floating,)):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON-serialisable: {type(o).__name__}")
 
 
 def _progress(opts: ExportOptions):
@@ -311,7 +296,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
 
     from ecgedge import labels
     from ecgedge.models.zoo import UntrainedWeightsWarning, count_macs, count_params, load_model
-    from ecgedge.quantize import cgen, footprint, onnx_export, report as report_mod, tflite_export as te
+    from ecgedge.quantize import footprint, tflm_array, onnx_export, report as report_mod, tflite_export as te
     from ecgedge.quantize import validate as val
     from ecgedge.quantize.keras_rebuild import build_keras_model, max_abs_difference
 
@@ -389,7 +374,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
                     te.check_int8_only(tfl)
                 except ExportError:
                     continue
-                _, deq = val.run_litert(tfl, sel["x"], progress, f"select calibrator: {n}")
+                _, deq = val.run_int8(tfl, sel["x"], "litert", progress, f"select calibrator: {n}")
                 scores[n] = _score(spec, deq, sel_truth, sel_ref)
             if not scores:
                 raise ExportError("no calibrator produced a full-INT8 model")
@@ -404,7 +389,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         ops = te.op_list(tflite)
         quant = te.io_quant(tflite)
         # 6. footprint, checked before the (long) validation: a model that cannot fit stops here
-        arena = footprint.smallest_arena(tflite)
+        arena = smallest_arena(tflite)
         macs_float = count_macs(model, window)
         macs_pruned = count_macs(pruned, window)
         flash = len(tflite)
@@ -415,9 +400,10 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         # 7. validation
         raw_float = val.run_torch(model, x_val)
         raw_pruned = val.run_torch(pruned, x_val)
-        q_lite, raw_int8 = val.run_litert(tflite, x_val, progress, "validate INT8 (LiteRT)")
+        q_lite, raw_int8 = val.run_int8(tflite, x_val, "litert", progress, "validate INT8 (LiteRT)")
         n_tflm = len(x_val) if opts.tflm_windows is None else min(opts.tflm_windows, len(x_val))
-        q_tflm, raw_tflm = val.run_tflm(tflite, x_val[:n_tflm], arena, progress, "validate INT8 (tflite-micro)")
+        q_tflm, raw_tflm = val.run_int8(tflite, x_val[:n_tflm], "tflm", progress, "validate INT8 (tflite-micro)",
+                                        arena_size=arena)
         t = lap("validate", t)
     sqnr = val.per_layer_sqnr(calibrated, tflite, x_val[:SQNR_WINDOWS])
     finite = [r for r in sqnr if np.isfinite(r["sqnr_db"])]
@@ -436,10 +422,10 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
 
     # 8. artefacts
     (tmp / "model_int8.tflite").write_bytes(tflite)
-    model_sha = sha256(tmp / "model_int8.tflite")
-    (tmp / "model_data.cc").write_text(cgen.model_data_cc(tflite, model_sha))
-    (tmp / "model_data.h").write_text(cgen.model_data_h(model_sha))
-    (tmp / "ops.txt").write_text(cgen.ops_txt(ops))
+    model_sha = sha256_file(tmp / "model_int8.tflite")
+    (tmp / "model_data.cc").write_text(tflm_array.model_data_cc(tflite, model_sha))
+    (tmp / "model_data.h").write_text(tflm_array.model_data_h(model_sha))
+    (tmp / "ops.txt").write_text(tflm_array.ops_txt(ops))
     onnx_export.export_float(pruned, window, tmp / "model.onnx")
     onnx_info = {}
     if not target.is_mcu:
@@ -500,7 +486,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         **onnx_info,
     }
     manifest = {
-        "format": PACKAGE_FORMAT, "model": spec.name, "task": spec.task, "target": target.name, "demo": demo,
+        "format": FORMAT, "model": spec.name, "task": spec.task, "target": target.name, "demo": demo,
         "label": label.kind, "notice": label.notice, "model_sha256": model_sha, "artifacts": {},
         "input": {**spec.to_dict()["input"], "tflite_scale": quant["input"]["scale"],
                   "tflite_zero_point": quant["input"]["zero_point"], "tflite_shape": quant["input"]["shape"]},
@@ -518,20 +504,16 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
             rep["classification"]["int8_tflm"] = real["record_metrics"](raw_tflm)
         (tmp / "validation_records.txt").write_text("\n".join(real["validation_records"]) + "\n")
         manifest["validation_records"] = "validation_records.txt"
+    if target.is_mcu:   # the package as a drop-in C library: c/ (docs/integrate.md)
+        from ecgedge.firmware_bridge.clib import package_library
+        rep.update(package_library(tmp, target, manifest))
     rep["seconds"] = time.perf_counter() - t0
     report_mod.write_html(tmp / "report.html", rep, spec, truth, raw_float, raw_int8, target)
     rep["seconds"] = time.perf_counter() - t0
-    (tmp / "report.json").write_text(json.dumps(rep, indent=2, default=_json_default) + "\n")
-    _write_manifest(tmp, manifest)
+    (tmp / "report.json").write_text(json.dumps(rep, indent=2, default=json_default) + "\n")
+    write_manifest(tmp, manifest)
     rep["_manifest"] = manifest
     return rep
-
-
-def _write_manifest(folder: Path, manifest: dict) -> None:
-    manifest["artifacts"] = {
-        str(p.relative_to(folder)): sha256(p)
-        for p in sorted(folder.rglob("*")) if p.is_file() and p.name not in ("manifest.json", "manifest.sig")}
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
 
 
 def _all_targets(opts):

@@ -22,7 +22,7 @@ import torch
 import torch.nn as nn
 from torch.nn.utils import parametrize
 
-from ecgedge.quantize.validate import int8_qparams
+from ecgedge.contract.quantization import int8_qparams
 
 QMIN, QMAX = -128, 127
 EMA_MOMENTUM = 0.9

@@ -29,7 +29,7 @@ def _roc_plot(spec, truth, raw_float, raw_int8) -> str | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ecgedge.quantize.validate import auroc, roc_curve
+    from ecgedge.contract.metrics import auroc, roc_curve
     logits = [(i, o) for i, o in enumerate(spec.outputs) if o.kind == "logit" and truth.get(o.name) is not None]
     if not logits:
         return None
@@ -37,8 +37,8 @@ def _roc_plot(spec, truth, raw_float, raw_int8) -> str | None:
     for ax, (i, o) in zip(axes[0], logits):
         y = truth[o.name]
         for raw, label, style in ((raw_float, "float", "-"), (raw_int8, "INT8", "--")):
-            fpr, tpr = roc_curve(raw[:, i], y)
-            ax.plot(fpr, tpr, style, label=f"{label} (AUROC {_auroc_text(auroc(raw[:, i], y))})")
+            fpr, tpr, _ = roc_curve(y, raw[:, i])
+            ax.plot(fpr, tpr, style, label=f"{label} (AUROC {_auroc_text(auroc(y, raw[:, i]))})")
         ax.plot([0, 1], [0, 1], ":", color="grey")
         ax.set(title=o.name, xlabel="false positive rate", ylabel="true positive rate")
         ax.legend(loc="lower right", fontsize=8)

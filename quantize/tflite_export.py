@@ -34,7 +34,7 @@ def _quiet_tf():
 
 def _convert(conv) -> bytes:
     """Run a converter with TF's stdout chatter (saved-model listings) silenced; errors still raise."""
-    from ecgedge.quantize.validate import silence_fds
+    from ecgedge.contract.runners import silence_fds
     try:
         with silence_fds():
             return bytes(conv.convert())
@@ -108,7 +108,7 @@ def quantize_calibrated(calibrated: bytes) -> bytes:
     """Full INT8 (int8 input and output) from a calibrated float model."""
     tf = _quiet_tf()
     from tensorflow.lite.python.convert import mlir_quantize
-    from ecgedge.quantize.validate import silence_fds
+    from ecgedge.contract.runners import silence_fds
     try:
         with silence_fds():
             return bytes(mlir_quantize(calibrated, False, input_data_type=tf.int8, output_data_type=tf.int8))

@@ -1,48 +1,19 @@
-"""Validation of the exported models: runners (torch, LiteRT, tflite-micro), metrics (AUROC, MAE,
-decision agreement), per-layer SQNR of INT8 vs float intermediate tensors."""
+"""Validation of the exported models: the torch runner, labels of generated windows, metrics per output
+(AUROC, MAE), decision agreement and per-layer SQNR of INT8 vs float intermediate tensors.
+
+The INT8 runners, the input quantisation, the interpretation of outputs and the metrics themselves are
+the contract's (ecgedge.contract); `run_int8` only adds the export's progress bars."""
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-from collections.abc import Iterable
 
 import numpy as np
 
+from ecgedge.contract.metrics import auroc, sqnr_db
+from ecgedge.contract.quantization import decisions, probabilities, quantize_input
+from ecgedge.contract.runners import open_int8_runner
 from ecgedge.errors import DataError, ExportError
-from ecgedge.hil_tests.metrics import sigmoid, softmax
-
-
-# ------------------------------------------------------------------------------------------- metrics
-
-def auroc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """AUROC (the zoo's implementation); None when only one class is present."""
-    from ecgedge.models.metrics import auroc as _auroc
-    value = _auroc(labels, scores)
-    return None if np.isnan(value) else value
-
-
-def roc_curve(scores: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(false positive rate, true positive rate)."""
-    from ecgedge.models.metrics import roc_curve as _roc
-    fpr, tpr, _ = _roc(labels, scores)
-    return fpr, tpr
-
-
-
-
-def sqnr_db(reference: np.ndarray, test: np.ndarray) -> float:
-    """10 log10(signal power / error power); inf when identical."""
-    ref = np.asarray(reference, np.float64).ravel()
-    err = ref - np.asarray(test, np.float64).ravel()
-    noise = float(np.mean(err ** 2))
-    signal = float(np.mean(ref ** 2))
-    if noise == 0.0:
-        return float("inf")
-    if signal == 0.0:
-        return float("-inf")
-    return float(10.0 * np.log10(signal / noise))
 
 
 def labels_for(spec, data: dict) -> dict[str, np.ndarray | None]:
@@ -73,45 +44,21 @@ def output_metrics(spec, raw: np.ndarray, truth: dict) -> dict[str, dict]:
     for i, o in enumerate(spec.outputs):
         y = truth.get(o.name)
         if o.kind == "logit":
-            res[o.name] = {"auroc": None if y is None else auroc(raw[:, i], y)}
+            res[o.name] = {"auroc": None if y is None else auroc(y, raw[:, i])}
         else:
             res[o.name] = {"mae": None if y is None else float(np.mean(np.abs(raw[:, i] - y)))}
     return res
 
 
-def _multiclass(spec) -> bool:
-    return getattr(spec, "task", None) == "multiclass"
-
-
-def probabilities(spec, raw: np.ndarray) -> np.ndarray:
-    """Probabilities of the logit outputs: one softmax over them for a multi-class spec, else a sigmoid each."""
-    z = np.asarray(raw, np.float64)[:, [i for i, o in enumerate(spec.outputs) if o.kind == "logit"]]
-    if _multiclass(spec) and z.shape[1]:
-        return softmax(z, axis=1)
-    return sigmoid(z)
-
-
-def decisions(spec, raw: np.ndarray) -> np.ndarray:
-    """Boolean decisions [N, n_logit_outputs]: each logit output at its probability threshold, or for a
-    multi-class spec the one class the argmax names (one-hot)."""
-    logit = [o for o in spec.outputs if o.kind == "logit"]
-    if not logit:
-        return np.zeros((len(raw), 0), bool)
-    p = probabilities(spec, raw)
-    if _multiclass(spec):
-        return np.eye(len(logit), dtype=bool)[p.argmax(axis=1)]
-    thresholds = np.array([o.threshold if o.threshold is not None else 0.5 for o in logit])
-    return p >= thresholds[None, :]
-
-
 def compare(spec, reference: np.ndarray, test: np.ndarray) -> dict:
     """Decision agreement (all logit outputs of a window agree), max |delta probability|, max |delta| raw."""
-    d_ref, d_test = decisions(spec, reference), decisions(spec, test)
+    d_ref, d_test = decisions(spec.outputs, reference, spec.task), decisions(spec.outputs, test, spec.task)
     logit = [i for i, o in enumerate(spec.outputs) if o.kind == "logit"]
     reg = [i for i, o in enumerate(spec.outputs) if o.kind != "logit"]
     out = {
         "agreement": float(np.mean(np.all(d_ref == d_test, axis=1))) if logit else None,
-        "max_abs_delta_probability": float(np.max(np.abs(probabilities(spec, reference) - probabilities(spec, test))))
+        "max_abs_delta_probability": float(np.max(np.abs(probabilities(spec.outputs, reference, spec.task)
+                                                         - probabilities(spec.outputs, test, spec.task))))
         if logit else None,
         "max_abs_delta_regression": float(np.max(np.abs(reference[:, reg] - test[:, reg]))) if reg else None,
     }
@@ -132,98 +79,16 @@ def run_torch(model, x: np.ndarray, batch: int = 64) -> np.ndarray:
     return np.concatenate(outs)
 
 
-def int8_qparams(lo: float, hi: float) -> tuple[float, int]:
-    """TFLite's asymmetric per-tensor int8 (scale, zero point) for the range (lo, hi), widened to hold 0."""
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    scale = max((hi - lo) / 255.0, 1e-12)
-    return scale, int(min(127, max(-128, round(-128 - lo / scale))))
-
-
-def quantize_input(x: np.ndarray, scale: float, zero_point: int) -> np.ndarray:
-    """The package contract: q = clip(round(x / scale) + zp, -128, 127)."""
-    return np.clip(np.round(np.asarray(x, np.float64) / scale) + zero_point, -128, 127).astype(np.int8)
-
-
-def _progress(it: Iterable, total: int, label: str, progress):
-    if progress is None:
-        return it
-    task = progress.add_task(label, total=total)
-
-    def gen():
-        for v in it:
-            yield v
-            progress.advance(task)
-    return gen()
-
-
-def run_litert(tflite: bytes, x: np.ndarray, progress=None, label: str = "INT8 LiteRT") -> tuple[np.ndarray, np.ndarray]:
-    """(int8 outputs [N, n], dequantised outputs [N, n]) of an INT8 TFLite on windows x [N, W]."""
-    from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_content=tflite, num_threads=1)
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    s_in, z_in = i["quantization"]
-    s_out, z_out = o["quantization"]
-    q = np.zeros((len(x), int(np.prod(o["shape"]))), np.int8)
-    for n in _progress(range(len(x)), len(x), label, progress):
-        it.set_tensor(i["index"], quantize_input(x[n], s_in, z_in).reshape(i["shape"]))
-        it.invoke()
-        q[n] = it.get_tensor(o["index"]).ravel()
-    return q, (q.astype(np.float64) - z_out) * s_out
-
-
-@contextlib.contextmanager
-def silence_fds():
-    """tflite-micro prints allocation failures from C++ straight to fd 1/2."""
-    import sys
-    for stream in (sys.stdout, sys.stderr):
-        stream.flush()
-    saved = [os.dup(1), os.dup(2)]
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 1)
-        os.dup2(devnull, 2)
-        yield
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            stream.flush()
-        os.dup2(saved[0], 1)
-        os.dup2(saved[1], 2)
-        for fd in (*saved, devnull):
-            os.close(fd)
-
-
-def tflm_interpreter(tflite: bytes, arena_size: int):
-    from tflite_micro import runtime
-    with silence_fds():
-        return runtime.Interpreter.from_bytes(tflite, arena_size=int(arena_size))
-
-
-def tflm_allocates(tflite: bytes, arena_size: int) -> bool:
-    try:
-        tflm_interpreter(tflite, arena_size)
-        return True
-    except RuntimeError:
-        return False
-
-
-def run_tflm(tflite: bytes, x: np.ndarray, arena_size: int, progress=None,
-             label: str = "INT8 tflite-micro") -> tuple[np.ndarray, np.ndarray]:
-    """(int8 outputs, dequantised outputs) from tflite-micro's Python interpreter."""
-    it = tflm_interpreter(tflite, arena_size)
-    det_in = it.get_input_details(0)
-    det_out = it.get_output_details(0)
-    s_in = float(det_in["quantization_parameters"]["scales"][0])
-    z_in = int(det_in["quantization_parameters"]["zero_points"][0])
-    s_out = float(det_out["quantization_parameters"]["scales"][0])
-    z_out = int(det_out["quantization_parameters"]["zero_points"][0])
-    shape = tuple(int(s) for s in det_in["shape"])
-    q = np.zeros((len(x), int(np.prod(det_out["shape"]))), np.int8)
-    for n in _progress(range(len(x)), len(x), label, progress):
-        it.set_input(quantize_input(x[n], s_in, z_in).reshape(shape), 0)
-        it.invoke()
-        q[n] = np.asarray(it.get_output(0)).ravel()
-    return q, (q.astype(np.float64) - z_out) * s_out
+def run_int8(tflite: bytes, x: np.ndarray, runtime: str, progress=None, label: str = "INT8",
+             **runner_options) -> tuple[np.ndarray, np.ndarray]:
+    """(int8 outputs [N, n], dequantised outputs [N, n]) of an INT8 TFLite on windows x [N, W] in model
+    units, through the contract's runner for `runtime` ("litert", "tflm"), with a rich progress bar."""
+    runner = open_int8_runner(tflite, runtime, **runner_options)
+    step = None
+    if progress is not None:
+        task = progress.add_task(label, total=len(x))
+        step = lambda: progress.advance(task)  # noqa: E731
+    return runner.run_model_units(x, step)
 
 
 # ---------------------------------------------------------------------------------------- per-layer SQNR

@@ -73,3 +73,9 @@ def pocket_k_m7_package(tmp_path_factory):
     (out.parent / "edge-export.stderr").write_text(r.stderr)
     assert r.returncode == 0, r.stderr[-3000:]
     return out
+
+
+def pytest_addoption(parser):
+    parser.addoption("--engine-seed", type=int, action="append", default=None,
+                     help="replay the engine's random-model conformance check for this seed (repeatable; "
+                          "also $ECGEDGE_ENGINE_SEED, comma-separated)")

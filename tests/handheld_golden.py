@@ -38,21 +38,22 @@ def fixed_raw_windows(window: int, fs: int) -> np.ndarray:
 def int8_outputs(package_dir: str | Path, windows_npz: str | Path) -> dict:
     """Raw INT8 outputs of the package's .tflite (LiteRT, one thread) for (a) the stored INT8 inputs and
     (b) the whole chain on this machine: raw µV -> causal filter -> quantise -> model."""
-    from ecgedge.edge_runtime.inference import LiteRtEngine, quantize_window
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.quantization import window_int8
+    from ecgedge.contract.runners import LiteRtRunner
+    from ecgedge.contract.package import load_package
     from ecgedge.signals import StreamingFilter
 
     pkg = load_package(package_dir)
-    engine = LiteRtEngine(pkg.file("model_int8.tflite"))
+    engine = LiteRtRunner(pkg.file("model_int8.tflite"))
     data = np.load(windows_npz)
     stored_q = data["q"]
     from_inputs, chain, chain_q = [], [], []
     for k in range(stored_q.shape[0]):
-        from_inputs.append(engine.run_int8(stored_q[k]).tolist())
+        from_inputs.append(engine.run_one(stored_q[k]).tolist())
         f = StreamingFilter(pkg.sampling_rate, pkg.preprocessing)
-        q = quantize_window(f.process(data["raw_uv"][k])[LEAD_IN:], pkg.input)
+        q = window_int8(f.process(data["raw_uv"][k])[LEAD_IN:], pkg.input)
         chain_q.append(q)
-        chain.append(engine.run_int8(q).tolist())
+        chain.append(engine.run_one(q).tolist())
     chain_q = np.asarray(chain_q)
     return {"machine": platform.machine(), "model_sha256": pkg.model_sha256, "from_stored_inputs": from_inputs,
             "full_chain": chain, "full_chain_inputs_equal_stored": bool(np.array_equal(chain_q, stored_q)),
@@ -65,8 +66,8 @@ def stage(out: Path, package: Path | None) -> dict:
         support = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(support)
         package = support.build_test_package()
-    from ecgedge.edge_runtime.inference import quantize_window
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.quantization import window_int8
+    from ecgedge.contract.package import load_package
     from ecgedge.signals import StreamingFilter
 
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +75,7 @@ def stage(out: Path, package: Path | None) -> dict:
     shutil.copytree(package, out / "package", ignore=shutil.ignore_patterns("firmware", ".head"))
     pkg = load_package(out / "package")
     raw = fixed_raw_windows(pkg.window_samples, int(pkg.sampling_rate))
-    q = np.stack([quantize_window(StreamingFilter(pkg.sampling_rate, pkg.preprocessing).process(r)[LEAD_IN:],
+    q = np.stack([window_int8(StreamingFilter(pkg.sampling_rate, pkg.preprocessing).process(r)[LEAD_IN:],
                                   pkg.input) for r in raw])
     np.savez(out / "windows.npz", raw_uv=raw, q=q)
     ref = int8_outputs(out / "package", out / "windows.npz")

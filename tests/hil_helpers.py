@@ -7,7 +7,6 @@ samples (1 s at 500 Hz) so tflite-micro and QEMU run it fast.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -59,29 +58,26 @@ def convert(model, rep: np.ndarray) -> bytes:
 
 
 def write_package(out: Path, tflite: bytes, model_name: str = "hil_testnet") -> Path:
-    from tflite_micro import runtime as tflm
+    from ecgedge.contract.package import write_manifest
+    from ecgedge.contract.runners import TflmRunner
 
     out.mkdir(parents=True, exist_ok=True)
     (out / "model_int8.tflite").write_bytes(tflite)
-    it = tflm.Interpreter.from_bytes(tflite, arena_size=4 << 20)
-    i, o = it.get_input_details(0), it.get_output_details(0)
-    iq, oq = i["quantization_parameters"], o["quantization_parameters"]
-    sha = hashlib.sha256(tflite).hexdigest()
+    r = TflmRunner(tflite)
     names = [("p_k_gt_5_5", "logit", 0.5), ("p_k_ge_6_0", "logit", 0.5), ("k_mmol", "regression", None)]
     manifest = {
-        "format": "ecgedge-package/1", "model": model_name, "target": "cortex-m7", "demo": True,
-        "notice": ecgedge.DEMO_NOTICE, "model_sha256": sha, "artifacts": {"model_int8.tflite": sha},
+        "model": model_name, "target": "cortex-m7", "demo": True, "notice": ecgedge.DEMO_NOTICE,
         "task": "binary+regression",
         "input": {"signal": "ecg", "lead": "I", "sampling_rate_hz": RATE, "window_samples": WINDOW,
                   "units": "uV", "scale_uv": 1000.0,
                   "preprocessing": {"highpass_hz": 0.5, "notch_hz": 50.0, "lowpass_hz": 40.0},
-                  "tflite_scale": float(iq["scales"][0]), "tflite_zero_point": int(iq["zero_points"][0]),
-                  "tflite_shape": [int(v) for v in i["shape"]]},
-        "outputs": [{"name": n, "kind": k, "threshold": t, "index": j, "tflite_scale": float(oq["scales"][0]),
-                     "tflite_zero_point": int(oq["zero_points"][0])} for j, (n, k, t) in enumerate(names)],
+                  "tflite_scale": r.input_scale, "tflite_zero_point": r.input_zero_point,
+                  "tflite_shape": list(r.input_shape)},
+        "outputs": [{"name": n, "kind": k, "threshold": t, "index": j, "tflite_scale": r.output_scale,
+                     "tflite_zero_point": r.output_zero_point} for j, (n, k, t) in enumerate(names)],
         "seed": 0,
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_manifest(out, manifest)
     return out
 
 

@@ -1,7 +1,7 @@
 """Shared helpers for the runtime/sim/package tests (loaded by path: tests run with --import-mode=importlib).
 
 `test_package()` builds a small full-INT8 TFLite model with the pocket_k input contract (500 Hz, 5000
-samples, 3 outputs: two logits and one regression) and writes a package folder as edge-export does (docs/runtime.md, "Packages").
+samples, 3 outputs: two logits and one regression) and writes a package folder (docs/architecture.md, "package").
 Built once and cached under the temp dir, keyed by this file's content.
 """
 
@@ -58,30 +58,24 @@ def _build(out: Path) -> None:
     tfl = conv.convert()
     out.mkdir(parents=True, exist_ok=True)
     (out / "model_int8.tflite").write_bytes(tfl)
-    from ai_edge_litert.interpreter import Interpreter
-
-    it = Interpreter(model_content=tfl)
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    (iscale, izp), (oscale, ozp) = i["quantization"], o["quantization"]
-    # centre the logits' thresholds on the model's typical outputs so both decisions occur
-    it.allocate_tensors()
-    outs = []
-    for k in range(rep.shape[0]):
-        q = np.clip(np.round(rep[k] / iscale) + izp, -128, 127).astype(np.int8).reshape(i["shape"])
-        it.set_tensor(i["index"], q)
-        it.invoke()
-        outs.append((it.get_tensor(o["index"]).reshape(-1).astype(float) - ozp) * oscale)
-    med = np.median(np.asarray(outs), axis=0)
-    thresholds = [float(1 / (1 + np.exp(-med[j]))) for j in range(2)]
     from ecgedge import DEMO_NOTICE
-    from ecgedge.edge_runtime.package import write_manifest
+    from ecgedge.contract.metrics import sigmoid
+    from ecgedge.contract.package import write_manifest
+    from ecgedge.contract.runners import LiteRtRunner
+
+    r = LiteRtRunner(tfl)
+    (iscale, izp), (oscale, ozp) = (r.input_scale, r.input_zero_point), (r.output_scale, r.output_zero_point)
+    # centre the logits' thresholds on the model's typical outputs so both decisions occur
+    _, outs = r.run_model_units(rep.reshape(rep.shape[0], -1))
+    med = np.median(outs, axis=0)
+    thresholds = [float(sigmoid(med[j])) for j in range(2)]
 
     manifest = {
-        "format": "ecgedge-package/1", "model": "pocket_k", "target": "cortex-m7", "demo": True,
+        "model": "pocket_k", "target": "cortex-m7", "demo": True,
         "notice": DEMO_NOTICE,
         "input": {"signal": "ecg", "lead": "I", "sampling_rate_hz": 500, "window_samples": 5000, "units": "uV",
                   "scale_uv": 1000.0, "preprocessing": PREPROCESSING, "tflite_scale": float(iscale),
-                  "tflite_zero_point": int(izp), "tflite_shape": [int(v) for v in i["shape"]]},
+                  "tflite_zero_point": int(izp), "tflite_shape": list(r.input_shape)},
         "outputs": [
             {"name": "p_k_gt_5_5", "kind": "logit", "threshold": thresholds[0], "index": 0,
              "tflite_scale": float(oscale), "tflite_zero_point": int(ozp)},

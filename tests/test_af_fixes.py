@@ -24,7 +24,7 @@ def test_model_cap_lowers_the_target_budget_only_where_set():
 
 
 def test_bench_aggregates_records_as_training_does():
-    from ecgedge.hil_tests.metrics import classification_metrics, softmax
+    from ecgedge.contract.metrics import classification_metrics, softmax
     from ecgedge.models.train_af import aggregate_windows, record_metrics
 
     rng = np.random.default_rng(3)
@@ -66,12 +66,13 @@ def test_export_roc_plot_with_a_class_absent_from_validation():
 def test_export_agreement_of_a_multiclass_model_is_its_argmax():
     """The export report's agreement (and the calibrator choice it keys) is one decision per window for
     a softmax model: the same argmax, not four independent sigmoid thresholds."""
-    from ecgedge.quantize.validate import compare, decisions, probabilities
+    from ecgedge.contract.quantization import decisions, probabilities
+    from ecgedge.quantize.validate import compare
 
     spec = get_spec("af_lead1")
     ref = np.array([[2.0, 1.0, -1.0, -3.0], [-2.0, -1.0, -1.5, -3.0], [0.0, 0.1, 0.0, 0.0]])
     test = np.array([[2.2, 0.8, -1.0, -3.0], [-2.0, -1.3, -1.2, -3.0], [0.0, 0.2, 0.0, 0.0]])
-    np.testing.assert_array_equal(decisions(spec, ref), np.eye(4, dtype=bool)[[0, 1, 1]])
+    np.testing.assert_array_equal(decisions(spec.outputs, ref, spec.task), np.eye(4, dtype=bool)[[0, 1, 1]])
     # window 1: sigmoid decisions (all logits < 0) would agree; its argmax moved from A to O
     assert compare(spec, ref, test)["agreement"] == pytest.approx(2 / 3)
-    np.testing.assert_allclose(probabilities(spec, ref).sum(axis=1), 1.0)
+    np.testing.assert_allclose(probabilities(spec.outputs, ref, spec.task).sum(axis=1), 1.0)

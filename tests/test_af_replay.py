@@ -50,19 +50,20 @@ def af_package(tmp_path_factory):
 def _offline_int8(package_dir: Path, record: str, adc_counts: bool) -> np.ndarray:
     """INT8 outputs per non-overlapping window computed from the record file. adc_counts: the record as the
     device digitises it (whole µV, 16-bit); else the float µV of the training/validation path."""
-    from ecgedge.edge_runtime.inference import LiteRtEngine, quantize_window
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.quantization import window_int8
+    from ecgedge.contract.runners import LiteRtRunner
+    from ecgedge.contract.package import load_package
     from ecgedge.models.train_af import record_windows
     from ecgedge.signals import StreamingFilter, load_record
 
     pkg = load_package(package_dir)
-    engine = LiteRtEngine(pkg.file("model_int8.tflite"))
+    engine = LiteRtRunner(pkg.file("model_int8.tflite"))
     uv = load_record(CINC / f"{record}.hea", sampling_rate=SPEC.input.sampling_rate_hz).signal_uv
     if adc_counts:
         uv = np.clip(np.round(uv), -32768, 32767)
     filtered = StreamingFilter(SPEC.input.sampling_rate_hz, SPEC.input.preprocessing).process(uv)
     wins = record_windows(filtered, SPEC.input.window_samples)
-    return np.array([engine.run_int8(quantize_window(w, pkg.input)) for w in wins], np.int64)
+    return np.array([engine.run_one(window_int8(w, pkg.input)) for w in wins], np.int64)
 
 
 def _live_int8(package_dir: Path, record: str, tmp: Path, fs: int) -> list[dict]:

@@ -12,8 +12,8 @@ from bleak import BleakClient, BleakScanner
 from bleak.exc import BleakDeviceNotFoundError
 
 from ecgedge.device_sim.ble_peripheral import DEFAULT_ADDRESS, sim_peripheral
-from ecgedge.edge_runtime import ble_gatt as g
-from ecgedge.edge_runtime.bleak_bumble import BumbleClient, BumbleScanner
+from ecgedge.firmware_bridge import ble_gatt as g
+from ecgedge.device_sim.bleak_bumble import BumbleClient, BumbleScanner
 from ecgedge.edge_runtime.transports import open_transport
 from ecgedge.errors import TransportError
 from ecgedge.firmware_bridge import protocol as P

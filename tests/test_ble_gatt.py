@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ecgedge.edge_runtime import ble_gatt as g
+from ecgedge.firmware_bridge import ble_gatt as g
 from ecgedge.edge_runtime.transports import open_transport
 from ecgedge.edge_runtime.transports.ble import BleTransport
 from ecgedge.errors import ConfigError, ProtocolError

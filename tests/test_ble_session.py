@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from ecgedge.device_sim.ble_peripheral import PMD_T0_NS, sim_peripheral
-from ecgedge.edge_runtime.link import DeviceLink
-from ecgedge.edge_runtime.package import load_package
+from ecgedge.firmware_bridge.link import DeviceLink
+from ecgedge.contract.package import load_package
 from ecgedge.edge_runtime.recorder import GAP_VALUE, read_partial
 from ecgedge.edge_runtime.session import Session, SessionOptions
 from ecgedge.edge_runtime.transports import open_transport

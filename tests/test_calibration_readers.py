@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ecgedge.calibration import (CalibrationDataReader, RecordDataReader, WindowDataReader,
-                                 collect_activation_ranges, get_calibrator, representative_windows)
+                                 collect_activation_ranges, get_calibrator, synthetic_calibration_windows)
 from ecgedge.errors import DataError
 
 
@@ -76,16 +76,16 @@ def test_record_reader_names_a_short_record(tmp_path, contract):
         RecordDataReader([path], contract)
 
 
-def test_representative_windows_are_deterministic(contract):
+def test_synthetic_calibration_windows_are_deterministic(contract):
     from ecgedge.models.specs import get_spec
 
     spec = get_spec("pocket_k")
     spec = dataclasses.replace(spec, input=dataclasses.replace(contract, window_samples=1000))
-    a = representative_windows(spec, n=3, seed=7)
-    b = representative_windows(spec, n=3, seed=7)
+    a = synthetic_calibration_windows(spec, n=3, seed=7)
+    b = synthetic_calibration_windows(spec, n=3, seed=7)
     assert a.shape == (3, 1, 1000) and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, representative_windows(spec, n=3, seed=8))
+    assert not np.array_equal(a, synthetic_calibration_windows(spec, n=3, seed=8))
 
 
 def test_activation_ranges_cover_the_quantised_points():

@@ -351,7 +351,7 @@ def test_untrained_export_label_is_untrained_not_demo():
 def test_research_notice_reaches_package_run_output_and_results(tmp_path):
     """A package whose manifest carries af_lead1's label: edge-run prints the research notice and writes it
     into summary.json and every result; the HIL report uses the same words."""
-    from ecgedge.edge_runtime.package import load_package, write_manifest
+    from ecgedge.contract.package import load_package, write_manifest
     from ecgedge.models.af_lead1 import NOTICE
 
     pkg = support.copy_package(tmp_path / "pkg")

@@ -39,7 +39,7 @@ def test_package_is_complete_and_hashes_verify(exported_package):
     assert [o["name"] for o in m["outputs"]] == ["p_k_gt_5_5", "p_k_ge_6_0", "k_mmol"]
     assert {"torch", "tensorflow", "ecgedge"} <= set(m["toolchain"])
     # the runtime's own loader accepts it
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.package import load_package
     load_package(d)
 
 
@@ -47,7 +47,7 @@ def test_report_keys_and_int8_contract(exported_package):
     from ai_edge_litert.interpreter import Interpreter
 
     from ecgedge.quantize.tflite_export import ALLOWED_OPS, op_list
-    from ecgedge.quantize.validate import quantize_input
+    from ecgedge.contract.quantization import quantize_input
     d = exported_package
     r = json.loads((d / "report.json").read_text())
     for key in REPORT_KEYS:
@@ -75,7 +75,7 @@ def test_report_keys_and_int8_contract(exported_package):
 def test_same_command_twice_gives_identical_tflite_and_signing_works(exported_package, tiny_pocket_k_checkpoint,
                                                                      tiny_export_args, tmp_path):
     """A second run (signed this time) gives the byte-identical model; the signature verifies."""
-    from ecgedge.edge_runtime.package import generate_keypair, load_package
+    from ecgedge.contract.package import generate_keypair, load_package
     from ecgedge.errors import PackageError
     key, pub = generate_keypair(tmp_path / "keys" / "export.key")
     out = tmp_path / "again"

@@ -12,8 +12,8 @@ from ecgedge.firmware_bridge.build import build_host
 from ecgedge.firmware_bridge.codegen import generate
 from ecgedge.firmware_bridge.ops import lower, supported_ops
 from ecgedge.firmware_bridge.tflite_model import load_model
-from ecgedge.firmware_bridge.tflm_ref import quantized_windows as windows
-from ecgedge.firmware_bridge.tflm_ref import tflm_min_arena, tflm_outputs
+from ecgedge.contract.runners import open_int8_runner, smallest_arena
+from ecgedge.device_sim.testmodels import int8_vectors as windows
 
 GOLDEN = Path(__file__).parent / "golden"
 MODEL = GOLDEN / "firmware_opmix_int8.tflite"
@@ -35,7 +35,7 @@ def host_exes(tmp_path_factory):
 def test_host_build_bit_exact_with_tflite_micro(host_exes, optimized):
     q = windows(MODEL, 60, seed=3)
     got = run_host(host_exes[optimized], q)
-    ref = tflm_outputs(MODEL, q)
+    ref = open_int8_runner(MODEL, "tflm").run(q)
     assert got.shape == ref.shape == (60, 3)
     assert np.array_equal(got, ref), np.argwhere(got != ref)[:10]
     assert len(np.unique(ref, axis=0)) > 5  # outputs vary with the input: the comparison has teeth
@@ -55,7 +55,7 @@ def test_sanitized_host_build_is_clean(tmp_path):
 
 def test_planned_arena_not_larger_than_tflite_micro():
     gen = generate(MODEL)
-    tflm = tflm_min_arena(MODEL)
+    tflm = smallest_arena(MODEL)
     assert 0 < gen.arena_bytes <= tflm, (gen.arena_bytes, tflm)
     # every live pair of buffers is disjoint
     bufs = gen.plan.buffers
@@ -67,8 +67,8 @@ def test_planned_arena_not_larger_than_tflite_micro():
 
 def test_unsupported_op_fails_at_generation_naming_op_and_index():
     m = load_model(MODEL)
-    m.operators[4].name = "TANH"
-    with pytest.raises(FirmwareError, match=r"op 4 \(TANH\).*supported: .*CONV_2D"):
+    m.operators[4].name = "DEPTH_TO_SPACE"
+    with pytest.raises(FirmwareError, match=r"op 4 \(DEPTH_TO_SPACE\).*supported: .*CONV_2D"):
         lower(m)
 
 
@@ -83,7 +83,7 @@ def test_unsupported_quantisation_fails():
 def test_float_model_refused():
     m = load_model(MODEL)
     m.tensors[m.inputs[0]].type_name = "float32"
-    with pytest.raises(FirmwareError, match="int8 in/out"):
+    with pytest.raises(FirmwareError, match=r"op 0 \(CONV_2D\).*float model input.*supported: QUANTIZE"):
         lower(m)
 
 

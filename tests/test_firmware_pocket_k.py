@@ -14,7 +14,8 @@ from ecgedge.firmware_bridge.build import build_firmware, build_host
 from ecgedge.firmware_bridge.client import FirmwareClient
 from ecgedge.firmware_bridge.codegen import generate
 from ecgedge.firmware_bridge.qemu import QemuDevice
-from ecgedge.firmware_bridge.tflm_ref import quantized_windows, tflm_min_arena, tflm_outputs
+from ecgedge.contract.runners import open_int8_runner, smallest_arena
+from ecgedge.device_sim.testmodels import int8_vectors
 
 pytestmark = pytest.mark.backend
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,8 +29,8 @@ def package(pocket_k_m7_package):
 @pytest.fixture(scope="module")
 def vectors(package):
     tfl = package / "model_int8.tflite"
-    q = quantized_windows(tfl, 50, seed=77)
-    return q, tflm_outputs(tfl, q)
+    q = int8_vectors(tfl, 50, seed=77)
+    return q, open_int8_runner(tfl, "tflm").run(q)
 
 
 def test_pocket_k_host_bit_exact(package, vectors, tmp_path):
@@ -58,4 +59,4 @@ def test_pocket_k_m7_bit_exact_and_counts(package, vectors, tmp_path):
 
 
 def test_pocket_k_arena_not_larger_than_tflite_micro(package):
-    assert generate(package / "model_int8.tflite").arena_bytes <= tflm_min_arena(package / "model_int8.tflite")
+    assert generate(package / "model_int8.tflite").arena_bytes <= smallest_arena(package / "model_int8.tflite")

@@ -10,7 +10,7 @@ import pytest
 from ecgedge.firmware_bridge import protocol as P
 from ecgedge.firmware_bridge.build import build_host
 from ecgedge.firmware_bridge.client import FirmwareClient
-from ecgedge.firmware_bridge.testmodels import write_test_package
+from ecgedge.device_sim.testmodels import write_test_package
 
 GOLDEN = Path(__file__).parent / "golden"
 MODEL = GOLDEN / "firmware_opmix_int8.tflite"

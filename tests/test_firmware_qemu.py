@@ -11,10 +11,10 @@ from ecgedge.firmware_bridge import protocol as P
 from ecgedge.firmware_bridge.build import build_firmware
 from ecgedge.firmware_bridge.client import FirmwareClient
 from ecgedge.firmware_bridge.qemu import QemuDevice
-from ecgedge.firmware_bridge.testmodels import write_test_package
+from ecgedge.device_sim.testmodels import write_test_package
 
-from ecgedge.firmware_bridge.tflm_ref import quantized_windows as windows
-from ecgedge.firmware_bridge.tflm_ref import tflm_outputs
+from ecgedge.contract.runners import open_int8_runner
+from ecgedge.device_sim.testmodels import int8_vectors as windows
 
 pytestmark = pytest.mark.backend
 GOLDEN = Path(__file__).parent / "golden"
@@ -51,7 +51,7 @@ def test_m7_build_reports_sizes(builds):
 
 def test_m7_bit_exact_50_windows_one_boot(builds):
     q = windows(MODEL, 50, seed=21)
-    ref = tflm_outputs(MODEL, q)
+    ref = open_int8_runner(MODEL, "tflm").run(q)
     info, results, recs = run_windows(builds[True].elf, q)
     assert info.counter_kind == 1 and info.flags & 4
     got = np.array([r.outputs for r in results], np.int8)
@@ -78,7 +78,7 @@ def test_m7_fault_requant_shift_changes_outputs(package, tmp_path):
     q = windows(MODEL, 8, seed=8)
     _, results, _ = run_windows(r.elf, q, plugin=False)
     got = np.array([x.outputs for x in results], np.int8)
-    assert not np.array_equal(got, tflm_outputs(MODEL, q))
+    assert not np.array_equal(got, open_int8_runner(MODEL, "tflm").run(q))
 
 
 def test_m7_model_hash_fault_reports_err_model(package, tmp_path):

@@ -2,27 +2,13 @@
 
 import json
 
-import numpy as np
 import pytest
 
 import ecgedge
-from ecgedge.models.metrics import auroc, roc_curve
 from ecgedge.models.zoo import is_demo, load_model
 
 CARD_KEYS = {"model", "demo", "notice", "data", "seed", "subjects", "windows", "epochs", "auroc_k55", "auroc_k60",
              "mae_k", "params", "macs", "trained_seconds", "torch"}
-
-
-def test_auroc_against_pair_count():
-    rng = np.random.default_rng(0)
-    y = rng.random(200) < 0.3
-    s = np.round(rng.normal(size=200) + y, 1)  # rounded: ties count one half
-    pos, neg = s[y], s[~y]
-    pairs = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
-    assert auroc(y, s) == pytest.approx(pairs, abs=1e-12)
-    fpr, tpr, _ = roc_curve(y, s)
-    assert np.trapezoid(tpr, fpr) == pytest.approx(pairs, abs=1e-12)
-    assert np.isnan(auroc(np.zeros(5), np.arange(5)))
 
 
 @pytest.mark.backend
@@ -38,7 +24,7 @@ def test_short_training_run_writes_checkpoint_and_cards(tmp_path):
     assert card["demo"] is True and card["notice"] == ecgedge.DEMO_NOTICE
     assert card["subjects"] == 12 and card["windows"] == 48 and card["epochs"] == 1 and card["seed"] == 3
     assert card["data"]["test"]["subjects"] == 2 and card["data"]["val"]["subjects"] == 2
-    assert 0.0 <= card["auroc_k55"] <= 1.0 or np.isnan(card["auroc_k55"])
+    assert card["auroc_k55"] is None or 0.0 <= card["auroc_k55"] <= 1.0   # None: one class in the test split
     assert card["params"] == 11931
     md = (out / "pocket_k.card.md").read_text()
     assert "demo weights, synthetic data, not for clinical use" in md.splitlines()[0]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ecgedge.edge_runtime.package import generate_keypair, load_package, sign_package
+from ecgedge.contract.package import generate_keypair, load_package, sign_package
 from ecgedge.errors import PackageError
 
 _spec = importlib.util.spec_from_file_location("runtime_support", Path(__file__).with_name("runtime_support.py"))
@@ -104,4 +104,72 @@ def test_edge_run_refuses_before_streaming(pkg, keys, tmp_path):
                         "--source", "sim://pocket_k?speed=50", "--duration", "20", "--out", str(tmp_path / "s")],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2 and "does not verify" in r.stderr
+    assert not (tmp_path / "s" / "raw.i16").exists()
+
+
+def test_one_rule_for_hashed_files_writer_and_reader(pkg):
+    """The manifest writer and the verifier use the same list: POSIX paths (sub-folders too), hidden
+    files left out (a tool's `.head` stamp does not break a package), manifest.json/.sig not listed."""
+    from ecgedge.contract.package import hashed_files, write_manifest
+
+    (pkg / "firmware" / "gen").mkdir(parents=True)
+    (pkg / "firmware" / "gen" / "model.c").write_text("/* generated */\n")
+    manifest = json.loads((pkg / "manifest.json").read_text())
+    write_manifest(pkg, manifest)
+    listed = json.loads((pkg / "manifest.json").read_text())["artifacts"]
+    assert "firmware/gen/model.c" in listed and "manifest.json" not in listed
+    assert listed == hashed_files(pkg)
+    (pkg / ".head").write_text("abc\n")                     # hidden: neither listed nor refused
+    (pkg / ".cache").mkdir()
+    (pkg / ".cache" / "x").write_text("y")
+    assert load_package(pkg).manifest["artifacts"] == listed
+    (pkg / "firmware" / "gen" / "model.c").write_text("/* changed */\n")
+    with pytest.raises(PackageError, match="firmware/gen/model.c: sha256"):
+        load_package(pkg)
+
+
+def test_trust_folder_rotates_keys_and_refuses_revoked_ones(pkg, keys, tmp_path):
+    """--trust may be a folder of *.pub keys (rotation); its `revoked` file of fingerprints refuses a key."""
+    from ecgedge.contract.package import key_fingerprint
+
+    (priv_a, pub_a), (priv_b, pub_b) = keys
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / "old.pub").write_bytes(pub_a.read_bytes())
+    (trust / "new.pub").write_bytes(pub_b.read_bytes())
+    sign_package(pkg, priv_a)
+    assert load_package(pkg, trust=trust, allow_unsigned=False).signer == key_fingerprint(pub_a)
+    sign_package(pkg, priv_b)
+    assert load_package(pkg, trust=trust, allow_unsigned=False).signer == key_fingerprint(pub_b)
+    (trust / "revoked").write_text(f"# leaked 2026-11-30\n{key_fingerprint(pub_a)}  # old laptop key\n")
+    assert load_package(pkg, trust=trust, allow_unsigned=False).signed          # b is still trusted
+    sign_package(pkg, priv_a)
+    with pytest.raises(PackageError, match=f"signed by key {key_fingerprint(pub_a)[:16]}.*revoke"):
+        load_package(pkg, trust=trust, allow_unsigned=False)
+    (trust / "revoked").write_text("not-a-fingerprint\n")
+    with pytest.raises(PackageError, match="line 1.*not a key fingerprint"):
+        load_package(pkg, trust=trust, allow_unsigned=False)
+    (trust / "revoked").unlink()
+    (trust / "old.pub").unlink()
+    with pytest.raises(PackageError, match="does not verify with any of the 1 keys"):
+        load_package(pkg, trust=trust, allow_unsigned=False)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(PackageError, match="holds no \\*.pub"):
+        load_package(pkg, trust=empty, allow_unsigned=False)
+
+
+def test_edge_run_refuses_a_revoked_key_in_one_line(pkg, keys, tmp_path):
+    from ecgedge.contract.package import key_fingerprint
+
+    (priv_a, pub_a), _ = keys
+    trust = tmp_path / "trust"
+    trust.mkdir()
+    (trust / "a.pub").write_bytes(pub_a.read_bytes())
+    (trust / "revoked").write_text(key_fingerprint(pub_a) + "\n")
+    sign_package(pkg, priv_a)
+    r = subprocess.run([support.venv_bin("edge-run"), "--model", str(pkg), "--trust", str(trust),
+                        "--source", "sim://pocket_k?speed=50", "--duration", "5", "--out", str(tmp_path / "s")],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2 and "revoke" in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
     assert not (tmp_path / "s" / "raw.i16").exists()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ecgedge.edge_runtime.package import sign_package
+from ecgedge.contract.package import sign_package
 
 _spec = importlib.util.spec_from_file_location("runtime_support", Path(__file__).with_name("runtime_support.py"))
 support = importlib.util.module_from_spec(_spec)
@@ -60,7 +60,7 @@ def work(tmp_path_factory):
     for name, key in (("signed", "a"), ("other_key", "b")):
         shutil.copytree(unsigned, d / name)
         sign_package(d / name, d / f"key_{key}")
-    from ecgedge.firmware_bridge.testmodels import write_test_package
+    from ecgedge.device_sim.testmodels import write_test_package
 
     write_test_package(d / "other_model", (Path(__file__).parent / "golden" / "firmware_opmix_int8.tflite")
                        .read_bytes())

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgedge.edge_runtime.package import load_package
+from ecgedge.contract.package import load_package
 from ecgedge.edge_runtime.transports import open_transport
 from ecgedge.errors import ConfigError
 from ecgedge.hil_tests.reliability import FAULT_KINDS, run_fault
@@ -86,7 +86,7 @@ def test_fault_transport_corrupts_real_bytes_and_validates_parameters():
 def test_link_puts_swapped_frames_back_in_order():
     import asyncio
 
-    from ecgedge.edge_runtime.link import DeviceLink
+    from ecgedge.firmware_bridge.link import DeviceLink
     from ecgedge.firmware_bridge import protocol as P
 
     class Canned:

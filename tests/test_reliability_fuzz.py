@@ -53,7 +53,7 @@ def test_corrupted_model_files_end_in_edge_error_not_crash(tmp_path):
 def test_c_fuzz_targets_bounded(target, tmp_path):
     if shutil.which("clang") is None:
         pytest.skip("clang (libFuzzer) not installed: apt-get install clang")
-    from ecgedge.firmware_bridge.testmodels import write_test_package
+    from ecgedge.device_sim.testmodels import write_test_package
 
     pkg = write_test_package(tmp_path / "pkg", (Path(__file__).parent / "golden" / "firmware_opmix_int8.tflite")
                              .read_bytes())

@@ -9,7 +9,8 @@ HEAVY = ["torch", "tensorflow", "keras", "ecgedge.models", "ecgedge.quantize", "
 def test_runtime_and_sim_import_no_heavy_modules():
     code = (
         "import sys\n"
-        "import ecgedge.edge_runtime, ecgedge.edge_runtime.session, ecgedge.edge_runtime.package\n"
+        "import ecgedge.edge_runtime, ecgedge.edge_runtime.session, ecgedge.contract.package\n"
+        "import ecgedge.contract.quantization, ecgedge.contract.runners, ecgedge.contract.metrics\n"
         "import ecgedge.edge_runtime.transports.serial_port, ecgedge.edge_runtime.transports.tcp\n"
         "import ecgedge.edge_runtime.transports.spy, ecgedge.edge_runtime.transports.qemu\n"
         "import ecgedge.edge_runtime.inference, ecgedge.edge_runtime.processing, ecgedge.edge_runtime.recorder\n"

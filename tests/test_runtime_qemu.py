@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgedge.edge_runtime.inference import LiteRtEngine
-from ecgedge.edge_runtime.link import DeviceLink
-from ecgedge.edge_runtime.package import load_package
+from ecgedge.contract.runners import LiteRtRunner
+from ecgedge.firmware_bridge.link import DeviceLink
+from ecgedge.contract.package import load_package
 from ecgedge.edge_runtime.transports import open_transport
 from ecgedge.firmware_bridge import protocol as P
 
@@ -28,7 +28,7 @@ def test_qemu_transport_infers_like_litert():
     pkg = load_package(pkg_dir)
     rng = np.random.default_rng(7)
     inputs = [rng.integers(-128, 128, 5000).astype(np.int8) for _ in range(2)]
-    ref = LiteRtEngine(pkg.file("model_int8.tflite"))
+    ref = LiteRtRunner(pkg.file("model_int8.tflite"))
 
     async def go():
         link = DeviceLink(open_transport(f"qemu://cortex-m7?package={pkg_dir}"))
@@ -50,5 +50,5 @@ def test_qemu_transport_infers_like_litert():
     assert info.model_sha256_hex == pkg.model_sha256 and info.has_model and info.window_len == 5000
     for q, r in zip(inputs, results):
         # tflite-micro kernels and LiteRT may differ by one output step (TF issue 66358)
-        assert np.max(np.abs(np.asarray(r.outputs, int) - ref.run_int8(q).astype(int))) <= 1
+        assert np.max(np.abs(np.asarray(r.outputs, int) - ref.run_one(q).astype(int))) <= 1
         assert r.counter_kind == P.CounterKind.INSTRUCTIONS and r.counter > 0

@@ -18,7 +18,7 @@ import pytest
 
 from ecgedge.device_sim.device import SimConfig, VirtualDevice, read_truth
 from ecgedge.edge_runtime.inference import HostInference
-from ecgedge.edge_runtime.package import load_package
+from ecgedge.contract.package import load_package
 from ecgedge.edge_runtime.processing import offline_results
 from ecgedge.edge_runtime.recorder import read_partial
 from ecgedge.edge_runtime.session import Session, SessionOptions

@@ -7,7 +7,7 @@ import tty
 import numpy as np
 import pytest
 
-from ecgedge.edge_runtime.link import DeviceLink
+from ecgedge.firmware_bridge.link import DeviceLink
 from ecgedge.edge_runtime.transports import open_transport
 from ecgedge.errors import ConfigError, DeviceTimeout, ProtocolError, TransportError
 from ecgedge.firmware_bridge import protocol as P
@@ -26,6 +26,32 @@ def test_unknown_scheme_and_bad_urls_are_config_errors():
         open_transport("sim://pocket_k?kk=3")
     with pytest.raises(ConfigError, match="package=DIR"):
         open_transport("qemu://cortex-m7")
+
+
+def test_simulator_schemes_are_plug_ins_and_a_missing_one_says_what_is_missing(monkeypatch):
+    """sim:// and fault:// come from the simulator's entry points (the runtime names it nowhere); a scheme
+    whose plug-in is not registered, or cannot be imported, is refused in one line naming what is missing."""
+    from ecgedge.edge_runtime.transports import base
+
+    schemes = base.transport_schemes()
+    assert schemes["sim"].startswith("ecgedge.device_sim.") and schemes["fault"].startswith("ecgedge.device_sim.")
+    assert type(open_transport("sim://pocket_k")).__module__ == "ecgedge.device_sim.transport"
+    try:
+        import bumble  # noqa: F401  (the arm64 tier installs the runtime only: there the backend must say what is missing)
+    except ImportError:
+        with pytest.raises(ConfigError, match=r"BLE backend 'bumble' needs .*No module named 'bumble'.*ecgedge\[sim\]"):
+            base.ble_backend("bumble")
+    else:
+        assert base.ble_backend("bumble").__module__ == "ecgedge.device_sim.bleak_bumble"
+    monkeypatch.setattr(base, "plugins", lambda group: {})          # a runtime-only install without them
+    with pytest.raises(ConfigError, match=r"scheme 'sim' comes from the device simulator .*install") as e:
+        open_transport("sim://pocket_k")
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="BLE backend 'bumble' comes from"):
+        open_transport("ble://name=Pocket-K?backend=bumble")
+    monkeypatch.setattr(base, "plugins", lambda group: {"sim": "ecgedge_missing_plugin.sim:SimTransport"})
+    with pytest.raises(ConfigError, match="sim:// needs ecgedge_missing_plugin.sim:SimTransport.*No module named"):
+        open_transport("sim://pocket_k")
 
 
 def test_loop_link_round_trip_and_seq_loss_counting():

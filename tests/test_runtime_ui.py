@@ -9,7 +9,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from ecgedge.edge_runtime.package import load_package
+from ecgedge.contract.package import load_package
 from ecgedge.edge_runtime.session import Session, SessionOptions
 from ecgedge.edge_runtime.ui import LiveUi
 

@@ -11,9 +11,9 @@ import pytest
 
 from ecgedge.device_sim.device import SimConfig, VirtualDevice
 from ecgedge.device_sim.transport import SimTransport
-from ecgedge.edge_runtime.inference import LiteRtEngine
-from ecgedge.edge_runtime.link import DeviceLink
-from ecgedge.edge_runtime.package import load_package
+from ecgedge.contract.runners import LiteRtRunner
+from ecgedge.firmware_bridge.link import DeviceLink
+from ecgedge.contract.package import load_package
 from ecgedge.edge_runtime.session import Session, SessionOptions
 from ecgedge.errors import ConfigError, ProtocolError
 from ecgedge.firmware_bridge import protocol as P
@@ -103,7 +103,7 @@ def test_load_input_and_infer_run_the_package_model(pkg_dir):
     pkg = load_package(pkg_dir)
     rng = np.random.default_rng(0)
     q = rng.integers(-128, 128, 5000).astype(np.int8)
-    expected = LiteRtEngine(pkg.file("model_int8.tflite")).run_int8(q)
+    expected = LiteRtRunner(pkg.file("model_int8.tflite")).run_one(q)
 
     async def go():
         link = await _link(f"sim://pocket_k?package={pkg_dir}")
@@ -132,7 +132,7 @@ def test_runtime_refuses_device_with_other_model(pkg_dir, tmp_path):
     tfl = bytearray((other / "model_int8.tflite").read_bytes())
     tfl[-1] ^= 1
     (other / "model_int8.tflite").write_bytes(bytes(tfl))
-    from ecgedge.edge_runtime.package import write_manifest
+    from ecgedge.contract.package import write_manifest
 
     write_manifest(other, m)
     from ecgedge.errors import PackageError

@@ -57,7 +57,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--cpi", type=_cli.positive_float, default=None,
                    help="cycles per instruction assumed to turn emulated instruction counts into ms (default 1.0)")
     r.add_argument("--trust", type=_cli.as_path(_cli.existing_path), default=None,
-                   help="public key: require a valid package signature")
+                   help="public key, or a folder of *.pub keys (and a `revoked` list): require a valid package signature")
     r.add_argument("--allow-unsigned", action="store_true",
                    help="with --trust, still run an unsigned package (marked UNSIGNED in every report)")
     r.add_argument("--checkpoint", type=_cli.as_path(_cli.existing_file), default=None,

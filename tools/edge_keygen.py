@@ -35,13 +35,14 @@ def parse(args=None):
 def _run(a) -> int:
     from pathlib import Path
 
-    from ecgedge.edge_runtime.package import generate_keypair
+    from ecgedge.contract.package import generate_keypair, key_fingerprint
     from ecgedge.errors import EdgeError
 
     if Path(a.out).exists() and not a.force:
         raise EdgeError(f"{a.out} exists; pass --force to overwrite it")
     priv, pub = generate_keypair(a.out)
-    print(f"private key: {priv}\npublic key:  {pub}")
+    print(f"private key: {priv}\npublic key:  {pub}\nfingerprint: {key_fingerprint(pub)}  "
+          "(a trust folder's `revoked` file lists these to revoke a key)")
     return 0
 
 

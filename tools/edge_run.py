@@ -35,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=_cli.positive_float, default=None,
                    help="stop after this many seconds of signal (default: until Ctrl-C)")
     p.add_argument("--trust",
-                   help="Ed25519 public key (PEM): require a valid package signature by it")
+                   help="Ed25519 public key (PEM), or a folder of *.pub keys with an optional `revoked` list of "
+                        "fingerprints: require a valid package signature by a trusted key")
     p.add_argument("--allow-unsigned", action="store_true",
                    help="with --trust, still run an unsigned package (marked 'unsigned' in every result)")
     p.add_argument("--hop", type=_cli.positive_int, default=None,
@@ -198,7 +199,7 @@ async def _run(a, console):
     import signal
     from pathlib import Path
 
-    from ecgedge.edge_runtime.package import load_package
+    from ecgedge.contract.package import load_package
     from ecgedge.edge_runtime.session import Session, SessionOptions
 
     allow_unsigned = a.allow_unsigned or a.trust is None

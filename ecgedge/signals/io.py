@@ -8,13 +8,12 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from scipy import signal as sps
 
 from ecgedge.errors import ConfigError, DataError
+from ecgedge.signals.resample import resample
 
 FORMATS = ("wfdb", "edf", "csv", "npy")
 EXTENSIONS = {".hea": "wfdb", ".dat": "wfdb", ".mat": "wfdb", ".edf": "edf", ".csv": "csv", ".txt": "csv",
@@ -24,7 +23,6 @@ UNIT_TO_UV = {"uv": 1.0, "µv": 1.0, "μv": 1.0, "microvolt": 1.0, "microvolts":
               "millivolt": 1000.0, "millivolts": 1000.0, "v": 1e6, "volt": 1e6, "volts": 1e6}
 LEAD_I_NAMES = {"i", "lead i", "lead_i", "ecg i", "ecg_i", "ecg lead i", "lead1", "lead 1", "lead_1"}
 TIME_COLUMN_NAMES = {"time", "t", "time_s", "seconds", "sec", "s", "time_ms", "ms", "timestamp"}
-MAX_RESAMPLE_DENOMINATOR = 1000
 
 
 @dataclass
@@ -40,22 +38,6 @@ class Record:
     @property
     def duration_s(self) -> float:
         return self.signal_uv.size / self.sampling_rate
-
-
-def resample(signal, from_rate: float, to_rate: float) -> np.ndarray:
-    """Polyphase resampling (anti-aliased) by the rational approximation of to_rate / from_rate."""
-    x = np.asarray(signal, dtype=np.float64)
-    for name, rate in (("from_rate", from_rate), ("to_rate", to_rate)):
-        if not (isinstance(rate, (int, float, np.integer, np.floating)) and np.isfinite(rate) and rate > 0):
-            raise ConfigError(f"resample: {name} must be a positive number of Hz, got {rate!r}")
-    if x.ndim != 1:
-        raise DataError(f"resample expects a 1-D signal, got shape {x.shape}")
-    ratio = Fraction(float(to_rate) / float(from_rate)).limit_denominator(MAX_RESAMPLE_DENOMINATOR)
-    if ratio == 1:
-        return x.copy()
-    if x.size == 0:
-        return x.copy()
-    return sps.resample_poly(x, ratio.numerator, ratio.denominator)
 
 
 def _unit_factor(unit: str | None, path: Path, channel: str) -> float:

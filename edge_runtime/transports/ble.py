@@ -5,14 +5,20 @@ URLs::
     ble://AA:BB:CC:DD:EE:FF                 by address
     ble://name=Pocket-K                     by advertised local name
     ...?profile=auto|ecgedge|pmd|hrs        GATT profile (default auto: ecgedge, else pmd, else hrs)
-    ...&backend=bluez|bumble                bleak backend (default: bleak's platform backend)
+    ...&backend=bluez|NAME                  bleak backend (default: bleak's platform backend; NAME: one a
+                                            plug-in registers, e.g. the simulator's "bumble")
     ...&timeout=10&mtu=247&hr=1             scan/connect timeout (s), ATT MTU asked (bumble), HRS on/off
     ...&backend=bumble&sim=pocket_k&k=6.2&speed=20&services=ecgedge,pmd,hrs
                                             also start the simulator's BLE peripheral in this process
                                             (a demo of the whole BLE path without hardware; every
-                                            other query parameter goes to its sim:// URL)
+                                            other query parameter goes to its sim:// URL); the
+                                            backend's plug-in provides it
 
-Profiles (see ``ecgedge.edge_runtime.ble_gatt``):
+Back-ends other than bleak's own come from plug-ins (entry point group ``ecgedge.ble_backends``, see
+``ecgedge.edge_runtime.transports.base``): an object with ``scanner`` and ``client`` (bleak backend
+classes), ``client_kwargs(transport)`` and, for ``sim=``, ``async start_simulator(transport)``.
+
+Profiles (see ``ecgedge.firmware_bridge.ble_gatt``):
 
 - ``ecgedge``: our service carries the wire protocol unchanged: notifications of the TX
   characteristic are the device's bytes, writes to RX are the host's bytes (cut to the MTU).
@@ -37,15 +43,15 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from ecgedge.edge_runtime import ble_gatt as g
-from ecgedge.edge_runtime.transports.base import QueueReader, Transport, query_number, url_query
+from ecgedge.firmware_bridge import ble_gatt as g
+from ecgedge.edge_runtime.transports.base import QueueReader, Transport, ble_backend, query_number, url_query
 from ecgedge.errors import ConfigError, TransportError
 from ecgedge.firmware_bridge import protocol as p
 
 log = logging.getLogger(__name__)
 
 _ADDRESS = re.compile(r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$")
-BACKENDS = ("bluez", "bumble", "default")
+BLEAK_BACKENDS = ("bluez", "default")  # bleak's own; others are plug-ins (ble_backend)
 OWN_PARAMS = ("profile", "backend", "timeout", "mtu", "hr", "name", "sim", "services")
 PROFILES = ("auto",) + g.PROFILES
 I16_MAX = 32767
@@ -59,13 +65,9 @@ class HeartRateReading:
     received_s: float  # loop time when it arrived
 
 
-def _backends(name: str):
-    """(scanner backend class, client backend class) or (None, None) for bleak's own choice."""
-    if name == "bumble":
-        from ecgedge.edge_runtime.bleak_bumble import BumbleClient, BumbleScanner
-
-        return BumbleScanner, BumbleClient
-    return None, None
+def _backend(name: str):
+    """The plug-in back-end named `name`, or None for bleak's own choice."""
+    return None if name in BLEAK_BACKENDS else ble_backend(name, also=BLEAK_BACKENDS)
 
 
 class BleTransport(Transport):
@@ -92,17 +94,19 @@ class BleTransport(Transport):
         if self.profile not in PROFILES:
             raise ConfigError(f"{url!r}: profile={self.profile!r}, expected one of {', '.join(PROFILES)}")
         self.backend = q.get("backend", "default")
-        if self.backend not in BACKENDS:
-            raise ConfigError(f"{url!r}: backend={self.backend!r}, expected one of {', '.join(BACKENDS)}")
+        try:
+            self._backend = _backend(self.backend)
+        except ConfigError as e:  # a back-end nothing provides
+            raise ConfigError(f"{url!r}: backend={self.backend!r}: {e}") from None
         self.timeout = query_number(q, "timeout", 10.0, float)
         self.mtu = query_number(q, "mtu", 247, int)
         hr = query_number(q, "hr", None, int)
         self.want_hr: bool | None = None if hr is None else bool(hr)  # None: on for pmd/hrs
         self.sim_url: str | None = None
         if "sim" in q:
-            if self.backend != "bumble":
-                raise ConfigError(f"{url!r}: sim= needs backend=bumble (the simulated peripheral lives "
-                                  "on bumble's virtual radio)")
+            if not hasattr(self._backend, "start_simulator"):
+                raise ConfigError(f"{url!r}: sim= needs backend=bumble (the simulated peripheral lives on "
+                                  "bumble's virtual radio)")
             from urllib.parse import urlencode
 
             sim_q = {k: v for k, v in q.items() if k not in OWN_PARAMS}
@@ -128,10 +132,11 @@ class BleTransport(Transport):
         from bleak import BleakClient, BleakScanner
         from bleak.exc import BleakError
 
-        scanner_backend, client_backend = _backends(self.backend)
+        scanner_backend = getattr(self._backend, "scanner", None)
+        client_backend = getattr(self._backend, "client", None)
         await self._disconnect_quietly()  # an earlier link not closed
         if self.sim_url is not None:
-            await _simulated_peripheral(self)
+            await self._backend.start_simulator(self)
         self._q = QueueReader()
         self.heart_rates = []
         try:
@@ -147,7 +152,7 @@ class BleTransport(Transport):
             what = f"address {self.address}" if self.address else f"name {self.name!r}"
             raise TransportError(f"{self.url}: no BLE device with {what} found within {self.timeout:g} s")
         self.device_name = device.name
-        kwargs = {"mtu": self.mtu} if self.backend == "bumble" else {}
+        kwargs = self._backend.client_kwargs(self) if self._backend is not None else {}
         client = BleakClient(device, disconnected_callback=self._on_disconnect, timeout=self.timeout,
                              backend=client_backend, **kwargs)
         try:
@@ -261,22 +266,6 @@ class BleTransport(Transport):
             return
         self.heart_rates.append(HeartRateReading(m.bpm, m.rr_s, m.contact,
                                                  asyncio.get_running_loop().time()))
-
-
-async def _simulated_peripheral(t: BleTransport):
-    """Start (once per event loop and name) the simulator's peripheral that `t` asked for with sim=.
-    It outlives the transport's reconnects, as a real device does."""
-    from ecgedge.device_sim.ble_peripheral import DEFAULT_ADDRESS, sim_peripheral
-    from ecgedge.edge_runtime.bleak_bumble import get_radio
-
-    radio = get_radio()
-    peripherals = radio.peripherals
-    key = t.name or t.address
-    if key not in peripherals:
-        peripherals[key] = await sim_peripheral(
-            t.sim_url, services=t.sim_services, name=t.name or "Pocket-K", address=t.address or DEFAULT_ADDRESS,
-            radio=radio).start()
-    return peripherals[key]
 
 
 class _PmdAdapter:

@@ -17,7 +17,7 @@ class SpyTransport(Transport):
         super().__init__(url)
         inner, own = split_wrapper_url(url, "spy", {"spy_log"}, "spy://socket://127.0.0.1:5000")
         self.log_path = dict(own).get("spy_log")
-        from ecgedge.edge_runtime.transports import open_transport
+        from ecgedge.edge_runtime.transports.base import open_transport
 
         self.inner = open_transport(inner)
         self._file = None

@@ -7,11 +7,23 @@
 #include <math.h>
 #include <string.h>
 
+#ifdef ECG_FLOAT_IO
+#error "the protocol firmware runs int8 in/out models (LOAD_INPUT/RESULT carry int8); use edge-engine verify for float-edge models"
+#endif
+
 #ifndef ECG_FW_NAME
 #define ECG_FW_NAME "ecgedge-fw 0.1.0 host"
 #endif
 #ifndef ECG_COUNTER_KIND
 #define ECG_COUNTER_KIND 0
+#endif
+#ifdef ECG_BOARD_INFO
+/* real boards (firmware_bridge/boards/board.c): the name carries the clock reached, and the counter is
+ * cycles only where the DWT cycle counter counts */
+const char *ecg_board_name(void);
+uint8_t ecg_board_counter_kind(void);
+#undef ECG_COUNTER_KIND
+#define ECG_COUNTER_KIND ecg_board_counter_kind()
 #endif
 #ifndef ECG_UV_PER_LSB
 #define ECG_UV_PER_LSB 1.0f
@@ -74,8 +86,13 @@ static void send_ack(const ecg_frame *f, uint8_t status) {
 }
 
 static void send_info(void) {
+#ifdef ECG_BOARD_INFO
+    const char *name = ecg_board_name();
+    size_t i = 0, nl = strlen(name);
+#else
     static const char name[] = ECG_FW_NAME;
     size_t i = 0, nl = sizeof name - 1;
+#endif
     pl[i++] = ECG_PROTO_VERSION;
     pl[i++] = (uint8_t)((ECG_MODEL_DEMO ? 1 : 0) | (model_ok ? 2 : 0) | ECG_FLAG_OPT);
     put_u16(pl + i, ECG_SAMPLE_RATE_HZ); i += 2;

@@ -54,8 +54,9 @@ typedef struct {
 
 typedef struct {
     int32_t outer, reduce, inner;     /* input viewed as [outer][reduce][inner], reduce axis removed */
-    int32_t variant;                  /* 0: 4-D axes 1,2 keep_dims; 1: same quant, plain division;
-                                         2: generic quantised mean (multiplier scaled by 1/n) */
+    int32_t variant;                  /* 0: 4-D axes 1,2 keep_dims; 2: generic quantised mean (multiplier
+                                         scaled by 1/n), both as tflite-micro; 1 (plain division, an older
+                                         tflite-micro's same-quantisation case) is no longer generated */
     int32_t in_zp, out_zp, mult, shift;
 } ecg_mean_params;
 
@@ -63,6 +64,55 @@ typedef struct {
     int32_t in_dims[4], out_dims[4], pad_before[4];
     int8_t pad_value;
 } ecg_pad_params;
+
+/* ---- general ops (issue 18): softmax, data movement, more binary ops, any-axes reductions, batch matmul,
+ * float edges, the int8 LSTM. Parameters are computed once by the generator (ops_general.py). ---- */
+
+typedef struct {
+    int32_t outer, depth;             /* rows of `depth` values; softmax over each row */
+    const int32_t *exp_table;         /* [256] exp(beta * scale * -d) in Q0.31 for d = max - x, 0 where d < -diff_min */
+} ecg_softmax_params;
+
+#define ECG_COPY_MAX_DIMS 6
+typedef struct {
+    int32_t ndim;                     /* iteration space, outermost first (<= ECG_COPY_MAX_DIMS) */
+    int32_t dims[ECG_COPY_MAX_DIMS];
+    int32_t in_strides[ECG_COPY_MAX_DIMS], out_strides[ECG_COPY_MAX_DIMS];   /* elements, may be negative */
+    int32_t in_base, out_base;
+} ecg_copy_params;
+
+typedef struct {
+    int32_t nkeep, keep_dims[ECG_COPY_MAX_DIMS], keep_strides[ECG_COPY_MAX_DIMS];
+    int32_t nred, red_dims[ECG_COPY_MAX_DIMS], red_strides[ECG_COPY_MAX_DIMS];
+    int32_t count;                    /* elements reduced into each output (outputs: kept dims, row-major) */
+    int32_t in_zp, out_zp, mult, shift;   /* mult/shift: SUM as given; MEAN with 1/count folded in (as TFLite) */
+} ecg_reduce_params;
+
+typedef struct {
+    int32_t batches[3];               /* broadcast batch dims (collapsed) */
+    int32_t lhs_bstrides[3], rhs_bstrides[3];
+    int32_t rows, cols, depth;
+    int32_t lhs_row_stride, lhs_k_stride, rhs_k_stride, rhs_col_stride;
+    int32_t lhs_offset, rhs_offset, out_offset, mult, shift, act_min, act_max;
+} ecg_bmm_params;
+
+typedef struct {
+    int32_t batch, time, in_dim, state, time_major;
+    int32_t cell_tanh;                /* cell gate non-linearity: 1 tanh, 0 sigmoid */
+    const int8_t *w_x[4], *w_h[4];    /* gates in TFLite's order of evaluation: forget, input, cell, output */
+    const int32_t *bias[4];
+    int32_t x_mult[4], x_shift[4], h_mult[4], h_shift[4];
+    int32_t x_offset, h_offset;       /* -zero point of the input and of the hidden state */
+    int32_t fc_mult, fc_shift;        /* forget gate x cell state -> cell state */
+    int32_t ic_mult, ic_shift;        /* input gate x cell gate -> cell state */
+    int32_t oh_mult, oh_shift, oh_zp; /* output gate x tanh(cell) -> hidden state (int8) */
+    int32_t cell_tanh_mult, cell_tanh_shift;   /* int16 tanh input rescale of the cell state (from its scale) */
+    int32_t clip;                     /* quantised cell clip, 0 = none */
+    const uint16_t *sigmoid;          /* [256] sigmoid(i/24) in 0.16 */
+    int8_t *hidden;                   /* [batch][state] state, reset to oh_zp at each inference */
+    int16_t *cell;                    /* [batch][state] state, reset to 0 */
+    int16_t *scratch;                 /* 4 x [batch][state] gate buffers */
+} ecg_lstm_params;
 
 void ecg_conv2d_ref(const ecg_conv_params *p, const int8_t *in, int8_t *out);
 void ecg_depthwise_ref(const ecg_conv_params *p, const int8_t *in, int8_t *out);
@@ -75,6 +125,17 @@ void ecg_mean_ref(const ecg_mean_params *p, const int8_t *in, int8_t *out);
 void ecg_pad_ref(const ecg_pad_params *p, const int8_t *in, int8_t *out);
 void ecg_lut_ref(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out);
 void ecg_copy(int32_t size, const int8_t *in, int8_t *out);
+void ecg_sub_ref(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void ecg_prelu_ref(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void ecg_maximum_ref(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void ecg_minimum_ref(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
+void ecg_softmax_ref(const ecg_softmax_params *p, const int8_t *in, int8_t *out);
+void ecg_strided_copy(const ecg_copy_params *p, const int8_t *in, int8_t *out);
+void ecg_reduce_ref(const ecg_reduce_params *p, const int8_t *in, int8_t *out);
+void ecg_bmm_ref(const ecg_bmm_params *p, const int8_t *lhs, const int8_t *rhs, int8_t *out);
+void ecg_quantize_f32(float scale, int32_t zero_point, int32_t size, const float *in, int8_t *out);
+void ecg_dequantize_f32(const float *table, int32_t size, const int8_t *in, float *out);
+void ecg_lstm_ref(const ecg_lstm_params *p, const int8_t *in, int8_t *out);
 
 #if defined(ECG_OPTIMIZED)
 void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out);

@@ -200,3 +200,27 @@ void ecg_lut_ref(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out)
 void ecg_copy(int32_t size, const int8_t *in, int8_t *out) {
     if (in != out) memmove(out, in, (size_t)size);
 }
+
+static int8_t sub_one(const ecg_binary_params *p, int32_t a, int32_t b) {
+    const int32_t sa = (int32_t)((uint32_t)(a + p->in1_offset) << p->left_shift);
+    const int32_t sb = (int32_t)((uint32_t)(b + p->in2_offset) << p->left_shift);
+    const int32_t raw = ecg_mbqm(sa, p->in1_mult, p->in1_shift) - ecg_mbqm(sb, p->in2_mult, p->in2_shift);
+    const int32_t o = ecg_mbqm(raw, p->out_mult, p->out_shift) + p->out_offset;
+    return (int8_t)ecg_clamp(o, p->act_min, p->act_max);
+}
+
+/* PRELU: in1 = input (in1_mult/shift: identity rescale), in2 = alpha (in2_mult/shift: input x alpha rescale) */
+static int8_t prelu_one(const ecg_binary_params *p, int32_t a, int32_t b) {
+    const int32_t x = a + p->in1_offset;
+    const int32_t o = (x >= 0 ? ecg_mbqm(x, p->in1_mult, p->in1_shift)
+                              : ecg_mbqm(x * (b + p->in2_offset), p->in2_mult, p->in2_shift)) + p->out_offset;
+    return (int8_t)ecg_clamp(o, -128, 127);
+}
+
+static int8_t max_one(const ecg_binary_params *p, int32_t a, int32_t b) { (void)p; return (int8_t)(a > b ? a : b); }
+static int8_t min_one(const ecg_binary_params *p, int32_t a, int32_t b) { (void)p; return (int8_t)(a < b ? a : b); }
+
+void ecg_sub_ref(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) { BROADCAST_LOOP(sub_one) }
+void ecg_prelu_ref(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) { BROADCAST_LOOP(prelu_one) }
+void ecg_maximum_ref(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) { BROADCAST_LOOP(max_one) }
+void ecg_minimum_ref(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out) { BROADCAST_LOOP(min_one) }

@@ -26,7 +26,6 @@ static inline int32_t ecg_mbqm(int32_t x, int32_t mult, int32_t shift) {
 static inline int32_t ecg_clamp(int32_t v, int32_t lo, int32_t hi) {
     return v < lo ? lo : (v > hi ? hi : v);
 }
-#endif
 
 /* Requantiser with the shift split precomputed (optimised kernels keep it in registers). Same result
  * as ecg_mbqm for multipliers in [0, 2^31) (QuantizeMultiplier never yields INT32_MIN). */
@@ -46,3 +45,4 @@ static inline int32_t ecg_rq_apply(int32_t x, ecg_rq r) {
     const int32_t v = (int32_t)(((int64_t)(int32_t)((uint32_t)x << r.left) * r.mult + ((int64_t)1 << 30)) >> 31);
     return (v >> r.right) + ((v & r.mask) > r.half + (v < 0));
 }
+#endif

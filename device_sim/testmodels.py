@@ -1,4 +1,5 @@
-"""Small full-INT8 TFLite models that cover the firmware engine's op set (for tests and benches).
+"""Test doubles for the firmware engine: small full-INT8 TFLite models covering its op set, ECG-like
+test windows, their INT8 test vectors, and minimal packages around a model (for tests and benches).
 
 Built with Keras 3 + TFLiteConverter (int8 in/out, representative dataset), NHWC with height 1 like
 the exported ECG models. Deterministic (fixed seeds). TensorFlow is imported lazily.
@@ -6,8 +7,6 @@ the exported ECG models. Deterministic (fixed seeds). TensorFlow is imported laz
 
 from __future__ import annotations
 
-import hashlib
-import json
 from pathlib import Path
 
 import numpy as np
@@ -77,8 +76,9 @@ def _build_keras(window: int, seed: int):
     return keras.Model(inp, out)
 
 
-def representative_windows(n: int, window: int, seed: int = 0) -> np.ndarray:
-    """ECG-ish float windows [n, 1, window, 1] (model units, about +-1.5)."""
+def ecg_like_windows(n: int, window: int, seed: int = 0) -> np.ndarray:
+    """ECG-ish float windows [n, 1, window, 1] (model units, about +-1.5): beats, T waves, baseline
+    wander and noise from a formula, not the physiological generator (the op-coverage models' data)."""
     rng = np.random.default_rng(seed)
     t = np.arange(window) / 100.0
     out = np.empty((n, 1, window, 1), np.float32)
@@ -92,7 +92,22 @@ def representative_windows(n: int, window: int, seed: int = 0) -> np.ndarray:
     return out
 
 
-def convert_int8(model, rep: np.ndarray) -> bytes:
+def int8_vectors(model: str | Path | bytes, n: int, seed: int = 0, noise_rows: int = 3) -> np.ndarray:
+    """INT8 inputs [n, input size] for a model: ECG-like windows quantised with the model's own input
+    parameters (the contract's quantize_input); the last `noise_rows` rows are random bytes."""
+    from ecgedge.contract.runners import open_int8_runner
+
+    runner = open_int8_runner(model, "tflm")
+    x = ecg_like_windows(n, runner.input_size, seed=seed).reshape(n, runner.input_size)
+    q = runner.to_int8(x)
+    if noise_rows:
+        q[-noise_rows:] = np.random.default_rng(seed).integers(-128, 128, q[-noise_rows:].shape)
+    return q
+
+
+def convert_int8(model, rep: np.ndarray, float_io: bool = False) -> bytes:
+    """Full-INT8 .tflite of a Keras model, calibrated on rep [N, *input shape]; int8 in/out, or with
+    float_io float32 in/out (the converter's QUANTIZE first and DEQUANTIZE last)."""
     import tensorflow as tf
 
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -104,39 +119,38 @@ def convert_int8(model, rep: np.ndarray) -> bytes:
 
     conv.representative_dataset = gen
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    if not float_io:
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
     return conv.convert()
 
 
 def build_test_tflite(window: int = 256, seed: int = 0) -> bytes:
     """The op-coverage test model as full-INT8 .tflite bytes."""
     model = _build_keras(window, seed)
-    return convert_int8(model, representative_windows(32, window, seed + 1))
+    return convert_int8(model, ecg_like_windows(32, window, seed + 1))
 
 
 def write_test_package(out_dir: str | Path, tflite: bytes, name: str = "opmix", demo: bool = True) -> Path:
-    """A minimal package folder (model_int8.tflite + manifest.json) as edge-export writes it (docs/runtime.md, "Packages")."""
-    from ecgedge.firmware_bridge.tflite_model import load_model
+    """A minimal package folder (model_int8.tflite + manifest.json, docs/architecture.md "package"):
+    the input and output quantisation read from the model, regression outputs, written by the
+    contract's one manifest writer."""
+    from ecgedge.contract.package import write_manifest
+    from ecgedge.contract.runners import open_int8_runner
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "model_int8.tflite").write_bytes(tflite)
-    m = load_model(tflite)
-    tin = m.tensors[m.inputs[0]]
-    sha = hashlib.sha256(tflite).hexdigest()
+    r = open_int8_runner(tflite, "tflm")
     manifest = {
-        "format": "ecgedge-package/1", "model": name, "target": "cortex-m7", "demo": demo,
-        "model_sha256": sha, "artifacts": {"model_int8.tflite": sha},
+        "model": name, "target": "cortex-m7", "demo": demo,
         "input": {"signal": "ecg", "lead": "I", "sampling_rate_hz": 500,
-                  "window_samples": int(np.prod(tin.shape)), "units": "uV", "scale_uv": 1000.0,
+                  "window_samples": r.input_size, "units": "uV", "scale_uv": 1000.0,
                   "preprocessing": {"highpass_hz": 0.5, "notch_hz": 50.0, "lowpass_hz": 40.0},
-                  "tflite_scale": float(tin.scale[0]), "tflite_zero_point": int(tin.zero_point[0]),
-                  "tflite_shape": list(tin.shape)},
-        "outputs": [{"name": f"out{i}", "kind": "regression", "index": i,
-                     "tflite_scale": float(m.tensors[m.outputs[0]].scale[0]),
-                     "tflite_zero_point": int(m.tensors[m.outputs[0]].zero_point[0])}
-                    for i in range(int(np.prod(m.tensors[m.outputs[0]].shape)))],
+                  "tflite_scale": r.input_scale, "tflite_zero_point": r.input_zero_point,
+                  "tflite_shape": list(r.input_shape)},
+        "outputs": [{"name": f"out{i}", "kind": "regression", "index": i, "tflite_scale": r.output_scale,
+                     "tflite_zero_point": r.output_zero_point} for i in range(r.n_outputs)],
     }
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
+    write_manifest(out, manifest)
     return out

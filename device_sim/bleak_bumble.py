@@ -6,7 +6,7 @@ attached to a :class:`VirtualRadio` (a ``bumble.link.LocalLink``). Any bumble pe
 to the same radio in the same asyncio loop (e.g. ``ecgedge.device_sim.ble_peripheral``) can then be
 found, connected, discovered, written and subscribed to by *unchanged* bleak code::
 
-    from ecgedge.edge_runtime.bleak_bumble import BumbleScanner, BumbleClient
+    from ecgedge.device_sim.bleak_bumble import BumbleScanner, BumbleClient
     dev = await BleakScanner.find_device_by_name("Pocket-K", backend=BumbleScanner)
     async with BleakClient(dev, backend=BumbleClient) as client: ...
 
@@ -470,3 +470,30 @@ class BumbleClient(BaseBleakClient):
         assert self._peer is not None
         subscriber = self._subscribers.pop(characteristic.handle, None)
         await self._peer.unsubscribe(characteristic.obj, subscriber)
+
+
+class BumbleBackend:
+    """What ``ble://...&backend=bumble`` loads (entry point ``bumble`` in the group
+    ``ecgedge.ble_backends``): the bleak classes above, the ATT MTU to ask for, and the simulator's
+    peripheral for ``&sim=...``."""
+
+    scanner = BumbleScanner
+    client = BumbleClient
+
+    @staticmethod
+    def client_kwargs(transport) -> dict:
+        return {"mtu": transport.mtu}
+
+    @staticmethod
+    async def start_simulator(transport):
+        """Start (once per event loop and name) the simulator's peripheral that `transport` asked for
+        with sim=. It outlives the transport's reconnects, as a real device does."""
+        from ecgedge.device_sim.ble_peripheral import DEFAULT_ADDRESS, sim_peripheral
+
+        radio = get_radio()
+        key = transport.name or transport.address
+        if key not in radio.peripherals:
+            radio.peripherals[key] = await sim_peripheral(
+                transport.sim_url, services=transport.sim_services, name=transport.name or "Pocket-K",
+                address=transport.address or DEFAULT_ADDRESS, radio=radio).start()
+        return radio.peripherals[key]

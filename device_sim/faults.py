@@ -39,7 +39,7 @@ class FaultTransport(Transport):
         for k in ("drop_link_every", "reboot_every"):
             if self.params.get(k, 1) < 1:
                 raise ConfigError(f"fault parameter {k}={self.params[k]}: expected >= 1 frames")
-        from ecgedge.edge_runtime.transports import open_transport
+        from ecgedge.edge_runtime.transports.base import open_transport
 
         self.inner = open_transport(inner)
         if "reboot_every" in self.params and not hasattr(self.inner, "device"):
