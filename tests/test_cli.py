@@ -15,7 +15,8 @@ import pytest
 
 from ecgedge import labels
 from ecgedge.errors import ConfigError, FirmwareError
-from ecgedge.tools import _cli, edge_export, edge_hil, edge_keygen, edge_run, edge_sim, edge_train
+from ecgedge.tools import (_cli, edge_engine, edge_export, edge_flash, edge_hil, edge_keygen, edge_run, edge_sim,
+                           edge_train)
 
 _spec = importlib.util.spec_from_file_location("runtime_support", Path(__file__).with_name("runtime_support.py"))
 support = importlib.util.module_from_spec(_spec)
@@ -23,7 +24,8 @@ _spec.loader.exec_module(support)
 
 BIN = Path(sys.executable).parent
 PARSERS = {"edge-train": edge_train.parser, "edge-export": edge_export.parser, "edge-run": edge_run.parser,
-           "edge-sim": edge_sim.parser, "edge-hil": edge_hil.parser, "edge-keygen": edge_keygen.parser}
+           "edge-sim": edge_sim.parser, "edge-hil": edge_hil.parser, "edge-keygen": edge_keygen.parser,
+           "edge-engine": edge_engine.parser, "edge-flash": edge_flash.parser}
 
 
 def _help(parser_fn, *sub) -> str:
@@ -39,7 +41,7 @@ def test_help_has_examples_exit_codes_and_every_flag_documented(name):
     assert _cli.undocumented_flags(parser) == []
     text = parser.format_help()
     assert "examples:\n  edge-" in text and "exit codes:\n  0 " in text and "\n  2 " in text and "\n  70 " in text
-    sub = {"edge-hil": "run", "edge-sim": "serve"}.get(name)
+    sub = {"edge-hil": "run", "edge-sim": "serve", "edge-engine": "verify"}.get(name)
     if sub:
         text = _help(PARSERS[name], sub)
         assert "examples:" in text and "exit codes:" in text and "--verbose" in text
@@ -81,6 +83,9 @@ BAD = [
     (edge_hil.parse, ["run", "--model", ".", "--device", "d", "--windows", "0"], "--windows", ">= 1"),
     (edge_hil.parse, ["run", "--model", ".", "--device", "d", "--timeout", "-2"], "--timeout", "> 0"),
     (edge_keygen.parse, ["--out", "/nonexistent/dir/key"], "--out", "an existing folder"),
+    (edge_engine.parse, ["verify", "m.tflite", "--core", "host", "--inputs", "0"], "--inputs", ">= 1"),
+    (edge_engine.parse, ["verify", "m.tflite", "--core", "host", "--data", "/no.npy"], "--data", "an existing file"),
+    (edge_flash.parse, ["pkg", "--board", "nucleo-h743zi2", "--timeout", "0"], "--timeout", "> 0"),
 ]
 
 
