@@ -48,11 +48,10 @@ target_link_libraries(run_mv ecgedge_model)
 
 
 def bench_package(pkg: Path, windows: int, work: Path) -> dict:
-    from ecgedge.edge_runtime.inference import quantize_window
+    from ecgedge.contract.quantization import quantize_input, window_int8
     from ecgedge.firmware_bridge import clib
     from ecgedge.firmware_bridge.board_firmware import boards, build_board_firmware
-    from ecgedge.firmware_bridge.tflm_ref import tflm_outputs
-    from ecgedge.quantize.validate import quantize_input
+    from ecgedge.contract.runners import tflm_run_tensors as tflm_outputs
     from ecgedge.targets import get_target
 
     manifest = json.loads((pkg / "manifest.json").read_text())
@@ -84,7 +83,7 @@ def bench_package(pkg: Path, windows: int, work: Path) -> dict:
                    for i in range(windows)]).astype(np.float32)
     q = np.stack([quantize_input(w.astype(np.float64) * 1000.0 / contract["scale_uv"], contract["tflite_scale"],
                                  contract["tflite_zero_point"]) for w in mv])
-    assert np.array_equal(q, np.stack([quantize_window(w.astype(np.float64) * 1000.0, contract) for w in mv]))
+    assert np.array_equal(q, np.stack([window_int8(w.astype(np.float64) * 1000.0, contract) for w in mv]))
     ref = tflm_outputs(tfl, q)
     (work / "q.bin").write_bytes(q.tobytes())
     r = subprocess.run([work / "host/run_one", work / "q.bin"], capture_output=True, timeout=600)

@@ -13,9 +13,9 @@ from ecgedge.firmware_bridge import board_firmware as bf
 from ecgedge.firmware_bridge import protocol as P
 from ecgedge.firmware_bridge.client import FirmwareClient
 from ecgedge.firmware_bridge.cores import get_core
-from ecgedge.firmware_bridge.testmodels import write_test_package
-from ecgedge.firmware_bridge.tflm_ref import quantized_windows as windows
-from ecgedge.firmware_bridge.tflm_ref import tflm_outputs
+from ecgedge.device_sim.testmodels import write_test_package
+from ecgedge.device_sim.testmodels import int8_vectors as windows
+from ecgedge.contract.runners import tflm_run_tensors as tflm_outputs
 from ecgedge.targets import get_target
 
 GOLDEN = Path(__file__).parent / "golden"

@@ -10,11 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ecgedge.edge_runtime.inference import quantize_window
+from ecgedge.contract.quantization import window_int8
 from ecgedge.firmware_bridge import clib
-from ecgedge.firmware_bridge.testmodels import write_test_package
-from ecgedge.firmware_bridge.tflm_ref import quantized_windows as windows
-from ecgedge.firmware_bridge.tflm_ref import tflm_outputs
+from ecgedge.device_sim.testmodels import write_test_package
+from ecgedge.device_sim.testmodels import int8_vectors as windows
+from ecgedge.contract.runners import tflm_run_tensors as tflm_outputs
 
 GOLDEN = Path(__file__).parent / "golden"
 MODEL = GOLDEN / "firmware_opmix_int8.tflite"
@@ -133,7 +133,7 @@ def test_host_cmake_c99_cpp17_bit_exact(lib, tmp_path):
     clipped = [int(line.split()[1]) for line in r.stderr.decode().splitlines()]
     finite = np.nan_to_num(mv.astype(np.float64), nan=-np.inf)   # NaN: the helper's documented -128
     with np.errstate(over="ignore"):
-        q_host = np.array([quantize_window(w * 1000.0, contract) for w in finite])
+        q_host = np.array([window_int8(w * 1000.0, contract) for w in finite])
     raw = tflm_outputs(MODEL, q_host)
     o = manifest["outputs"][0]
     want = ((raw.astype(np.float64) - o["tflite_zero_point"]) * o["tflite_scale"]).astype(np.float32)
