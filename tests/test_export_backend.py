@@ -30,7 +30,9 @@ def test_package_is_complete_and_hashes_verify(exported_package):
         assert (d / name).is_file(), name
     m = json.loads((d / "manifest.json").read_text())
     assert m["format"] == "ecgedge-package/1" and m["model"] == "pocket_k" and m["target"] == "cortex-m7"
-    assert set(m["artifacts"]) == {p.name for p in d.iterdir() if p.name not in ("manifest.json", "manifest.sig")}
+    on_disk = {p.relative_to(d).as_posix() for p in d.rglob("*") if p.is_file()}   # c/ included (the C library)
+    assert set(m["artifacts"]) == on_disk - {"manifest.json", "manifest.sig"}
+    assert "c/ecgedge_model.h" in m["artifacts"]
     for name, digest in m["artifacts"].items():
         assert hashlib.sha256((d / name).read_bytes()).hexdigest() == digest, name
     assert m["model_sha256"] == m["artifacts"]["model_int8.tflite"]
