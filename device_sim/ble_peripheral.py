@@ -62,6 +62,7 @@ class PeripheralStats:
     pmd_sent: list[tuple[int, int, np.ndarray]] = field(default_factory=list, repr=False)
     pmd_sessions: int = 0
     pmd_session_t0_ns: list[int] = field(default_factory=list)  # strap time of each stream's sample 0
+    cuts_mid_frame: int = 0  # fault injection: links dropped right after a notification that ended mid-frame
 
 
 def _open_device(url_or_transport: Any):
@@ -261,9 +262,27 @@ class BlePeripheral:
                 continue
             step = connection.att_mtu - 3
             for i in range(0, len(data), step):
-                await self.bumble.notify_subscriber(connection, self._tx_char, data[i:i + step])
+                chunk = data[i:i + step]
+                await self.bumble.notify_subscriber(connection, self._tx_char, chunk)
                 self.stats.tx_notifications += 1
-            self.stats.tx_bytes += len(data)
+                self.stats.tx_bytes += len(chunk)
+                if self._cut_due() and not chunk.endswith(b"\x00"):
+                    # fault injection: the link drops with a frame half delivered (the rest never goes out)
+                    self.stats.cuts_mid_frame += 1
+                    self._next_cut = self.stats.tx_notifications + self.cut_mid_frame_every
+                    await connection.disconnect()
+                    return
+
+    #: fault injection: drop the link after a notification that ends mid-frame, every N notifications (0: never)
+    cut_mid_frame_every = 0
+    _next_cut = 0
+
+    def _cut_due(self) -> bool:
+        if not self.cut_mid_frame_every:
+            return False
+        if not self._next_cut:
+            self._next_cut = self.cut_mid_frame_every
+        return self.stats.tx_notifications >= self._next_cut
 
     # -- PMD service ------------------------------------------------------------------------------
     def _pmd_features(self, _connection) -> bytes:

@@ -12,13 +12,14 @@ import asyncio
 import collections
 import json
 import logging
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ecgedge.errors import ConfigError, EdgeError, ProtocolError
+from ecgedge.errors import ConfigError, EdgeError, ModelError, ProtocolError
 from ecgedge.firmware_bridge import protocol as P
 
 log = logging.getLogger("ecgedge.sim")
@@ -50,6 +51,7 @@ class SimConfig:
     truth: str | None = None  # ground-truth file prefix (PREFIX.i16 + PREFIX.json)
     clock_jump: list = field(default_factory=list)  # [(at_s, jump_s)]: the device clock jumps (fault injection)
     rewind_s: float = 5.0  # on resume after a lost link, resend this much (the host drops duplicates)
+    seq0: int = 0  # the first frame sequence number (fault injection: start near the u16 wrap-around)
     max_buffer_s: float = 600.0
 
     @classmethod
@@ -57,7 +59,7 @@ class SimConfig:
         c = cls(model=model or "pocket_k")
         conv = {"k": float, "hr": float, "noise": float, "seed": int, "speed": float, "sampling_rate": int,
                 "fs": int, "uv_per_lsb": float, "gain": float, "drift_ppm": float, "drift": float, "drop": float, "corrupt": float,
-                "burst": int, "battery": float, "samples_per_frame": int, "rewind_s": float}
+                "burst": int, "battery": float, "samples_per_frame": int, "rewind_s": float, "seq0": int}
         for key, val in q.items():
             if key in ("package", "replay", "truth"):
                 setattr(c, key, val)
@@ -77,17 +79,40 @@ class SimConfig:
         c.validate()
         return c
 
-    def validate(self):
-        if self.speed <= 0:
-            raise ConfigError(f"speed={self.speed}: expected > 0")
-        if not 0 <= self.drop < 1:
-            raise ConfigError(f"drop={self.drop}: expected a probability in [0, 1)")
-        if not 1 <= self.samples_per_frame <= P.MAX_SAMPLES_PER_FRAME:
-            raise ConfigError(f"samples_per_frame={self.samples_per_frame}: expected 1..{P.MAX_SAMPLES_PER_FRAME}")
-        if abs(self.drift_ppm) > 1000:
-            raise ConfigError(f"drift_ppm={self.drift_ppm}: expected within +-1000")
-        if self.uv_per_lsb <= 0:
-            raise ConfigError(f"uv_per_lsb={self.uv_per_lsb}: expected > 0")
+    # field -> (edge-sim flag, test, what is expected): every number the device takes, checked before any work
+    LIMITS = {
+        "k": ("--k", lambda v: 1.0 <= v <= 12.0, "serum K+ in 1..12 mmol/L"),
+        "hr": ("--hr", lambda v: 20.0 <= v <= 300.0, "a heart rate in 20..300 bpm"),
+        "noise": ("--noise", lambda v: 0.0 <= v <= 1.0, "a level in 0..1"),
+        "speed": ("--speed", lambda v: 0.0 < v <= 10_000.0, "> 0 (1 = real time), at most 10000"),
+        "sampling_rate": ("--fs", lambda v: 1 <= v <= 65535, "a rate in 1..65535 Hz (u16 on the wire)"),
+        "uv_per_lsb": ("--uv-per-lsb", lambda v: v > 0, "> 0"),
+        "gain": ("--gain", lambda v: v > 0, "> 0"),
+        "drift_ppm": ("--drift-ppm", lambda v: abs(v) <= 1000, "within +-1000"),
+        "drop": ("--drop", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+        "burst": ("--burst", lambda v: v >= 1, "a whole number of frames >= 1"),
+        "corrupt": ("--corrupt", lambda v: 0 <= v < 1, "a probability in [0, 1)"),
+        "battery": ("--battery", lambda v: 0 <= v <= 100, "a level in 0..100 %"),
+        "samples_per_frame": ("--samples-per-frame", lambda v: 1 <= v <= P.MAX_SAMPLES_PER_FRAME,
+                              f"1..{P.MAX_SAMPLES_PER_FRAME}"),
+        "rewind_s": ("rewind_s", lambda v: 0 <= v <= 600, "seconds in 0..600"),
+        "seq0": ("seq0", lambda v: 0 <= v <= 0xFFFF and v == int(v), "a frame sequence number in 0..65535"),
+    }
+
+    def validate(self, cli: bool = False):
+        """ConfigError naming the first bad value: `name=value` (sim:// URL) or `--flag value` (edge-sim)."""
+        import math
+
+        for name, (flag, ok, expected) in self.LIMITS.items():
+            v = getattr(self, name)
+            good = isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and ok(v)
+            if not good:
+                shown = f"{flag} {v!r}" if cli and flag.startswith("--") else f"{name}={v!r}"
+                raise ConfigError(f"{shown}: expected {expected}")
+        for a, b in [*self.lead_off]:
+            if not (0 <= a < b):
+                raise ConfigError(f"{'--lead-off' if cli else 'lead_off'} {a:g}:{b:g}: expected START:END with "
+                                  "0 <= START < END seconds")
 
 
 def parse_intervals(text: str) -> list[tuple[float, float]]:
@@ -135,23 +160,74 @@ class _Source:
         return self._rec[idx]
 
 
+class EngineProcess:
+    """Our C engine's host build for one package (firmware_bridge/c/host_sim.c: compiled once, cached), kept
+    running: the same engine, generated model and input quantisation (ecg_input.h) as the firmware, so the
+    simulator's answers are the firmware's, bit for bit (and tflite-micro's)."""
+
+    def __init__(self, package_dir, input_size: int, output_size: int):
+        import subprocess
+
+        from ecgedge.firmware_bridge.build import host_for_package
+
+        self.input_size, self.output_size = int(input_size), int(output_size)
+        exe = host_for_package(package_dir, "sim")
+        self.proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.DEVNULL)
+
+    def _ask(self, command: bytes) -> tuple[np.ndarray, int]:
+        """(int8 outputs, the inference's own time in µs as the engine measured it: its thread's CPU time)."""
+        n = self.output_size + 4
+        try:
+            self.proc.stdin.write(command)
+            self.proc.stdin.flush()
+            out = self.proc.stdout.read(n)
+        except (BrokenPipeError, ValueError):
+            out = b""
+        if len(out) != n:
+            raise ModelError(f"the C engine (host build) ended with exit {self.proc.poll()} instead of answering")
+        return np.frombuffer(out[:self.output_size], np.int8).copy(), int.from_bytes(out[self.output_size:], sys.byteorder)
+
+    def run_int8(self, q: np.ndarray) -> tuple[np.ndarray, int]:
+        """(outputs, µs) for a quantised input (LOAD_INPUT + INFER)."""
+        return self._ask(b"Q" + np.ascontiguousarray(q, np.int8).reshape(-1)[: self.input_size].tobytes())
+
+    def run_uv(self, x_uv: np.ndarray) -> tuple[np.ndarray, int]:
+        """(outputs, µs) for a window of filtered microvolts, quantised by the firmware's own code (WINDOW_INFER)."""
+        return self._ask(b"U" + np.ascontiguousarray(x_uv, "<f8").reshape(-1)[: self.input_size].tobytes())
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+                self.proc.wait(timeout=5)
+            except (OSError, Exception):  # noqa: BLE001 - a dead pipe or a slow exit: end it
+                self.proc.kill()
+                self.proc.wait()
+
+
 class _DeviceModel:
-    """The INT8 model a device runs (LiteRT on the package's .tflite) plus the device-side window buffer."""
+    """The INT8 model a device runs (our C engine's host build of the package's model) plus the device-side
+    window buffer."""
 
     def __init__(self, package_dir: str, sampling_rate: int):
         from ecgedge.contract.package import load_package
-        from ecgedge.contract.runners import open_int8_runner
 
         self.package = load_package(package_dir, allow_unsigned=True)
         if not self.package.has("model_int8.tflite"):
             raise ConfigError(f"sim package {package_dir} has no model_int8.tflite")
-        self.engine = open_int8_runner(self.package.file("model_int8.tflite"), "litert")
         self.tflite_sha = bytes.fromhex(self.package.model_sha256)
         self.input_buf: np.ndarray | None = None
         self.window = self.package.window_samples
         if int(self.package.sampling_rate) != sampling_rate:
             raise ConfigError(f"sim at {sampling_rate} Hz cannot run WINDOW_INFER for a "
                               f"{self.package.sampling_rate:g} Hz model; set fs={self.package.sampling_rate:g}")
+        shape = self.package.input.get("tflite_shape") or [self.window]
+        self.input_size = int(np.prod(shape))
+        try:
+            self.engine = EngineProcess(self.package.path, self.input_size, len(self.package.outputs))
+        except EdgeError as e:
+            raise ConfigError(f"sim package {package_dir}: cannot build its model with our C engine: {e}") from None
         from ecgedge.signals import StreamingFilter
 
         self.filter = StreamingFilter(sampling_rate, self.package.preprocessing)
@@ -167,6 +243,9 @@ class _DeviceModel:
             self.filtered = self.filtered[cut:]
             self.filtered_first += cut
 
+    def close(self) -> None:
+        self.engine.close()
+
 
 class VirtualDevice:
     def __init__(self, cfg: SimConfig):
@@ -177,7 +256,7 @@ class VirtualDevice:
         self._rng = np.random.default_rng(np.random.SeedSequence([cfg.seed, 0xD509]))
         self._sink = None
         self._send_lock = asyncio.Lock()
-        self._tx_seq = 0
+        self._tx_seq = int(cfg.seq0)
         self._decoder = P.FrameDecoder()
         self._stream_task: asyncio.Task | None = None
         self.streaming = False  # a session started and not stopped
@@ -222,6 +301,8 @@ class VirtualDevice:
     def close(self) -> None:
         if self._stream_task is not None:
             self._stream_task.cancel()
+        if self.model is not None:
+            self.model.close()
         self.flush_truth()
         if self._truth_file is not None:
             self._truth_file.close()
@@ -473,7 +554,7 @@ class VirtualDevice:
         if self.model is None:
             await self._error(P.ErrorCode.ERR_STATE, f.seq, "no model built in")
             return
-        size = self.model.engine.input_size
+        size = self.model.input_size
         if m.offset + len(m.data) > size:
             await self._error(P.ErrorCode.ERR_RANGE, f.seq, f"offset {m.offset}+{len(m.data)} > input size {size}")
             return
@@ -482,13 +563,15 @@ class VirtualDevice:
         self.model.input_buf[m.offset:m.offset + len(m.data)] = np.frombuffer(m.data, np.int8)
         await self._ack(f)
 
-    async def _run(self, f, q: np.ndarray, count=1, warmup=0):
-        out = None
-        t0 = time.perf_counter()
-        for _ in range(max(1, count + warmup)):
-            t0 = time.perf_counter()
-            out = self.model.engine.run_one(q)
-        us = int((time.perf_counter() - t0) * 1e6)
+    async def _run(self, f, q: np.ndarray | None, count=1, warmup=0, x_uv: np.ndarray | None = None):
+        """Run the model (q: a loaded int8 input; x_uv: filtered microvolts the engine quantises itself)."""
+        out, us = None, 0
+        try:
+            for _ in range(max(1, count + warmup)):  # the last run's time: the engine's own, not the pipe's
+                out, us = self.model.engine.run_int8(q) if x_uv is None else self.model.engine.run_uv(x_uv)
+        except EdgeError as e:
+            await self._error(P.ErrorCode.ERR_MODEL, f.seq, str(e)[:200])
+            return
         r = P.Result(tuple(int(v) for v in out), int(P.CounterKind.MICROSECONDS), us, us)
         await self._send(P.MsgType.RESULT, P.pack_result(r))
 
@@ -502,8 +585,6 @@ class VirtualDevice:
         if self.model is None:
             await self._error(P.ErrorCode.ERR_STATE, f.seq, "no model built in")
             return
-        from ecgedge.contract.quantization import window_int8
-
         w = self.model.window
         a = m.first_index - self.model.filtered_first
         if a < 0 or a + w > self.model.filtered.size:
@@ -511,8 +592,19 @@ class VirtualDevice:
                               f"window {m.first_index}..{m.first_index + w} not in the device buffer "
                               f"{self.model.filtered_first}..{self.model.filtered_first + self.model.filtered.size}")
             return
-        q = window_int8(self.model.filtered[a:a + w], self.model.package.input)
-        await self._run(f, q)
+        # quantised by the device's own code (the firmware's ecg_input.h, in the engine process), not the host's
+        await self._run(f, None, x_uv=self.model.filtered[a:a + w])
+
+
+def ground_truth(cfg: SimConfig, n_samples: int) -> np.ndarray:
+    """The first `n_samples` ADC counts a device with this configuration produces after START (no link, no
+    model): what any recording of it must hold. Same seed, same samples, every time."""
+    import dataclasses
+
+    dev = VirtualDevice(dataclasses.replace(cfg, package=None, truth=None, drop=0.0, corrupt=0.0))
+    while dev.generated < n_samples:
+        dev._produce_frame()
+    return dev.truth_counts()[:n_samples]
 
 
 def read_truth(prefix: str | Path) -> tuple[np.ndarray, dict]:

@@ -6,6 +6,11 @@ Parameters (taken out of the inner URL's query before the inner transport sees i
   reorder=P           a complete frame is swapped with the next frame of the same read with probability P
   drop_link_every=N   after every N frames, half of the next frame arrives and the link drops (TransportError)
   reboot_every=N      like drop_link_every, but a sim:// device also reboots (a fresh device, index 0)
+  wrong_baud_every=N  after every N received bytes, a burst of `baud_burst` bytes (default 256) is read at the wrong
+                      baud rate (`baud_ratio`, default 8: sent at 921600, sampled at 115200): a UART model (start
+                      bit, 8 data bits LSB first, stop bit) samples the sender's line at the receiver's rate; a
+                      framing error delivers 0x00 (Linux's default), and with probability `overrun` (default 0.5)
+                      the receive FIFO overruns and loses up to 64 bytes of the burst
   fault_seed=S        seed of the injector (default 0)
 Faults act on device -> host bytes, as radio and UART errors do; the runtime parses what arrives.
 """
@@ -20,7 +25,38 @@ from ecgedge.errors import ConfigError, ProtocolError, TransportError
 from ecgedge.firmware_bridge.protocol import FrameDecoder, MsgType, unpack_samples
 
 FAULT_PARAMS = {"byte_error_rate": float, "dup": float, "reorder": float, "drop_link_every": int,
-                "reboot_every": int, "fault_seed": int}
+                "reboot_every": int, "fault_seed": int, "wrong_baud_every": int, "baud_burst": int,
+                "baud_ratio": float, "overrun": float}
+
+
+def uart_misread(data: bytes, ratio: float) -> bytes:
+    """What a UART receiving at 1/`ratio` of the sender's baud rate makes of `data` (8N1, idle high): it waits for
+    a start bit, samples 8 data bits and the stop bit at its own bit time, and delivers 0x00 on a framing error
+    (stop bit low)."""
+    bits = np.ones(len(data) * 10 + 10, np.uint8)  # the line, one entry per sender bit time
+    for j, b in enumerate(data):
+        bits[10 * j] = 0
+        bits[10 * j + 1:10 * j + 9] = [(b >> k) & 1 for k in range(8)]
+    lows = np.flatnonzero(bits == 0)
+    n = bits.size
+
+    def at(t: float) -> int:
+        i = int(t)
+        return int(bits[i]) if i < n else 1
+
+    out, t = bytearray(), 0.0
+    while True:
+        k = int(np.searchsorted(lows, np.ceil(t)))
+        if k >= lows.size:
+            break
+        start = float(lows[k])
+        if at(start + ratio / 2) != 0:  # a glitch, not a start bit
+            t = start + 1
+            continue
+        byte = sum(at(start + ratio * (i + 1.5)) << i for i in range(8))
+        out.append(byte if at(start + ratio * 9.5) == 1 else 0)
+        t = start + ratio * 9.5
+    return bytes(out)
 
 
 class FaultTransport(Transport):
@@ -33,12 +69,14 @@ class FaultTransport(Transport):
                 self.params[k] = FAULT_PARAMS[k](v)
             except ValueError:
                 raise ConfigError(f"fault parameter {k}={v!r} is not a {FAULT_PARAMS[k].__name__}") from None
-        for k in ("byte_error_rate", "dup", "reorder"):
+        for k in ("byte_error_rate", "dup", "reorder", "overrun"):
             if not 0 <= self.params.get(k, 0.0) < 1:
                 raise ConfigError(f"fault parameter {k}={self.params[k]}: expected a probability in [0, 1)")
-        for k in ("drop_link_every", "reboot_every"):
+        for k in ("drop_link_every", "reboot_every", "wrong_baud_every", "baud_burst"):
             if self.params.get(k, 1) < 1:
-                raise ConfigError(f"fault parameter {k}={self.params[k]}: expected >= 1 frames")
+                raise ConfigError(f"fault parameter {k}={self.params[k]}: expected >= 1")
+        if not 0.05 <= self.params.get("baud_ratio", 8.0) <= 20:
+            raise ConfigError(f"fault parameter baud_ratio={self.params['baud_ratio']}: expected 0.05..20")
         from ecgedge.edge_runtime.transports.base import open_transport
 
         self.inner = open_transport(inner)
@@ -50,7 +88,8 @@ class FaultTransport(Transport):
         self._frames_since_cut = 0
         self.devices: list = []  # every sim device this link talked to (one more per reboot)
         self.injected = {"bytes_corrupted": 0, "frames_duplicated": 0, "frames_reordered": 0, "link_drops": 0,
-                         "reboots": 0}
+                         "reboots": 0, "wrong_baud_bursts": 0, "bytes_overrun": 0}
+        self._bytes_seen = 0
         # (device first index, samples) of every SAMPLES frame a link drop destroyed: what a host can never have
         self.destroyed: list[tuple[int, int]] = []
 
@@ -99,6 +138,8 @@ class FaultTransport(Transport):
         if not data:
             return data
         p = self.params
+        if p.get("wrong_baud_every"):
+            data = self._wrong_baud(data)
         if p.get("byte_error_rate", 0) > 0:
             buf = np.frombuffer(data, np.uint8).copy()
             hit = self._rng.random(buf.size) < p["byte_error_rate"]
@@ -146,6 +187,24 @@ class FaultTransport(Transport):
             i += 1
             self._frames_since_cut += 1
         return b"".join(out)
+
+    def _wrong_baud(self, data: bytes) -> bytes:
+        """A burst read at the wrong baud rate (and maybe an overrun) where the byte count crosses a multiple of
+        wrong_baud_every."""
+        p, every = self.params, self.params["wrong_baud_every"]
+        before, self._bytes_seen = self._bytes_seen, self._bytes_seen + len(data)
+        if self._bytes_seen // every == before // every:
+            return data
+        k = (before // every + 1) * every - before
+        burst = data[k:k + p.get("baud_burst", 256)]
+        bad = uart_misread(burst, p.get("baud_ratio", 8.0))
+        if self._rng.random() < p.get("overrun", 0.5) and bad:
+            a = int(self._rng.integers(0, len(bad)))
+            n = int(self._rng.integers(1, 65))
+            self.injected["bytes_overrun"] += len(bad[a:a + n])
+            bad = bad[:a] + bad[a + n:]
+        self.injected["wrong_baud_bursts"] += 1
+        return data[:k] + bad + data[k + len(burst):]
 
     async def write(self, data):
         if self._dead:

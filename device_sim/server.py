@@ -25,9 +25,8 @@ def open_pty() -> tuple[int, str]:
 _keep: list[int] = []
 
 
-async def serve_pty(device, master: int, stop: asyncio.Event) -> None:
-    loop = asyncio.get_running_loop()
-
+def pty_sink(master: int):
+    """An async byte sink writing whole to a non-blocking pty master (waits while the host is not reading)."""
     async def sink(data: bytes):
         view = memoryview(data)
         while view:
@@ -36,6 +35,12 @@ async def serve_pty(device, master: int, stop: asyncio.Event) -> None:
                 view = view[n:]
             except BlockingIOError:
                 await asyncio.sleep(0.001)  # host not reading yet: the pty buffer is full
+    return sink
+
+
+async def serve_pty(device, master: int, stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    sink = pty_sink(master)
 
     def on_readable():
         try:

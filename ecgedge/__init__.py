@@ -8,3 +8,12 @@ device_sim/, edge_runtime/, hil_tests/, tools/) are installed as sub-packages of
 __version__ = "0.1.0"
 
 DEMO_NOTICE = "DEMO WEIGHTS: trained on synthetic data, not for clinical use"
+
+
+def __getattr__(name: str):
+    """`ecgedge.analyze` and `ecgedge.export` (ecgedge.quantize.api), loaded on first use so that importing
+    ecgedge (the runtime does) never pulls in torch or TensorFlow."""
+    if name in ("analyze", "export"):
+        import importlib
+        return getattr(importlib.import_module("ecgedge.quantize.api"), name)
+    raise AttributeError(f"module 'ecgedge' has no attribute {name!r}")

@@ -38,7 +38,8 @@ KINDS: dict[str, LabelKind] = {k.kind: k for k in (
     LabelKind("research", "RESEARCH", "RESEARCH USE, not for clinical use: trained on real data ({dataset})",
               demo=False),
     LabelKind("user", "USER",
-              "USER MODEL ({source}): weights ecgedge did not train; not validated here, not for clinical use",
+              "USER MODEL ({source}): weights ecgedge did not train; its INT8 model is measured against the "
+              "given model (fidelity), no clinical accuracy is claimed, not for clinical use",
               demo=False),
 )}
 
@@ -98,6 +99,8 @@ def from_meta(meta: dict) -> Label:
     """Label of a model loaded by `ecgedge.models.zoo.load_model` (its `meta`)."""
     if meta.get("untrained"):
         return label("untrained")
+    if meta.get("user"):  # bring your own model (quantize.byom.load_user_model): its file's name
+        return label("user", source=Path(str(meta.get("source") or "")).name or None)
     if meta.get("layout") not in (None, "ecgedge"):  # a bare or wrapped state dict: someone else's weights
         return label("user", source=Path(str(meta.get("checkpoint") or "")).name or None)
     card = dict(meta.get("card") or {})

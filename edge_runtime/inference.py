@@ -17,6 +17,20 @@ ENGINES = {"litert": "model_int8.tflite", "onnxruntime": ("model_int8.onnx", "mo
            "ort": ("model_int8.onnx", "model.onnx")}
 
 
+def _verified_bytes(package, name: str) -> bytes:
+    """The artefact's bytes, read once and checked against the manifest's SHA-256: the engine runs exactly the
+    bytes that were verified, whatever happens to the file afterwards."""
+    import hashlib
+
+    from ecgedge.errors import PackageError
+
+    data = package.file(name).read_bytes()
+    want = package.manifest.get("artifacts", {}).get(name)
+    if want is not None and hashlib.sha256(data).hexdigest() != want:
+        raise PackageError(f"artefact {name} changed since the package was verified (sha256 differs): refusing it")
+    return data
+
+
 class HostInference:
     """Runs one filtered window (µV) through the package's model and returns scores/decisions."""
 
@@ -28,12 +42,12 @@ class HostInference:
         if engine == "litert":
             if not package.has("model_int8.tflite"):
                 raise ConfigError(f"{package.path} has no model_int8.tflite for --engine litert")
-            self.engine = LiteRtRunner(package.file("model_int8.tflite"))
+            self.engine = LiteRtRunner(_verified_bytes(package, "model_int8.tflite"))
         else:
             name = next((n for n in ENGINES[engine] if package.has(n)), None)
             if name is None:
                 raise ConfigError(f"{package.path} has neither model_int8.onnx nor model.onnx for --engine onnxruntime")
-            self.engine = OrtRunner(package.file(name))
+            self.engine = OrtRunner(_verified_bytes(package, name))
 
     def infer(self, filtered_uv: np.ndarray) -> dict:
         pkg = self.package

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ecgedge.errors import ConfigError
 from ecgedge.signals import QualityThresholds, StreamingFilter, StreamingResampler, signal_quality
 
 
@@ -37,7 +38,10 @@ class Processor:
         self.uv_per_lsb = float(uv_per_lsb)
         self.model_rate = float(model_rate)
         self.window = int(window)
-        self.hop = int(hop or window)
+        self.hop = int(window if hop is None else hop)
+        # a hop below 1 never advances: the window loop would grow memory until it fails
+        if self.window < 1 or self.hop < 1:
+            raise ConfigError(f"window {self.window} / hop {self.hop} model samples: expected whole numbers >= 1")
         self.resampler = StreamingResampler(device_rate, model_rate)
         self.filter = StreamingFilter(model_rate, preprocessing)
         self.rail_uv = 32767 * self.uv_per_lsb

@@ -1,5 +1,9 @@
 """The live session: transport -> frames -> samples (gap detection by index) -> recording + processing ->
 inference -> results.jsonl / summary.json / live view. Reconnects with backoff and resumes by sample index.
+
+Sessions are never overwritten or truncated (docs/runtime.md, "Session folder"): with no `out_dir` each session
+gets a new folder `sessions/<UTC time>-<model>/`; an `out_dir` that already holds a session is refused unless
+`resume=True`, which appends to it after a resume marker. Nothing is created before the source is connected.
 """
 
 from __future__ import annotations
@@ -8,12 +12,13 @@ import asyncio
 import json
 import logging
 import time
-from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 
-from ecgedge.errors import ConfigError, DeviceTimeout, EdgeError, PackageError, ProtocolError, TransportError
+from ecgedge.errors import (ConfigError, DataError, DeviceTimeout, EdgeError, PackageError, ProtocolError,
+                            TransportError)
 from ecgedge.firmware_bridge import protocol as P
 from ecgedge.firmware_bridge.link import DeviceErrorReply, DeviceLink
 from ecgedge.edge_runtime.processing import Processor, window_result
@@ -24,32 +29,52 @@ from ecgedge.edge_runtime.transports import open_transport
 log = logging.getLogger("ecgedge.runtime")
 
 
-@dataclass
-class SessionOptions:
-    source: str
-    out_dir: Path
-    duration_s: float | None = None  # seconds of signal
-    hop: int | None = None
-    infer: str = "litert"  # litert | onnxruntime | device
-    flush_interval_s: float = 1.0
-    max_record_bytes: int | None = None
-    min_free_bytes: int | None = None  # stop recording when the output filesystem has less free
-    record: bool = True
-    stall_timeout_s: float = 3.0
-    max_reconnects: int = 20
-    status_interval_s: float = 0.5
-    thresholds: QualityThresholds = field(default_factory=QualityThresholds)
-    unsigned: bool = False
-    request_timeout_s: float = 5.0
+from ecgedge.edge_runtime.options import (SESSION_FILES, SESSIONS_ROOT, SessionOptions,  # noqa: F401 - re-exported
+                                         new_session_dir, session_files)
+
+
+def _resume_point(out: Path) -> tuple[int, list[dict]]:
+    """(session sample index to continue at, the earlier runs' summaries) of the session in `out`."""
+    from ecgedge.edge_runtime.recorder import read_partial
+
+    start, earlier = 0, []
+    try:
+        summary = json.loads((out / "summary.json").read_text())
+        earlier = list(summary.pop("earlier_runs", [])) + [summary]
+        start = int(summary.get("end_sample") or 0)
+    except (OSError, ValueError):
+        pass  # killed before its summary: the recording tells where it ended
+    try:
+        start = read_partial(out).counts.size  # the sidecar (or the fallback a torn one left) has the last word
+    except DataError:
+        pass
+    return start, earlier
+
+
+def _trim_torn_line(path: Path) -> None:
+    """A results.jsonl whose writer was killed mid-line ends without a newline: cut the torn line."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        return
+    if data and not data.endswith(b"\n"):
+        with open(path, "r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
 
 
 class Session:
     def __init__(self, package, opts: SessionOptions, on_event=None):
+        opts.validate()
         self.package = package
         self.opts = opts
+        self._thresholds = opts.thresholds if opts.thresholds is not None else QualityThresholds()
         self.on_event = on_event or (lambda kind, data: None)
-        self.out = Path(opts.out_dir)
-        self.out.mkdir(parents=True, exist_ok=True)
+        # nothing is created here: the folder and its files appear once the source has connected
+        self.out: Path | None = Path(opts.out_dir) if opts.out_dir is not None else None
+        self._start_sample, self._earlier_runs = 0, []
+        if self.out is not None and opts.resume and session_files(self.out):
+            self._start_sample, self._earlier_runs = _resume_point(self.out)
+        self._created = False
         self.transport = open_transport(opts.source)
         self.link = DeviceLink(self.transport)
         self.info: P.Info | None = None
@@ -74,7 +99,7 @@ class Session:
         self.last_result: dict | None = None
         self.hr_bpm: float | None = None
         self.t_wall0 = time.monotonic()
-        self._results_f = open(self.out / "results.jsonl", "w")
+        self._results_f = None
         self._results_error: str | None = None
         self._limit = None
         self.stopped_because = None
@@ -88,6 +113,9 @@ class Session:
         self.status_answers = 0
         self._status_asked_at: float | None = None  # when the unanswered GET_STATUS was sent
         self._backlog: list = []  # windows from frames kept when the link died, not yet inferred
+        self._package_stat: dict | None = None  # (size, mtime, inode) of each package file when verified
+        self._package_checked = 0.0
+        self.package_changes: list[dict] = []
 
     # -- setup ------------------------------------------------------------------------------------
     async def _handshake(self, first: bool) -> None:
@@ -129,15 +157,36 @@ class Session:
                     raise
                 log.warning("no answer to %s; asking again", P.MsgType(msg_type).name)
 
+    def _create_output(self) -> None:
+        """The session folder and its files, created once the source is connected: a new folder, or (resume)
+        the earlier session's, appended to. Exclusive creation: an existing results.jsonl is never truncated."""
+        try:
+            if self.out is None:
+                self.out = new_session_dir(self.opts.sessions_root, self.package.model)
+            else:
+                self.out.mkdir(parents=True, exist_ok=True)
+            if self.opts.resume:
+                _trim_torn_line(self.out / "results.jsonl")
+            self._results_f = open(self.out / "results.jsonl", "a" if self.opts.resume else "x")
+        except FileExistsError:
+            raise ConfigError(f"--out {str(self.out)!r} already holds a session (results.jsonl): refusing to "
+                              "overwrite it") from None
+        except OSError as e:  # a full or read-only disk before anything was recorded
+            raise ConfigError(f"cannot create the session folder {str(self.out or self.opts.sessions_root)!r}: "
+                              f"{e.strerror or e}") from None
+        self._created = True
+        self.on_event("session_folder", {"path": str(self.out), "resumed_at_sample": self._start_sample})
+
     def _setup_processing(self, info: P.Info) -> None:
         pkg = self.package
         fs = float(info.sample_rate_hz)
         self.fs = fs
+        self.expected = self.index_offset = self._start_sample  # a resumed session continues the index
         if self.opts.duration_s is not None:
-            self._limit = int(round(self.opts.duration_s * fs))
+            self._limit = self._start_sample + int(round(self.opts.duration_s * fs))
         self.processor = Processor(fs, info.uv_per_lsb, pkg.sampling_rate, pkg.window_samples, self.opts.hop,
                                    pkg.preprocessing)
-        self.processor.restart(0)
+        self.processor.restart(self._start_sample)
         if self.opts.infer == "device" and not self.processor.resampler.identity:
             raise ConfigError(f"--infer device needs the device rate ({fs:g} Hz) to equal the model's "
                               f"({pkg.sampling_rate:g} Hz)")
@@ -145,11 +194,19 @@ class Session:
             from ecgedge.edge_runtime.inference import HostInference
 
             self.host_infer = HostInference(pkg, self.opts.infer)
+        self._create_output()
         if self.opts.record:
-            self.recorder = Recorder(self.out, fs, info.uv_per_lsb, self.opts.flush_interval_s,
-                                     self.opts.max_record_bytes, min_free_bytes=self.opts.min_free_bytes,
-                                     on_stop=lambda why: self.on_event("recording_stopped", {
-                                         "reason": why, "samples_kept": self.recorder.samples_flushed}))
+            try:
+                self.recorder = Recorder(self.out, fs, info.uv_per_lsb, self.opts.flush_interval_s,
+                                         self.opts.max_record_bytes, min_free_bytes=self.opts.min_free_bytes,
+                                         on_stop=lambda why: self.on_event("recording_stopped", {
+                                             "reason": why, "samples_kept": self.recorder.samples_flushed}),
+                                         append=self.opts.resume)
+            except DataError as e:
+                raise ConfigError(f"--out {str(self.out)!r}: {e}") from None
+            if self.recorder.samples_written != self._start_sample:
+                raise ConfigError(f"--out {str(self.out)!r}: its recording ends at sample "
+                                  f"{self.recorder.samples_written}, its summary at {self._start_sample}")
 
     # -- samples --------------------------------------------------------------------------------
     def _session_index(self, first32: int) -> int:
@@ -241,11 +298,11 @@ class Session:
         for win in windows:
             if self.opts.infer == "device":
                 inner = await self._infer_device(win)
-                rec = window_result(win, self.package, lambda w: inner, self.opts.thresholds, self.processor.rail_uv,
+                rec = window_result(win, self.package, lambda w: inner, self._thresholds, self.processor.rail_uv,
                                     self.package.sampling_rate)
             else:
                 rec = window_result(win, self.package, lambda w: self.host_infer.infer(w.filtered),
-                                    self.opts.thresholds, self.processor.rail_uv, self.package.sampling_rate)
+                                    self._thresholds, self.processor.rail_uv, self.package.sampling_rate)
             latency = (time.perf_counter() - t_arrival) * 1000
             rec["latency_ms"] = round(latency, 3)
             rec["engine"] = self.opts.infer
@@ -322,16 +379,44 @@ class Session:
                 continue
             self._backlog += await self._on_samples(samples)
 
+    # -- the package on disk ------------------------------------------------------------------------
+    def _watch_package(self) -> None:
+        """The package was verified and its model loaded into memory before streaming; a file of it changed on
+        disk since (an update copied over a running handheld, a failing card) is reported, never loaded: the
+        results keep coming from the verified model."""
+        self._package_checked = time.monotonic()
+        root = Path(self.package.path)
+        names = ["manifest.json", *self.package.manifest.get("artifacts", {})]
+        now = {}
+        for name in names:
+            try:
+                st = (root / name).stat()
+                now[name] = (st.st_size, st.st_mtime_ns, st.st_ino)
+            except OSError:
+                now[name] = None
+        if self._package_stat is not None:
+            for name in names:
+                if now[name] != self._package_stat.get(name):
+                    change = {"file": name, "at_sample": int(self.expected), "removed": now[name] is None,
+                              "utc": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}
+                    self.package_changes.append(change)
+                    log.warning("package file %s changed on disk while running; results still come from the "
+                                "model verified at start", name)
+                    self.on_event("package_changed", change)
+        self._package_stat = now
+
     # -- main loop --------------------------------------------------------------------------------
     def done(self) -> bool:
         return self._limit is not None and self.expected >= self._limit
 
     async def run(self, stop: asyncio.Event | None = None) -> dict:
         stop = stop or asyncio.Event()
-        await self._handshake(first=True)
         last_status = 0.0
         backoff = 0.1
+        failures = 0
         try:
+            await self._handshake(first=True)
+            self._watch_package()
             while not self.done() and not stop.is_set():
                 try:
                     if self._backlog:  # windows completed by frames kept from a lost link
@@ -362,14 +447,18 @@ class Session:
                         last_status = now
                         await self._poll_status()
                     backoff = 0.1
+                    failures = 0
                 except (TransportError, ProtocolError) as e:
                     if isinstance(e, DeviceErrorReply):
                         raise
-                    if self.reconnects >= self.opts.max_reconnects:
-                        raise TransportError(f"gave up after {self.reconnects} reconnects: {e}") from None
+                    # give up only after max_reconnects attempts IN A ROW (it counted every reconnect of the
+                    # session: a long session over a flaky link died at its 21st drop, however well it recovered)
+                    if failures >= self.opts.max_reconnects:
+                        raise TransportError(f"gave up after {failures} reconnects in a row: {e}") from None
                     await self._keep_received()
                     if self.done():
                         break
+                    failures += 1
                     self.reconnects += 1
                     log.warning("link problem (%s); reconnecting in %.1f s", e, backoff)
                     self.on_event("disconnected", {"error": str(e)})
@@ -384,6 +473,8 @@ class Session:
                         log.warning("reconnect failed: %s", e2)
                 if self.recorder and time.monotonic() - self.recorder._last_flush >= self.opts.flush_interval_s:
                     self.recorder.flush()
+                if time.monotonic() - self._package_checked >= self.opts.package_check_s:
+                    self._watch_package()
             if self._backlog and self.opts.infer != "device":
                 windows, self._backlog = self._backlog, []
                 await self._handle_windows(windows, time.perf_counter())
@@ -414,17 +505,19 @@ class Session:
         lat = np.asarray(self.latencies_ms) if self.latencies_ms else None
         fs = getattr(self, "fs", None)
         summary = {
+            "out": str(self.out) if self.out is not None else None,
             "source": self.opts.source, "model": self.package.model, "target": self.package.target,
             "model_sha256": self.package.model_sha256, "engine": self.opts.infer,
             "samples_received": int(self.samples_received),
             "samples_lost": int(sum(g["length"] for g in self.gaps)),
             "gaps": self.gaps, "duplicates_dropped": int(self.duplicates),
             "windows": int(self.windows), "windows_skipped_low_quality": int(self.skipped),
-            "seconds": round(self.expected / fs, 4) if fs else 0.0,
+            "seconds": round((self.expected - self._start_sample) / fs, 4) if fs else 0.0,
+            "start_sample": int(self._start_sample), "end_sample": int(self.expected),
             "wall_seconds": round(time.monotonic() - self.t_wall0, 3),
             "sampling_rate_hz": fs, "uv_per_lsb": self.info.uv_per_lsb if self.info else None,
             "reconnects": self.reconnects, "device_restarts": self.device_restarts,
-            "restarts": self.restarts, "clock_jumps": self.clock_jumps,
+            "restarts": self.restarts, "clock_jumps": self.clock_jumps, "package_changes": self.package_changes,
             "link": {**self.link.stats, "payload_errors": self.payload_errors,
                      "status_timeouts": self.status_timeouts, "status_polls": self.status_polls,
                      "status_answers": self.status_answers}, "recording": rec_info,
@@ -435,6 +528,11 @@ class Session:
         }
         if self._results_error:
             summary["results_error"] = self._results_error
+        if self.opts.resume and self._earlier_runs:
+            summary["resumed"] = True
+            summary["earlier_runs"] = self._earlier_runs  # nothing of the earlier summaries is lost
+        if not self._created:  # never connected: nothing was created, nothing is written
+            return summary
         tmp = self.out / "summary.json.tmp"
         try:
             tmp.write_text(json.dumps(summary, indent=1))

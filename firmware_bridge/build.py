@@ -204,12 +204,12 @@ def firmware_for_package(package_dir, target: str = "cortex-m7", optimized: bool
 def build_host(package_dir, out_dir, program: str = "run", optimized: bool = False, sanitize: bool = False,
                defines: dict | None = None, compiler: str | None = None) -> Path:
     """Host executable: 'run' (windows on stdin -> outputs), 'serve' (protocol on stdio), 'fuzz' (libFuzzer),
-    'codec' (frames on stdin re-encoded to stdout)."""
+    'codec' (frames on stdin re-encoded to stdout), 'sim' (the simulator's inference path: host_sim.c)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     generate_into(package_dir, out / "gen")
     main = {"run": ["host_run.c"], "serve": ["host_serve.c"] + APP, "fuzz": ["fuzz_protocol.c"] + APP,
-            "codec": ["host_codec.c", "protocol.c"]}[program]
+            "codec": ["host_codec.c", "protocol.c"], "sim": ["host_sim.c"]}[program]
     cc = compiler or ("clang" if program == "fuzz" else "gcc")
     _need(cc)
     flags = ["-O2" if not sanitize else "-O1", "-g" if sanitize else "-g0", *COMMON_CFLAGS]
@@ -222,6 +222,31 @@ def build_host(package_dir, out_dir, program: str = "run", optimized: bool = Fal
     cmd = [cc, *flags, f"-I{C_DIR}", f"-I{out / 'gen'}", *(["-DECG_OPTIMIZED"] if optimized else []),
            *_define_flags(defines), *map(str, srcs), "-lm", "-o", str(exe)]
     _run(cmd, f"{cc} host build ({program})")
+    return exe
+
+
+def host_for_package(package_dir, program: str = "sim", optimized: bool = True) -> Path:
+    """A host executable for a package, built once and cached like the firmware (model sha + sources + flags):
+    the simulator starts one per device without compiling again. Built in a scratch folder and moved into
+    place, so concurrent first uses cannot see half a build."""
+    raw, _ = read_model(package_dir)
+    manifest_bytes = (Path(package_dir) / "manifest.json").read_bytes() if (Path(package_dir) / "manifest.json").exists() else b""
+    key = _source_digest(raw, manifest_bytes, b"host", program.encode(), str(optimized).encode())
+    out = cache_dir() / f"host-{program}-{key}"
+    exe = out / f"ecg_{program}{'_opt' if optimized else ''}"
+    if not exe.exists():
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".host-{program}-", dir=cache_dir()))
+        try:
+            build_host(package_dir, tmp, program, optimized=optimized)
+            try:
+                os.replace(tmp, out)
+            except OSError:  # another process put its build there first: use that one
+                pass
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    if not exe.exists():
+        raise FirmwareError(f"host build of {program} for {package_dir} did not produce {exe}")
     return exe
 
 

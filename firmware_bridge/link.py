@@ -31,13 +31,17 @@ class DeviceLink:
         self.frames_in = 0
         self.frames_out = 0
         self.frames_reordered = 0  # swapped neighbours put back in order
+        self.frames_late = 0  # arrived after a later frame (counted lost first, then taken back)
+        self.frames_repeated = 0  # the same seq again (a duplicate on the link)
+        self._missing: collections.deque[int] = collections.deque(maxlen=256)  # seqs counted lost, may come late
         self._held: Frame | None = None
         self._lock = asyncio.Lock()
 
     @property
     def stats(self) -> dict:
         return {**self.decoder.stats, "frames_lost": self.frames_lost, "frames_in": self.frames_in,
-                "frames_out": self.frames_out, "frames_reordered": self.frames_reordered}
+                "frames_out": self.frames_out, "frames_reordered": self.frames_reordered,
+                "frames_late": self.frames_late, "frames_repeated": self.frames_repeated}
 
     async def open(self):
         await self.transport.open()
@@ -51,6 +55,7 @@ class DeviceLink:
         self._pending.clear()
         self._rx_last = None
         self._held = None
+        self._missing.clear()
 
     async def send(self, msg_type: int, payload: bytes = b"") -> int:
         seq = self._tx_seq
@@ -81,11 +86,24 @@ class DeviceLink:
             self._deliver(held)
 
     def _deliver(self, frame: Frame) -> None:
+        """Queue a frame; count the sequence numbers it skips as lost (modulo 2^16). A frame BEHIND the newest
+        one (late, or a duplicate) never moves the sequence back, and a late one takes its loss back: moving
+        back made the next frame look like a skip (frames counted lost that were not)."""
+        ahead = True
         if self._rx_last is not None:
             gap = (frame.seq - self._rx_last - 1) & 0xFFFF
             if gap and gap < 0x8000:
                 self.frames_lost += gap
-        self._rx_last = frame.seq
+                self._missing.extend((self._rx_last + 1 + k) & 0xFFFF for k in range(min(gap, 256)))
+            elif gap >= 0x8000:  # at or behind the newest seq
+                ahead = False
+                self.frames_repeated += int(frame.seq == self._rx_last)
+                if frame.seq in self._missing:
+                    self._missing.remove(frame.seq)
+                    self.frames_lost -= 1
+                    self.frames_late += 1
+        if ahead:
+            self._rx_last = frame.seq
         self.frames_in += 1
         self._pending.append(frame)
 
@@ -93,7 +111,7 @@ class DeviceLink:
         data = await self.transport.read(timeout)
         for f in self.decoder.feed(data):
             self._accept(f)
-        if not data or not self._pending:  # nothing more came: the frame in between is lost, not late
+        if not data:  # nothing more came within the timeout: the frame in between is lost, not late
             self._release_held()
 
     async def recv(self, timeout: float = 2.0) -> Frame:

@@ -4,6 +4,12 @@
         sock = dev.connect()              # or let edge_runtime's qemu:// transport connect
     dev.stop()                            # terminate -> kill, always bounded
 
+Lifetime: the emulated device runs as long as the work does. Nothing bounds its life by wall clock (a fixed
+`timeout` around QEMU once killed every bench longer than ten minutes); each request to it has its own
+timeout on the host side (DeviceLink, FirmwareClient), which is what catches a hung guest. QEMU dies with the
+thread that started it (PR_SET_PDEATHSIG), so a host killed with SIGKILL leaves no emulator behind.
+`QemuDevice(..., timeout=S)` still bounds one run by wall clock where a caller wants that (one-shot runs).
+
 `-icount shift=0` (default) makes the board's 25 MHz timer count instructions (1 tick = 40), which the
 firmware reports in RESULT (counter_kind 1). `plugin=True` adds our TCG plugin for exact per-inference
 and per-layer instruction counts, read back with `dev.plugin_records()`.
@@ -11,7 +17,10 @@ and per-layer instruction counts, read back with `dev.plugin_records()`.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
@@ -78,9 +87,25 @@ def parse_plugin_log(text: str) -> list[dict]:
     return recs
 
 
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent():
+    """preexec_fn for the emulator: SIGKILL it when the thread that started it ends (Linux prctl); a no-op
+    where prctl is missing. The function is looked up before the fork, so the child only makes the call."""
+    try:
+        prctl = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def set_pdeathsig():
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    return set_pdeathsig
+
+
 class QemuDevice:
     def __init__(self, elf: str | Path, machine: str = "mps2-an500", icount: bool = True,
-                 plugin: bool | str | Path = False, timeout: float = 600.0, boot_timeout: float = 20.0):
+                 plugin: bool | str | Path = False, timeout: float | None = None, boot_timeout: float = 20.0):
         self.elf = Path(elf)
         if not self.elf.exists():
             raise FirmwareError(f"firmware ELF {self.elf} does not exist")
@@ -99,7 +124,9 @@ class QemuDevice:
         self._log = self._dir / "qemu.log"
 
     def command(self) -> list[str]:
-        cmd = ["timeout", "-k", "5", str(int(self.timeout)), self.qemu, "-M", self.machine, "-nographic",
+        # no wall-clock bound unless asked for: requests are bounded by the host, never the device's life
+        bound = ["timeout", "-k", "5", f"{float(self.timeout):g}"] if self.timeout else []
+        cmd = [*bound, self.qemu, "-M", self.machine, "-nographic",
                "-monitor", "none", "-semihosting-config", "enable=on,target=native",
                "-chardev", f"socket,id=u0,path={self.uart_path},server=on,wait=on", "-serial", "chardev:u0",
                "-kernel", str(self.elf)]
@@ -114,8 +141,10 @@ class QemuDevice:
     def start(self) -> "QemuDevice":
         if self.proc is not None:
             return self
-        log = open(self._log, "wb")
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+        self._dir.mkdir(parents=True, exist_ok=True)  # (again, after a stop)
+        with open(self._log, "wb") as log:
+            self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent())
         deadline = time.monotonic() + self.boot_timeout
         while not self._listening():
             if self.proc.poll() is not None:
@@ -176,6 +205,8 @@ class QemuDevice:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
         self.proc = None
+        if not self._plugin:  # its socket and log go with it (a plugin's log is read after stop: see __del__)
+            shutil.rmtree(self._dir, ignore_errors=True)
 
     def __enter__(self):
         return self.start()
@@ -186,5 +217,6 @@ class QemuDevice:
     def __del__(self):
         try:
             self.stop()
+            shutil.rmtree(self._dir, ignore_errors=True)
         except Exception:
             pass

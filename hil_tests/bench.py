@@ -202,18 +202,25 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
         target = None
     notes: list[str] = []
     inp = manifest["input"]
-    runner = open_int8_runner(package.file("model_int8.tflite"), "tflm")
+    try:  # the reference needs it anyway: import it rather than guess from a module spec
+        import tflite_micro  # noqa: F401
+        have_tflm = True
+    except ImportError:
+        have_tflm = False
+    if have_tflm:
+        runner = open_int8_runner(package.file("model_int8.tflite"), "tflm")
+    else:  # a runtime-only install has LiteRT, not tflite-micro: say what the reference is
+        runner = open_int8_runner(package.file("model_int8.tflite"), "litert")
+        notes.append("INT8 reference: LiteRT, because tflite-micro is not installed (runtime-only install); "
+                     "LiteRT may differ from tflite-micro by 1 LSB on some windows (TF issue 66358)")
 
     with _progress(cfg.progress) as prog:
         # 1. windows
         if eval_set is None:
             if cfg.data_dir is not None:
-                records = cfg.records
-                if records is None and manifest.get("validation_records"):
-                    # a package validated on real records carries their names: evaluate on exactly those
-                    records = package.file(manifest["validation_records"]).read_text().split()
-                    notes.append(f"records: the package's {len(records)} validation records")
-                es = data_eval_set(cfg.data_dir, manifest, cfg.windows, cfg.seed, cfg.labels_file, records)
+                # every labelled record of the folder unless --records names some (a package validated on
+                # real records lists its own in validation_records.txt: pass that file to use exactly those)
+                es = data_eval_set(cfg.data_dir, manifest, cfg.windows, cfg.seed, cfg.labels_file, cfg.records)
             else:
                 es = synthetic_eval_set(manifest, cfg.windows or DEFAULT_WINDOWS, cfg.seed)
         else:
@@ -223,7 +230,7 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
         q_in = runner.to_int8(x_model)
 
         # 2. references
-        t_ref = prog.add_task("INT8 reference (tflite-micro)", total=n)
+        t_ref = prog.add_task(f"INT8 reference ({runner.describe})", total=n)
         ref_q = runner.run(q_in, progress=lambda: prog.advance(t_ref))
         float_raw, float_info = None, {}
         if float_fn is not None:
@@ -246,12 +253,17 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
             notes.append(f"float reference gives {float_raw.shape[1]} outputs, the package {ref_q.shape[1]}: "
                          "float comparison skipped")
             float_raw = None
+        if float_raw is None and pruned_raw is not None and manifest.get("source"):
+            # a user's own model (not in the zoo): its float form is the package's model.onnx
+            float_raw = pruned_raw
+            float_info = {"source": "the package's float model.onnx (a model outside the zoo)"}
 
         # 3. device
         device = open_device(cfg.device_url, package, timeout=cfg.timeout_s, elf=cfg.elf, defines=cfg.defines)
         dev_q = np.zeros_like(ref_q)
         counters, kinds, infer_us, round_trips = [], [], [], []
         error, failed_window, info, integrity = None, None, None, None
+        restarts: list[dict] = []
         done = 0
         t_dev = prog.add_task(f"device {cfg.device_url}", total=n)
         try:
@@ -271,11 +283,22 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
                     lambda counts, start, inf, filtered: device_window_input(counts, start, inf, inp, filtered),
                     win + win // 5, feed_counts=feed)
                 prog.advance(t_int)
-            for i in range(n):
-                if cfg.on_window is not None:
+            i, hooked = 0, -1
+            while i < n:
+                if cfg.on_window is not None and hooked < i:
+                    hooked = i
                     cfg.on_window(i, device)
                 failed_window = i
-                r = device.infer(q_in[i])
+                try:
+                    r = device.infer(q_in[i])
+                except DEVICE_ERRORS as e:
+                    # a device the host runs (QEMU) that died or hung is restarted and the run resumes at the
+                    # window it lost; a window that kills it again and again ends the run (partial report)
+                    if not device.restartable or sum(x["window"] == i for x in restarts) >= MAX_RESTARTS_PER_WINDOW:
+                        raise
+                    restarts.append(_restart(device, package, cfg.device_url, i, es.ids[i], e))
+                    notes.append(f"device restarted at window {i} ({es.ids[i]}) after: {restarts[-1]['error']}")
+                    continue
                 if r.outputs.shape[0] != ref_q.shape[1]:
                     raise _OutputCount(r.outputs.shape[0])
                 dev_q[i] = r.outputs
@@ -283,7 +306,8 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
                 kinds.append(r.counter_kind)
                 infer_us.append(r.infer_us)
                 round_trips.append(r.round_trip_s)
-                done = i + 1
+                i += 1
+                done = i
                 failed_window = None
                 prog.advance(t_dev)
         except _Refused as e:
@@ -475,6 +499,8 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
         "gates_passed": error is None and not failed(results),
         "partial": error is not None,
         "error": error,
+        "device_restarts": len(restarts),
+        "restarts": restarts,
         "failed_window": failed_window if error else None,
         "failed_window_id": (es.ids[failed_window] if error and failed_window is not None and failed_window < n
                              else None),
@@ -493,6 +519,22 @@ def run_bench(cfg: BenchConfig, eval_set: EvalSet | None = None,
 
 class _Refused(Exception):
     pass
+
+
+MAX_RESTARTS_PER_WINDOW = 2
+
+
+def _restart(device: BenchDevice, package: Package, url: str, window: int, window_id: str, why: Exception) -> dict:
+    """Restart a dead or hung device and check that the new boot runs the same model; the record goes into the
+    report (`restarts`)."""
+    t0 = time.perf_counter()
+    info = device.restart()
+    if not info.has_model or info.model_sha256 != package.model_sha256:
+        raise _Refused(f"device {url} refused after its restart at window {window}: it runs model SHA-256 "
+                       f"{info.model_sha256} (valid: {info.has_model}), the package has {package.model_sha256}")
+    return {"window": int(window), "window_id": window_id, "error": f"{type(why).__name__}: {why}",
+            "restart_s": round(time.perf_counter() - t0, 3),
+            "at_utc": datetime.now(timezone.utc).isoformat(timespec="seconds")}
 
 
 class _OutputCount(Exception):

@@ -127,6 +127,7 @@ class BenchDevice:
 
     url: str = ""
     emulated: bool = False
+    restartable: bool = False     # the host runs this device (an emulator) and can power-cycle it
     footprint: Footprint | None = None
 
     def open(self) -> DeviceInfo:
@@ -134,6 +135,10 @@ class BenchDevice:
 
     def infer(self, q: np.ndarray) -> InferResult:
         raise NotImplementedError
+
+    def restart(self) -> DeviceInfo:
+        """Power-cycle the device (only where `restartable`): a fresh boot that answers HELLO again."""
+        raise ConfigError(f"{self.url}: the host cannot restart this device")
 
     def sample_integrity(self, reference, n_samples: int, feed_counts: np.ndarray | None = None
                          ) -> IntegrityReport | None:
@@ -188,7 +193,8 @@ class LinkDevice(BenchDevice):
 
     def __init__(self, transport_url: str, display_url: str | None = None, timeout: float = 10.0,
                  emulated: bool = False, footprint: Footprint | None = None, boot_timeout: float = 30.0,
-                 window_filters: bool = False, stream_samples: int | None = None, elf: Path | None = None):
+                 window_filters: bool = False, stream_samples: int | None = None, elf: Path | None = None,
+                 restartable: bool = False):
         # window_filters: the device runs the contract's filters before its window assembly (the
         # simulator does; our firmware quantises raw counts). stream_samples: how much to stream in the
         # integrity phase (None: 1.2 windows). elf: the firmware image (per-layer profile under QEMU).
@@ -200,6 +206,7 @@ class LinkDevice(BenchDevice):
         self.timeout = float(timeout)
         self.boot_timeout = float(boot_timeout)
         self.emulated = emulated
+        self.restartable = restartable
         self.footprint = footprint
         self._loop = asyncio.new_event_loop()
         self._transport = None
@@ -240,6 +247,15 @@ class LinkDevice(BenchDevice):
         frame = self._do(go(), self.boot_timeout + self.timeout, "HELLO (device boot + INFO)")
         self.info = DeviceInfo.from_wire(P.unpack_info(frame.payload))
         return self.info
+
+    def restart(self) -> DeviceInfo:
+        """A device the host runs (QEMU) that died or hung: the old link and emulator go (a hung one is killed),
+        a fresh one boots and answers HELLO. The caller checks the new INFO before trusting it."""
+        if not self.restartable:
+            return super().restart()
+        self._close_transport()
+        self._link = None
+        return self.open()
 
     def infer(self, q: np.ndarray) -> InferResult:
         data = np.ascontiguousarray(q, dtype=np.int8).tobytes()
@@ -379,15 +395,20 @@ class LinkDevice(BenchDevice):
                              f"by up to {d} LSB")
         return d
 
-    def close(self) -> None:
+    def _close_transport(self) -> None:
         async def go():
             if self._transport is not None:
-                await self._transport.close()
+                transport, self._transport = self._transport, None
+                await transport.close()
         try:
             if not self._loop.is_closed():
                 self._loop.run_until_complete(asyncio.wait_for(go(), 10.0))
         except Exception:  # closing a dead link must not hide the error that killed it
             pass
+
+    def close(self) -> None:
+        try:
+            self._close_transport()
         finally:
             if not self._loop.is_closed():
                 self._loop.close()
@@ -423,7 +444,7 @@ def open_device(url: str, package: Package, timeout: float = 10.0, elf: str | Pa
         # The firmware streams its test signal slowly under QEMU (tens of samples per wall second on a busy
         # machine): a short stream checks START/SAMPLES/STOP; the host-fed windows check the assembly.
         return LinkDevice(f"qemu://{target}?elf={elf}", display_url=url, timeout=timeout, emulated=True,
-                          footprint=footprint, stream_samples=50, elf=Path(elf))
+                          footprint=footprint, stream_samples=50, elf=Path(elf), restartable=True)
     if scheme == "sim":
         tu = url
         if "package=" not in tu:

@@ -1,12 +1,15 @@
-"""Fuzzing: the Python frame decoder (mutations of real frames, fed in random chunks), the C protocol parser
-and the C model-input path (libFuzzer + ASan/UBSan host builds), and the model loaders (truncated or corrupted
-.tflite / .onnx / checkpoint .pt / manifest.json must end in EdgeError: no crash, no hang; every load runs in a
-worker process with a timeout so a crash or hang is seen, counted and survived).
+"""Fuzzing: the C frame parser alone, the C protocol handlers and the C model-input path (libFuzzer + ASan/UBSan
+host builds), the Python frame decoder (mutations of real frames fed in random chunks; atheris), the recording
+loaders (WFDB, EDF, CSV) and the package/manifest reader (atheris, coverage-guided, in a child process: a
+crash or hang is seen, its input kept), and the model loaders (truncated or corrupted .tflite / .onnx /
+checkpoint .pt / manifest.json in a worker process with a timeout). Only EdgeError may come out of a loader.
+Seeds live in tests/fuzz_corpus/<target>/ (with any crash reproducer found, replayed first).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -20,7 +23,9 @@ import numpy as np
 from ecgedge.errors import EdgeError
 
 CORPUS_DIR = Path(__file__).resolve().parents[1] / "tests" / "fuzz_corpus"
-C_TARGETS = {"c_protocol_parser": "fuzz_protocol.c", "c_model_input": "fuzz_model_input.c"}
+# target -> (its C file, whether it links the device app and a generated model)
+C_TARGETS = {"c_frame_parser": ("fuzz_frame_decoder.c", False), "c_protocol_parser": ("fuzz_protocol.c", True),
+             "c_model_input": ("fuzz_model_input.c", True)}
 
 
 # -- Python frame decoder ---------------------------------------------------------------------------------------
@@ -103,48 +108,23 @@ def fuzz_python_decoder(executions: int = 20_000, seed: int = 0, seconds: float 
     return {"executions": n, "crashes": crashes, "failures": failures, "engine": "mutation (numpy rng)"}
 
 
-def fuzz_python_decoder_atheris(seconds: float = 10.0) -> dict | None:
-    """The same decoder under atheris (coverage-guided) when it is installed; None otherwise."""
-    try:
-        import atheris  # noqa: F401
-    except ImportError:
-        return None
-    script = (
-        "import sys, atheris\n"
-        "with atheris.instrument_imports():\n"
-        "    from ecgedge.hil_tests.fuzzing import decode_all\n"
-        "from ecgedge.errors import EdgeError\n"
-        "def one(data):\n"
-        "    try:\n"
-        "        decode_all(data, [7, 13, 64])\n"
-        "    except EdgeError:\n"
-        "        pass\n"
-        "atheris.Setup(sys.argv, one)\n"
-        "atheris.Fuzz()\n")
-    corpus = tempfile.mkdtemp(prefix="atheris-corpus-")
-    for i, f in enumerate(seed_frames()):
-        Path(corpus, f"seed{i}").write_bytes(f)
-    r = subprocess.run([sys.executable, "-c", script, f"-max_total_time={int(max(1, seconds))}",
-                        "-rss_limit_mb=4096", corpus], capture_output=True, text=True, timeout=seconds + 120)
-    shutil.rmtree(corpus, ignore_errors=True)
-    return {"executions": _libfuzzer_runs(r.stderr), "crashes": int(r.returncode != 0), "engine": "atheris",
-            **({"log_tail": r.stderr[-1500:]} if r.returncode != 0 else {})}
-
-
 # -- C targets (libFuzzer) -------------------------------------------------------------------------------------
 def build_c_fuzzer(target: str, package_dir, out_dir) -> Path:
-    """libFuzzer + ASan/UBSan host build of one C target against a model package's generated model."""
+    """libFuzzer + ASan/UBSan host build of one C target (against a package's generated model where the target
+    runs the device app)."""
     from ecgedge.firmware_bridge import build as B
 
-    if target == "c_protocol_parser":
-        return B.build_host(package_dir, out_dir, "fuzz", sanitize=True)
+    src, with_app = C_TARGETS[target]
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    B.generate_into(package_dir, out / "gen")
     cc = B._need("clang")
     flags = ["-O1", "-g", *B.COMMON_CFLAGS, "-fsanitize=fuzzer,address,undefined", "-fno-sanitize-recover=undefined",
              "-fno-omit-frame-pointer", "-DECG_FUZZING"]
-    srcs = [B.C_DIR / s for s in B.KERNELS + [C_TARGETS[target]] + B.APP] + [out / "gen" / "model.c"]
+    if with_app:
+        B.generate_into(package_dir, out / "gen")
+        srcs = [B.C_DIR / s for s in B.KERNELS + [src] + B.APP] + [out / "gen" / "model.c"]
+    else:
+        srcs = [B.C_DIR / src, B.C_DIR / "protocol.c"]
     exe = out / f"ecg_{target}"
     B._run([cc, *flags, f"-I{B.C_DIR}", f"-I{out / 'gen'}", *map(str, srcs), "-lm", "-o", str(exe)],
            f"clang libFuzzer build ({target})")
@@ -157,25 +137,132 @@ def _libfuzzer_runs(log: str) -> int:
     return int(m[-1]) if m else 0
 
 
-def run_c_fuzzer(exe: Path, target: str, seconds: float, work: Path) -> dict:
-    """Run libFuzzer for `seconds` on a scratch copy of the checked-in corpus. Crash = non-zero exit."""
+def _scratch_corpus(target: str, work: Path) -> tuple[Path, Path]:
     corpus = Path(work) / f"{target}-corpus"
     shutil.rmtree(corpus, ignore_errors=True)
     corpus.mkdir(parents=True)
     for p in sorted((CORPUS_DIR / target).glob("*")):
-        shutil.copy(p, corpus / p.name)
+        if p.is_file():
+            shutil.copy(p, corpus / p.name)
     art = Path(work) / f"{target}-artifacts"
-    art.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run([str(exe), f"-max_total_time={int(max(1, seconds))}", "-rss_limit_mb=4096", "-timeout=10",
-                        "-print_final_stats=1", f"-artifact_prefix={art}/", str(corpus)],
-                       capture_output=True, text=True, timeout=seconds + 180)
+    shutil.rmtree(art, ignore_errors=True)
+    art.mkdir(parents=True)
+    return corpus, art
+
+
+def _libfuzzer_result(r, target: str, corpus: Path, art: Path, engine: str, seconds: float) -> dict:
     crashes = int(r.returncode != 0)
-    out = {"executions": _libfuzzer_runs(r.stderr), "crashes": crashes, "engine": "libFuzzer+ASan+UBSan",
-           "corpus_files": len(list(corpus.iterdir()))}
+    runs = _libfuzzer_runs(r.stderr)
+    out = {"executions": runs, "crashes": crashes, "engine": engine, "seconds": round(seconds, 1),
+           "executions_per_s": round(runs / max(seconds, 1e-9)), "corpus_files": len(list(corpus.iterdir()))}
     if crashes:
         out["log_tail"] = r.stderr[-2000:]
         out["artifacts"] = [str(p) for p in art.iterdir()]
     return out
+
+
+def run_c_fuzzer(exe: Path, target: str, seconds: float, work: Path, runs: int | None = None) -> dict:
+    """Run libFuzzer for `seconds` and/or `runs` inputs (whichever ends first) on a scratch copy of the checked-in
+    corpus. Crash = non-zero exit (its input is left in the artifacts folder)."""
+    corpus, art = _scratch_corpus(target, work)
+    bound = ([f"-runs={runs}"] if runs else []) + ([f"-max_total_time={int(max(1, seconds))}"] if seconds else [])
+    t0 = time.monotonic()
+    r = subprocess.run([str(exe), *bound, "-rss_limit_mb=4096", "-timeout=10", "-print_final_stats=1",
+                        f"-artifact_prefix={art}/", str(corpus)],
+                       capture_output=True, text=True, timeout=(seconds or 3600) + 180)
+    return _libfuzzer_result(r, target, corpus, art, "libFuzzer+ASan+UBSan", time.monotonic() - t0)
+
+
+# -- Python targets under atheris (coverage-guided) -----------------------------------------------------------
+def _scratch() -> Path:
+    d = Path(tempfile.gettempdir()) / f"ecgedge-fuzz-{os.getpid()}"
+    d.mkdir(exist_ok=True)
+    return d
+
+
+def one_frame_decoder(data: bytes) -> None:
+    decode_all(data, [7, 13, 64])
+
+
+def one_wfdb(data: bytes) -> None:
+    """A WFDB record from fuzzed bytes: the header text up to the first 0xFF, the signal file after it."""
+    from ecgedge.signals import load_record
+
+    d = _scratch()
+    head, _, body = data.partition(b"\xff")
+    (d / "r.hea").write_bytes(head)
+    (d / "r.dat").write_bytes(body)
+    load_record(d / "r.hea", sampling_rate=500)
+
+
+def one_edf(data: bytes) -> None:
+    from ecgedge.signals import load_record
+
+    d = _scratch()
+    (d / "r.edf").write_bytes(data)
+    load_record(d / "r.edf", sampling_rate=500)
+
+
+def one_csv(data: bytes) -> None:
+    from ecgedge.signals import load_record
+
+    d = _scratch()
+    (d / "r.csv").write_bytes(data)
+    load_record(d / "r.csv", sampling_rate=500)
+
+
+def one_manifest(data: bytes) -> None:
+    """The package reader on a fuzzed manifest.json next to real artefacts (ECGEDGE_FUZZ_PACKAGE)."""
+    from ecgedge.contract.package import load_package
+
+    d = _scratch() / "pkg"
+    if not d.is_dir():
+        shutil.copytree(os.environ["ECGEDGE_FUZZ_PACKAGE"], d)
+    (d / "manifest.json").write_bytes(data)
+    load_package(d)
+
+
+ATHERIS_TARGETS = {"python_frame_decoder": "one_frame_decoder", "loader_wfdb": "one_wfdb", "loader_edf": "one_edf",
+                   "loader_csv": "one_csv", "package_manifest": "one_manifest"}
+
+_ATHERIS = """
+import sys, atheris
+with atheris.instrument_imports(include=["ecgedge"]):
+    from ecgedge.hil_tests import fuzzing as F
+    import ecgedge.signals, ecgedge.signals.io, ecgedge.contract.package, ecgedge.firmware_bridge.protocol
+from ecgedge.errors import EdgeError
+fn = getattr(F, sys.argv[1])
+def one(data):
+    try:
+        fn(data)
+    except EdgeError:
+        pass
+atheris.Setup([sys.argv[0], *sys.argv[2:]], one)
+atheris.Fuzz()
+"""
+
+
+def run_atheris(target: str, seconds: float, work: Path, runs: int | None = None, package: Path | None = None
+                ) -> dict | None:
+    """One Python target under atheris in a child process (a crash or hang ends only the child; its input is
+    kept). None when atheris is not installed."""
+    try:
+        import atheris  # noqa: F401
+    except ImportError:
+        return None
+    corpus, art = _scratch_corpus(target, work)
+    if target == "python_frame_decoder":
+        for i, f in enumerate(seed_frames()):
+            (corpus / f"seed{i}").write_bytes(f)
+    if target == "package_manifest" and package is not None:  # the real manifest of the package fuzzed
+        shutil.copy(Path(package) / "manifest.json", corpus / "manifest_of_the_package.json")
+    bound = [f"-runs={runs}"] if runs else [f"-max_total_time={int(max(1, seconds))}"]
+    env = {**os.environ, **({"ECGEDGE_FUZZ_PACKAGE": str(package)} if package else {})}
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", _ATHERIS, ATHERIS_TARGETS[target], *bound, "-rss_limit_mb=4096",
+                        "-timeout=20", "-print_final_stats=1", f"-artifact_prefix={art}/", str(corpus)],
+                       capture_output=True, text=True, timeout=(seconds or 120) + 300, env=env)
+    return _libfuzzer_result(r, target, corpus, art, "atheris (libFuzzer engine)", time.monotonic() - t0)
 
 
 # -- model loaders -----------------------------------------------------------------------------------------------

@@ -1,4 +1,5 @@
-"""Bench reports: hil_report.json, JUnit XML, per-window JSON and report.html (matplotlib plots inline)."""
+"""Bench reports: hil_report.json, JUnit XML, per-window JSON and report.html (matplotlib plots inline when
+matplotlib is installed; a runtime-only install gets the same reports with a note in place of each plot)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def write_reports(report_dir: Path, report: dict, results: list[GateResult], per
     suite = f"{report.get('model')}@{report.get('device')}"
     write_junit(paths["junit"], results, suite, float(report.get("seconds", 0.0)), error=error,
                 properties={k: report.get(k) for k in ("device", "model_sha256", "windows", "bit_exact_fraction",
-                                                       "latency_ms_p99", "notice", "signature")})
+                                                       "latency_ms_p99", "notice", "signature", "device_restarts")})
     paths["html"].write_text(render_html(report, per_window, outputs))
     return paths
 
@@ -47,9 +48,17 @@ def _png(fig) -> str:
     return base64.b64encode(buf.getvalue()).decode()
 
 
+PLOT_TITLES = ("ROC, float reference vs device", "Latency histogram", "Per-layer instructions",
+               "Bland-Altman, K+ estimate")
+
+
 def _figures(report: dict, pw: dict, outputs: list[dict]) -> list[tuple[str, str | None, str]]:
-    """(title, base64 PNG or None, caption) per plot."""
-    import matplotlib
+    """(title, base64 PNG or None, caption) per plot; without matplotlib every plot is a note saying so."""
+    try:
+        import matplotlib
+    except ImportError:
+        why = "no plot: matplotlib is not installed (a runtime-only install); the figures are in hil_report.json"
+        return [(t, None, why) for t in PLOT_TITLES]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -146,7 +155,7 @@ SUMMARY_KEYS = ("device", "device_name", "model", "target", "model_sha256", "sig
                 "max_abs_delta_int8_lsb", "auroc_float", "auroc_device", "agreement", "max_abs_delta_float",
                 "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "latency_basis", "round_trip_ms_p50",
                 "round_trip_ms_p95", "instructions_per_inference", "instructions_per_mac", "flash_bytes",
-                "ram_bytes", "gates_passed", "seconds")
+                "ram_bytes", "device_restarts", "gates_passed", "seconds")
 
 
 def summary_rows(report: dict) -> list[tuple[str, str]]:
@@ -198,6 +207,14 @@ def render_html(report: dict, pw: dict, outputs: list[dict]) -> str:
                 if k not in ("confusion", "classes"):
                     parts.append(f"<tr><th style='text-align:left'>{e(k)}</th><td>{e(_f(v))}</td></tr>")
             parts.append("</table>")
+    if report.get("restarts"):
+        parts.append("<h3>Device restarts</h3><p>The device died or hung; it was restarted and the run resumed at "
+                     "the window it lost.</p><table><tr><th>window</th><th>id</th><th>why</th><th>restart (s)</th>"
+                     "<th>at (UTC)</th></tr>")
+        for r in report["restarts"]:
+            parts.append(f"<tr><td>{e(str(r['window']))}</td><td>{e(str(r['window_id']))}</td><td>{e(r['error'])}</td>"
+                         f"<td>{e(_f(r['restart_s'], 3))}</td><td>{e(str(r.get('at_utc')))}</td></tr>")
+        parts.append("</table>")
     if report.get("notes"):
         parts.append("<h3>Notes</h3><ul>" + "".join(f"<li>{e(n)}</li>" for n in report["notes"]) + "</ul>")
     parts.append(f"<p style='font-size:12px;color:#666'>windows: {e(str(report.get('windows_source')))}; "

@@ -45,8 +45,10 @@ INPUT_RANGE_WINDOWS = 500   # 128 windows moved the optimum between neighbours o
 
 @dataclass
 class ExportOptions:
-    model: str
+    model: str                              # a zoo name, or a model file (.pt2 / .onnx / .tflite) with a contract
     target: str
+    contract: object = None                 # contract TOML path or ModelSpec (a user's own model)
+    module: object = field(default=None, repr=False)   # a live nn.Module (the Python API)
     checkpoint: str | None = None
     data: str | None = None
     out: str | None = None
@@ -212,11 +214,26 @@ def _score(spec, raw: np.ndarray, truth: dict, reference: np.ndarray) -> tuple:
 
 # ------------------------------------------------------------------------------------------------ road
 
+def is_user_model(opts: ExportOptions) -> bool:
+    """A user's own model (a file or a live module with a contract), not a zoo name."""
+    from ecgedge.quantize.byom import is_model_file
+    return opts.module is not None or opts.contract is not None or is_model_file(opts.model)
+
+
 def _resolve(opts: ExportOptions):
     from ecgedge.calibration import calibrator_names
-    from ecgedge.models.specs import get_spec
+    from ecgedge.models.specs import get_spec, load_contract
     from ecgedge.targets import get_target
-    spec = get_spec(opts.model)
+    if is_user_model(opts):
+        from ecgedge.quantize.byom import check_model_file
+        if opts.contract is None:
+            raise ConfigError(f"{opts.model!r} is not a zoo model: give its contract (--contract C.toml; "
+                              "docs/byom.md), or a zoo name")
+        spec = load_contract(opts.contract)
+        if opts.module is None:
+            check_model_file(opts.model)
+    else:
+        spec = get_spec(opts.model)
     target = get_target(opts.target, opts.targets_file)
     if opts.calibrator != "auto" and opts.calibrator not in calibrator_names():
         raise ConfigError(f"unknown calibrator {opts.calibrator!r}; valid: auto, {', '.join(calibrator_names())}")
@@ -235,19 +252,24 @@ def _resolve(opts: ExportOptions):
     return spec, target
 
 
-def destination(opts: ExportOptions) -> Path:
-    return Path(opts.out) if opts.out else Path("dist") / f"{opts.model}-{opts.target}"
+def destination(opts: ExportOptions, spec=None) -> Path:
+    name = spec.name if spec is not None else opts.model
+    return Path(opts.out) if opts.out else Path("dist") / f"{name}-{opts.target}"
 
 
 def export_package(opts: ExportOptions) -> tuple[Path, dict]:
     """Run the whole road; returns (package folder, report dict). EdgeError on any failure, with no
     (half-written) package left behind."""
     spec, target = _resolve(opts)
-    dest = destination(opts).resolve()
+    dest = destination(opts, spec).resolve()
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent))
     try:
-        report = _build(opts, spec, target, tmp)
+        if opts.module is None and str(opts.model).lower().endswith(".tflite"):
+            from ecgedge.quantize.byom import build_from_tflite
+            report = build_from_tflite(opts, spec, target, tmp)
+        else:
+            report = _build(opts, spec, target, tmp)
         if opts.firmware:
             report["firmware"] = _firmware(tmp, target, opts)
             (tmp / "report.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
@@ -295,10 +317,12 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
     import torch
 
     from ecgedge import labels
-    from ecgedge.models.zoo import UntrainedWeightsWarning, count_macs, count_params, load_model
+    from ecgedge.models.zoo import UntrainedWeightsWarning, count_params, load_model
     from ecgedge.quantize import footprint, tflm_array, onnx_export, report as report_mod, tflite_export as te
     from ecgedge.quantize import validate as val
-    from ecgedge.quantize.keras_rebuild import build_keras_model, max_abs_difference
+    from ecgedge.quantize.byom import count_macs, output_errors
+    from ecgedge.quantize.convert_graph import canonical
+    from ecgedge.quantize.convert_keras import max_abs_difference, to_keras
 
     t0 = time.perf_counter()
     set_seeds(opts.seed)
@@ -311,14 +335,19 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
 
     # 1. float reference
     t = time.perf_counter()
-    with warnings.catch_warnings():  # the label below says it once, and says what is true
-        warnings.simplefilter("ignore", UntrainedWeightsWarning)
-        model, spec, meta = load_model(opts.model, opts.checkpoint)
+    user = is_user_model(opts)
+    if user:
+        from ecgedge.quantize.byom import load_user_model
+        model, meta = load_user_model(opts.module if opts.module is not None else opts.model, spec)
+    else:
+        with warnings.catch_warnings():  # the label below says it once, and says what is true
+            warnings.simplefilter("ignore", UntrainedWeightsWarning)
+            model, spec, meta = load_model(opts.model, opts.checkpoint)
     label = labels.from_meta(meta)
     demo = label.demo
     _say(opts, f"[bold yellow]{label.notice}[/]")
     window = int(spec.input.window_samples)
-    real = _real_data(spec, opts, meta)
+    real = _user_data(spec, opts) if user else _real_data(spec, opts, meta)
     if real is not None:  # labelled real records: calibrate on training records, validate on the card's
         cal_data, cal_source = real["calibration"], real["calibration_source"]
         held_out = _GivenHeldOut(real["selection"], real["selection_truth"])
@@ -339,15 +368,23 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
 
     # 3. prune + distil to the target's budget
     finetune = (real["finetune"], real["finetune_source"]) if real is not None and "finetune" in real else None
-    pruned, prune_info = _prune_and_distil(opts, spec, model, budget, cal_data, held_out, finetune,
-                                           (input_range["min"], input_range["max"]))
+    if user:
+        from ecgedge.quantize.byom import prune_and_distil
+        pruned, prune_info = prune_and_distil(opts, spec, model, budget, cal_data, held_out,
+                                              (input_range["min"], input_range["max"]),
+                                              opts.finetune_epochs or DISTIL_EPOCHS)
+    else:
+        pruned, prune_info = _prune_and_distil(opts, spec, model, budget, cal_data, held_out, finetune,
+                                               (input_range["min"], input_range["max"]))
     t = lap("prune_distil", t)
 
-    # 4. Keras rebuild, checked against torch
-    keras_model = build_keras_model(pruned, window)
+    # 4. Keras rebuild (the general route: ecgedge.quantize.convert_graph + convert_keras), checked against torch
+    keras_model, keras_info = to_keras(canonical(pruned, window), window, name=spec.name)
     diff = max_abs_difference(pruned, keras_model, x_val[:4, None, :])
-    if not diff <= KERAS_TOLERANCE:
-        raise ExportError(f"Keras rebuild differs from torch by {diff:.3g} (> {KERAS_TOLERANCE})")
+    scale = max(1.0, float(np.max(np.abs(val.run_torch(pruned, x_val[:4])))))
+    if not diff <= KERAS_TOLERANCE * scale:
+        raise ExportError(f"Keras rebuild differs from torch by {diff:.3g} (> {KERAS_TOLERANCE} x {scale:.3g})")
+    transposes = len(keras_info["transposes"])
     t = lap("keras_rebuild", t)
 
     with _progress(opts) as progress:
@@ -371,7 +408,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
             scores = {}
             for n, tfl in candidates.items():
                 try:
-                    te.check_int8_only(tfl)
+                    te.check_int8_only(tfl, transposes)
                 except ExportError:
                     continue
                 _, deq = val.run_int8(tfl, sel["x"], "litert", progress, f"select calibrator: {n}")
@@ -384,8 +421,8 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
                          "scores": {n: {"agreement": s[0], "auroc_mean": s[1]} for n, s in scores.items()}}
         else:
             chosen = names[0]
-        tflite = candidates[chosen]
-        ops_info = te.check_int8_only(tflite)
+        tflite = te.schedule(candidates[chosen], {k: v["order"] for k, v in keras_info["layers"].items()})
+        ops_info = te.check_int8_only(tflite, transposes)
         ops = te.op_list(tflite)
         quant = te.io_quant(tflite)
         # 6. footprint, checked before the (long) validation: a model that cannot fit stops here
@@ -406,6 +443,8 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
                                         arena_size=arena)
         t = lap("validate", t)
     sqnr = val.per_layer_sqnr(calibrated, tflite, x_val[:SQNR_WINDOWS])
+    for row in sqnr:   # the torch module each Keras layer was built from
+        row["module"] = keras_info["layers"].get(row["layer"], {}).get("path")
     finite = [r for r in sqnr if np.isfinite(r["sqnr_db"])]
     worst = min(finite, key=lambda r: r["sqnr_db"]) if finite else None
     t = lap("sqnr", t)
@@ -462,6 +501,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         "agreement_tflm": cmp_tflm["agreement"],
         "max_abs_delta_probability": cmp_int8["max_abs_delta_probability"],
         "max_abs_delta_probability_vs_float": cmp_float["max_abs_delta_probability"],
+        "output_error": output_errors(spec, raw_pruned, raw_int8),
         "tflm_vs_litert": {"windows": n_tflm, "bit_exact_fraction": float(np.mean(np.all(lsb == 0, axis=1))),
                            "max_lsb": int(lsb.max()) if lsb.size else 0},
         "headline_output": _headline_name(spec),
@@ -473,7 +513,7 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
                                   "ranges, then the converter's MLIR quantiser; weights per-channel"},
         "validation": {"windows": len(x_val), "seed": opts.seed + VALID_SEED_OFFSET, "source": "generated",
                        "tflm_windows": n_tflm} if real is None else
-                      {"windows": len(x_val), "records": len(real["validation_records"]),
+                      {"windows": len(x_val), "records": len(real.get("validation_records", [])),
                        "source": real["validation_source"], "tflm_windows": n_tflm},
         "keras_max_abs_diff": diff,
         "sqnr": sqnr, "sqnr_worst_layer": worst,
@@ -496,17 +536,33 @@ def _build(opts: ExportOptions, spec, target, tmp: Path) -> dict:
         "arena_bytes": arena, "ops": sorted(set(ops)),
         "toolchain": toolchain_versions(), "seed": opts.seed,
     }
-    if real is not None:  # the task's own metrics at record level (af_lead1: the Challenge's F1 scores)
+    if user:
+        from ecgedge.quantize.byom import user_report
+        rep.update(user_report(meta, real, keras_info, tflite, opts))
+        manifest["source"] = rep["source"]
+    if real is not None and real.get("record_metrics") is not None:
+        # record level (af_lead1, a user's labelled records: per-class F1 and the Challenge's F1)
         rep["classification"] = {"float": real["record_metrics"](raw_float), "pruned": real["record_metrics"](raw_pruned),
                                  "int8": real["record_metrics"](raw_int8),
                                  "agreement_argmax_int8": float(np.mean(raw_int8.argmax(1) == raw_pruned.argmax(1)))}
         if n_tflm == len(x_val):
             rep["classification"]["int8_tflm"] = real["record_metrics"](raw_tflm)
+    if real is not None and real.get("validation_records"):
         (tmp / "validation_records.txt").write_text("\n".join(real["validation_records"]) + "\n")
         manifest["validation_records"] = "validation_records.txt"
-    if target.is_mcu:   # the package as a drop-in C library: c/ (docs/integrate.md)
+    if user:   # the C library when our engine runs every op the user's model has (else skipped, said why)
+        from ecgedge.quantize.byom import c_library
+        rep.update(c_library(tmp, target, manifest, rep["engine"]))
+    elif target.is_mcu:   # the package as a drop-in C library: c/ (docs/integrate.md)
         from ecgedge.firmware_bridge.clib import package_library
         rep.update(package_library(tmp, target, manifest))
+    return finish_package(tmp, rep, manifest, spec, truth, raw_float, raw_int8, target, t0)
+
+
+def finish_package(tmp: Path, rep: dict, manifest: dict, spec, truth, raw_float, raw_int8, target, t0: float) -> dict:
+    """The last files of a package: report.html, report.json (with the seconds the build took), then the
+    manifest; returns the report with `_manifest`."""
+    from ecgedge.quantize import report as report_mod
     rep["seconds"] = time.perf_counter() - t0
     report_mod.write_html(tmp / "report.html", rep, spec, truth, raw_float, raw_int8, target)
     rep["seconds"] = time.perf_counter() - t0
@@ -563,14 +619,29 @@ class _GivenHeldOut:
         return self._truth
 
 
-def _real_data(spec, opts: ExportOptions, meta: dict) -> dict | None:
-    """Labelled real windows for a model trained on real records (af_lead1 with --data), else None."""
-    from ecgedge.models.train_af import REAL_DATA_MODELS, export_datasets
-    if not opts.data or spec.name not in REAL_DATA_MODELS:
+def _user_data(spec, opts: ExportOptions) -> dict | None:
+    """A user's records (--data) split by record, or None (generated windows at the contract's rate)."""
+    if not opts.data:
         return None
-    return export_datasets(spec, opts.data, opts.calib_windows, opts.val_windows, opts.seed,
-                           card=meta.get("card"), select_windows=min(SELECT_WINDOWS, opts.val_windows),
-                           finetune_windows=_real_finetune_windows(opts), progress=opts.progress)
+    from ecgedge.quantize.byom import user_datasets
+    return user_datasets(spec, opts, min(SELECT_WINDOWS, opts.val_windows))
+
+
+def _real_data(spec, opts: ExportOptions, meta: dict) -> dict | None:
+    """Labelled real windows for a model trained on real records (af_lead1): from the records with --data,
+    else the real windows shipped beside its checkpoint (a real-data checkpoint with neither: DataError).
+    None for other models and for untrained or demo weights (generated windows)."""
+    from ecgedge.models.af_export import REAL_DATA_MODELS, export_datasets, shipped_datasets
+    from ecgedge.models.zoo import is_demo
+    if spec.name not in REAL_DATA_MODELS:
+        return None
+    if opts.data:
+        return export_datasets(spec, opts.data, opts.calib_windows, opts.val_windows, opts.seed,
+                               card=meta.get("card"), select_windows=min(SELECT_WINDOWS, opts.val_windows),
+                               finetune_windows=_real_finetune_windows(opts), progress=opts.progress)
+    if is_demo(meta) or (meta.get("card") or {}).get("demo") is not False:
+        return None
+    return shipped_datasets(spec, meta.get("checkpoint"))
 
 
 def _real_finetune_windows(opts: ExportOptions) -> int:

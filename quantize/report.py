@@ -37,6 +37,8 @@ def _roc_plot(spec, truth, raw_float, raw_int8) -> str | None:
     for ax, (i, o) in zip(axes[0], logits):
         y = truth[o.name]
         for raw, label, style in ((raw_float, "float", "-"), (raw_int8, "INT8", "--")):
+            if raw is None:      # a packaged .tflite has no float model
+                continue
             fpr, tpr, _ = roc_curve(y, raw[:, i])
             ax.plot(fpr, tpr, style, label=f"{label} (AUROC {_auroc_text(auroc(y, raw[:, i]))})")
         ax.plot([0, 1], [0, 1], ":", color="grey")

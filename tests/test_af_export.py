@@ -87,9 +87,10 @@ def test_edge_export_af_lead1_on_real_records(tmp_path):
         assert m["records"] == len(val_names) and set(m) >= {"f1_challenge", "f1_N", "f1_A", "f1_O", "auroc_A"}
     assert (out / "validation_records.txt").read_text().split() == val_names
     assert man["validation_records"] == "validation_records.txt" and "validation_records.txt" in man["artifacts"]
-    # the bench on the same package: --data without --records takes the package's validation records
+    # the bench on the same package with the package's own record list (--records validation_records.txt)
     from ecgedge.hil_tests.bench import BenchConfig, run_bench
-    outcome = run_bench(BenchConfig(model_dir=out, device_url="host", windows=None, data_dir=CINC,
+    records = (out / "validation_records.txt").read_text().split()
+    outcome = run_bench(BenchConfig(model_dir=out, device_url="host", windows=None, data_dir=CINC, records=records,
                                     report_dir=tmp_path / "hil", checkpoint=ckpt, integrity=False, progress=False))
     hil = json.loads((tmp_path / "hil" / "hil_report.json").read_text())
     assert hil["bit_exact_fraction"] == 1.0
@@ -97,6 +98,20 @@ def test_edge_export_af_lead1_on_real_records(tmp_path):
         m = hil[key]
         assert m["records"] == len(val_names) and set(m) >= {"f1_challenge", "f1_N", "f1_A", "f1_O", "auroc_A"}
     assert outcome.report is not None
+    # another folder of the same format (none of its records is in the package's list): --data without
+    # --records takes every labelled record there
+    other = tmp_path / "other"
+    other.mkdir()
+    labels = (CINC / "REFERENCE.csv").read_text().splitlines()
+    picked = [row for row in labels if row.split(",")[0] not in set(val_names)][:5]
+    for row in picked:
+        for ext in (".hea", ".mat"):
+            (other / (row.split(",")[0] + ext)).symlink_to(CINC / (row.split(",")[0] + ext))
+    (other / "REFERENCE.csv").write_text("\n".join(picked) + "\n")
+    run_bench(BenchConfig(model_dir=out, device_url="host", windows=None, data_dir=other, report_dir=tmp_path / "hil2",
+                          checkpoint=ckpt, integrity=False, progress=False))
+    hil2 = json.loads((tmp_path / "hil2" / "hil_report.json").read_text())
+    assert hil2["metrics_device"]["records"] == 5 and hil2["bit_exact_fraction"] == 1.0
 
 
 @pytest.mark.backend
@@ -123,3 +138,66 @@ def test_cortex_m4_gets_a_smaller_channel_pruned_variant_of_the_shipped_model(tm
     before = rep["pruning"]["widths_before"]
     assert any(w["middle"] < before[k]["middle"] for k, w in rep["pruning"]["widths_after"].items())
     assert rep["classification"]["int8"]["records"] >= 10
+
+
+def test_real_data_checkpoint_without_windows_or_data_is_refused(tmp_path, capsys):
+    """A checkpoint whose card says real data, with no calibration windows beside it and no --data: one
+    line naming what is missing, exit 2, no package (never generated ECG)."""
+    import torch
+
+    from ecgedge.models.zoo import build_model
+    from ecgedge.tools.edge_export import main
+
+    model = build_model("af_lead1", "tiny")
+    ckpt = tmp_path / "af_real.pt"
+    torch.save({"model": "af_lead1", "preset": "tiny", "arch": model.ecgedge_arch, "state_dict": model.state_dict(),
+                "demo": False, "card": {"demo": False, "validation_records": ["A00001"]}}, ckpt)
+    out = tmp_path / "pkg"
+    with pytest.raises(SystemExit) as ex:
+        main(["af_lead1", "--target", "cortex-m7", "--checkpoint", str(ckpt), "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err.strip()
+    assert ex.value.code == 2 and len(err.splitlines()) == 1
+    assert "af_real.calibration.npz" in err and "--data" in err and "Traceback" not in err
+    assert not out.exists() and not list(tmp_path.glob(".pkg*"))
+
+
+def test_shipped_weights_carry_real_calibration_windows():
+    """The shipped real-data weights come with int16 windows of their own training records, the data's
+    licence and citations next to them; the export reads them as calibration and selection windows."""
+    from ecgedge.models.af_data import published_split
+    from ecgedge.models.af_export import calibration_path, shipped_datasets
+
+    ckpt = SPEC.weights_path()
+    path = calibration_path(ckpt)
+    assert path.name == "af_lead1.calibration.npz" and path.stat().st_size < 1_500_000
+    z = np.load(path)
+    assert z["x_uv"].dtype == np.int16 and z["x_uv"].shape[1] == SPEC.input.window_samples
+    assert 200 <= len(z["x_uv"]) <= 1000
+    card = json.loads(ckpt.with_name("af_lead1.card.json").read_text())
+    lists = published_split()
+    names = set(z["records"].tolist())
+    assert not names & set(card["validation_records"]) and names <= set(lists["training"])
+    assert sorted(names) == lists["calibration"] == sorted(card["calibration_windows"]["records"])
+    assert np.bincount(z["labels"], minlength=4).min() > 0                 # every class is represented
+    readme = path.with_name("af_lead1.calibration.README.md").read_text()
+    assert "ODC-By 1.0" in readme and "Clifford" in readme and "Goldberger" in readme
+    d = shipped_datasets(SPEC, ckpt)
+    n_sel = len(d["selection"]["x"])
+    assert len(d["calibration"]["x"]) + n_sel == len(z["x_uv"]) and 50 <= n_sel <= 200
+    np.testing.assert_allclose(d["calibration"]["x"][0], z["x_uv"][0] / 1000.0)    # model units are mV
+    assert not set(d["calibration_records"]) & set(d["selection_records"])
+
+
+@needs_data
+def test_shipped_calibration_windows_are_the_records_as_the_contract_filters_them():
+    from ecgedge.models.af_data import load_records
+    from ecgedge.models.af_export import calibration_path
+
+    z = np.load(calibration_path(SPEC.weights_path()))
+    pick = [0, 1, len(z["records"]) - 1]
+    rs = load_records(CINC, SPEC, names=[str(z["records"][i]) for i in pick], use_cache=False, progress=False)
+    for j, i in enumerate(pick):
+        rec = np.pad(rs.record(j), (0, max(0, 1500 - len(rs.record(j)))))
+        s = int(z["starts"][i])
+        np.testing.assert_allclose(z["x_uv"][i], rec[s:s + 1500], atol=0.51)
+        assert CLASSES[int(z["labels"][i])] == CLASSES[int(rs.labels[j])]

@@ -56,3 +56,39 @@ def test_shipped_model_does_not_regress_on_fixed_validation_records():
     m = record_metrics(predict_records(model, rs, SPEC), rs.labels)
     assert m["f1_challenge"] >= reg["min_f1_challenge"], m
     assert m["f1_challenge"] == pytest.approx(reg["f1_challenge"], abs=1e-6)  # same records, same weights
+
+
+def test_published_record_lists_are_the_cards():
+    """models/weights/af_lead1.splits: what the shipped weights trained on, were validated on, calibrate
+    with and regress on, so the card's figures can be reproduced from the full public set."""
+    from ecgedge.models.af_data import published_split, read_folds, splits_dir
+
+    card = _card()
+    lists = published_split()
+    assert set(lists) == {"training", "validation", "calibration", "regression", "selection"}
+    assert lists["validation"] == sorted(card["validation_records"]) and len(lists["validation"]) == card["records"]
+    assert not set(lists["training"]) & set(lists["validation"])
+    assert len(lists["training"]) == card["data"]["train_records"]
+    assert lists["regression"] == card["regression"]["records"] and set(lists["regression"]) <= set(lists["validation"])
+    assert set(lists["calibration"]) <= set(lists["training"])
+    assert card["training_records"] == lists["training"]     # the --data export draws from these, in any folder
+    folds = read_folds(splits_dir() / "folds.csv")
+    assert set(folds) == set(lists["training"]) and set(folds.values()) == {0, 1, 2, 3, 4}
+
+
+def test_published_selection_records_are_the_exports():
+    """selection.txt: the records whose windows choose the calibrator and judge the fine-tuning, for both
+    exports (the last shipped windows, and the --data export's draw with edge-export's defaults)."""
+    from ecgedge.models import af_export
+    from ecgedge.models.af_data import published_split
+    from ecgedge.quantize import pipeline
+
+    assert (af_export.EXPORT_CALIB_WINDOWS, af_export.EXPORT_SELECT_WINDOWS) == \
+        (pipeline.ExportOptions.calib_windows, pipeline.SELECT_WINDOWS)
+    lists = published_split()
+    shipped = [str(r) for r in np.load(af_export.calibration_path(SPEC.weights_path()))["records"]]
+    drawn = af_export.export_record_split(lists["training"], 0, pipeline.ExportOptions.calib_windows,
+                                          pipeline.SELECT_WINDOWS)["selection"]
+    assert lists["selection"] == af_export.selection_records(lists["training"], shipped, 0)
+    assert set(shipped[-af_export.SHIPPED_SELECTION:]) | set(drawn) == set(lists["selection"])
+    assert set(lists["selection"]) <= set(lists["training"]) and not set(lists["selection"]) & set(lists["validation"])

@@ -55,3 +55,7 @@ def test_cli_needs_real_data(tmp_path, capsys):
     assert "REFERENCE.csv" in capsys.readouterr().err
     assert main(["af_lead1", "--data", str(tmp_path), "--epochs", "0"]) == 2
     assert "--epochs 0" in capsys.readouterr().err
+    assert main(["af_lead1", "--data", str(tmp_path), "--teacher", str(tmp_path / "none.pt"), "--no-progress"]) == 2
+    assert "--teacher" in capsys.readouterr().err
+    assert main(["af_lead1", "--data", str(tmp_path), "--teacher-weight", "1.5", "--no-progress"]) == 2
+    assert "--teacher-weight 1.5" in capsys.readouterr().err

@@ -15,8 +15,8 @@ import pytest
 
 from ecgedge import labels
 from ecgedge.errors import ConfigError, FirmwareError
-from ecgedge.tools import (_cli, edge_engine, edge_export, edge_flash, edge_hil, edge_keygen, edge_run, edge_sim,
-                           edge_train)
+from ecgedge.tools import (_cli, edge_analyze, edge_engine, edge_export, edge_flash, edge_hil, edge_keygen, edge_run,
+                           edge_sim, edge_train)
 
 _spec = importlib.util.spec_from_file_location("runtime_support", Path(__file__).with_name("runtime_support.py"))
 support = importlib.util.module_from_spec(_spec)
@@ -25,7 +25,7 @@ _spec.loader.exec_module(support)
 BIN = Path(sys.executable).parent
 PARSERS = {"edge-train": edge_train.parser, "edge-export": edge_export.parser, "edge-run": edge_run.parser,
            "edge-sim": edge_sim.parser, "edge-hil": edge_hil.parser, "edge-keygen": edge_keygen.parser,
-           "edge-engine": edge_engine.parser, "edge-flash": edge_flash.parser}
+           "edge-engine": edge_engine.parser, "edge-flash": edge_flash.parser, "edge-analyze": edge_analyze.parser}
 
 
 def _help(parser_fn, *sub) -> str:

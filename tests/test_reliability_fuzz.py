@@ -44,23 +44,59 @@ def test_corrupted_model_files_end_in_edge_error_not_crash(tmp_path):
     arts = {"tflite": pkg / "model_int8.tflite", "manifest": pkg / "manifest.json"}
     r = F.fuzz_loaders(arts, cases_per_kind=6, seed=0, work=tmp_path)
     for kind, t in r.items():
-        assert t["executions"] == 6 and t["crashes"] == 0, (kind, t["failures"])
+        known = len(list((F.CORPUS_DIR / kind).glob("*")))  # reproducers checked in are replayed first
+        assert t["executions"] == 6 + known and t["crashes"] == 0, (kind, t["failures"])
         assert t["edge_errors"] >= 4  # empty / 8-byte / half / minus-one-byte copies are all refused
+
+
+def _fw_package(tmp_path):
+    from ecgedge.device_sim.testmodels import write_test_package
+
+    return write_test_package(tmp_path / "pkg", (Path(__file__).parent / "golden" / "firmware_opmix_int8.tflite")
+                              .read_bytes())
 
 
 @pytest.mark.backend
 @pytest.mark.parametrize("target", list(F.C_TARGETS))
 def test_c_fuzz_targets_bounded(target, tmp_path):
+    """A smoke of each libFuzzer target (the benchmark runs them for minutes): the checked-in corpus replays,
+    then a few hundred new inputs, no crash, no sanitizer report."""
     if shutil.which("clang") is None:
         pytest.skip("clang (libFuzzer) not installed: apt-get install clang")
-    from ecgedge.device_sim.testmodels import write_test_package
-
-    pkg = write_test_package(tmp_path / "pkg", (Path(__file__).parent / "golden" / "firmware_opmix_int8.tflite")
-                             .read_bytes())
-    exe = F.build_c_fuzzer(target, pkg, tmp_path / target)
-    r = F.run_c_fuzzer(exe, target, 12, tmp_path)
+    exe = F.build_c_fuzzer(target, _fw_package(tmp_path), tmp_path / target)
+    r = F.run_c_fuzzer(exe, target, 0, tmp_path, runs=300 if target == "c_model_input" else 20_000)
     assert r["crashes"] == 0, r.get("log_tail")
-    assert r["executions"] > 10
+    assert r["executions"] >= (300 if target == "c_model_input" else 20_000)
+
+
+@pytest.mark.backend
+@pytest.mark.parametrize("target", list(F.ATHERIS_TARGETS))
+def test_atheris_fuzz_targets_bounded(target, tmp_path):
+    """A smoke of each coverage-guided Python target: frame decoder, WFDB / EDF / CSV loaders, package reader."""
+    pytest.importorskip("atheris")
+    r = F.run_atheris(target, 0, tmp_path, runs=300, package=_fw_package(tmp_path))
+    assert r["crashes"] == 0, r.get("log_tail")
+    assert r["executions"] >= 300
+
+
+REPRODUCERS = sorted(p for t in F.ATHERIS_TARGETS for p in (F.CORPUS_DIR / t).glob("*")
+                     if p.name.startswith(("crash-", "timeout-")))
+
+
+@pytest.mark.parametrize("case", REPRODUCERS, ids=[f"{p.parent.name}/{p.name[:14]}" for p in REPRODUCERS])
+def test_what_the_fuzzers_found_now_ends_in_edge_error(case, tmp_path, monkeypatch):
+    """Each input a fuzzer once crashed or hung on (checked in) now loads or is refused with an EdgeError, fast."""
+    import time
+
+    target = case.parent.name
+    if target == "package_manifest":
+        monkeypatch.setenv("ECGEDGE_FUZZ_PACKAGE", str(_fw_package(tmp_path)))
+    t0 = time.monotonic()
+    try:
+        getattr(F, F.ATHERIS_TARGETS[target])(case.read_bytes())
+    except EdgeError:
+        pass
+    assert time.monotonic() - t0 < 10  # the 11-million-signal WFDB header took 17 s before
 
 
 def test_loader_worker_answers_stay_in_step_when_onnxruntime_prints_on_stdout(tmp_path):
@@ -74,3 +110,11 @@ def test_loader_worker_answers_stay_in_step_when_onnxruntime_prints_on_stdout(tm
         w.close()
     r = F.fuzz_loaders({"onnx": case}, cases_per_kind=4, seed=0, work=tmp_path)["loader_onnx"]
     assert r["executions"] == 4 + 1 and r["crashes"] == 0 and r["edge_errors"] == 5, r["failures"]
+
+
+def test_a_tflite_that_loads_but_cannot_run_is_an_edge_error(tmp_path):
+    """Found by the loader fuzzer: LiteRT loads this corrupted model and raises RuntimeError ("Input tensor 5 lacks
+    data") only when run; edge-run printed a traceback."""
+    case = next((F.CORPUS_DIR / "loader_tflite").glob("crash-*.tflite"))
+    r = F.fuzz_loaders({"tflite": case}, cases_per_kind=1, seed=0, work=tmp_path)["loader_tflite"]
+    assert r["crashes"] == 0 and r["edge_errors"] == r["executions"], r["failures"]

@@ -166,15 +166,20 @@ def test_live_decisions_equal_offline_inference(pkg_dir, tmp_path, k):
         assert a["model_sha256"] == load_package(pkg_dir).model_sha256
 
 
-def test_device_inference_matches_host_litert(pkg_dir, tmp_path):
-    """--infer device: the simulator runs the package's INT8 model on its own window (WINDOW_INFER)."""
+def test_device_inference_matches_tflite_micro(pkg_dir, tmp_path):
+    """--infer device: the simulator runs the package's INT8 model (our C engine, its own input quantisation) on
+    its own window (WINDOW_INFER): the outputs are tflite-micro's on the host-built windows."""
+    from ecgedge.contract.quantization import interpret_int8, window_int8
+    from ecgedge.contract.runners import open_int8_runner
+
     r = edge_run(pkg_dir, f"sim://pocket_k?k=6.5&speed=500&package={pkg_dir}", tmp_path / "d",
                  "--duration", "40", "--infer", "device")
     assert r.returncode == 0, r.stderr[-2000:]
     dev = [json.loads(x) for x in (tmp_path / "d" / "results.jsonl").read_text().splitlines()]
     pkg = load_package(pkg_dir)
-    engine = HostInference(pkg)
-    host = offline_results(read_partial(tmp_path / "d"), pkg, lambda w: engine.infer(w.filtered))
+    tflm = open_int8_runner(pkg.file("model_int8.tflite"), "tflm")
+    host = offline_results(read_partial(tmp_path / "d"), pkg, lambda w: interpret_int8(
+        tflm.run_one(window_int8(w.filtered, pkg.input)), pkg.outputs, pkg.task))
     assert len(dev) == len(host) == 4
     assert [d["raw_int8"] for d in dev] == [h["raw_int8"] for h in host]
     assert all(d["device_counter"]["kind"] == 3 for d in dev)

@@ -11,7 +11,7 @@ import pytest
 
 from ecgedge.device_sim.device import SimConfig, VirtualDevice
 from ecgedge.device_sim.transport import SimTransport
-from ecgedge.contract.runners import LiteRtRunner
+from ecgedge.contract.runners import open_int8_runner
 from ecgedge.firmware_bridge.link import DeviceLink
 from ecgedge.contract.package import load_package
 from ecgedge.edge_runtime.session import Session, SessionOptions
@@ -103,7 +103,7 @@ def test_load_input_and_infer_run_the_package_model(pkg_dir):
     pkg = load_package(pkg_dir)
     rng = np.random.default_rng(0)
     q = rng.integers(-128, 128, 5000).astype(np.int8)
-    expected = LiteRtRunner(pkg.file("model_int8.tflite")).run_one(q)
+    expected = open_int8_runner(pkg.file("model_int8.tflite"), "tflm").run_one(q)  # golden: tflite-micro
 
     async def go():
         link = await _link(f"sim://pocket_k?package={pkg_dir}")

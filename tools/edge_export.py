@@ -1,6 +1,9 @@
-"""edge-export: take a zoo model to a target: prune and distil to its budget, quantise to INT8 (with
+"""edge-export: take a model to a target: prune and distil to its budget, quantise to INT8 (with
 calibration and quantisation-aware epochs), validate against the float model, and write a package
 (dist/<model>-<target>/: INT8 .tflite, ONNX, C arrays, manifest with hashes, report.json/html).
+
+MODEL is a zoo name, or your own model file (.pt2 saved with torch.export.save, .onnx, or a full-INT8
+.tflite) with its contract (docs/byom.md).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ EXAMPLES = [
      "also build the firmware ELF (text/data/bss in the report) and sign the manifest (Ed25519)"),
     ("edge-export af_lead1 --target cortex-m7 --data ../shared/data/cinc2017",
      "the AF detector, calibrated and validated on real records (CinC 2017)"),
+    ("edge-export my_model.pt2 --contract my_model.toml --target cortex-m7 --data records/",
+     "your own model (.pt2 / .onnx / full-INT8 .tflite) down the same road (docs/byom.md)"),
     ("edge-export --list-targets --json", "target profiles (ecgedge/targets.toml, + --targets-file) as JSON"),
 ]
 
@@ -25,7 +30,10 @@ def parser() -> argparse.ArgumentParser:
         _cli.EXIT_OK: "the package was written (or the targets listed)",
         _cli.EXIT_USAGE: "bad input, a model that cannot fit its target, or a failed export step: one line on "
                          "stderr; nothing half-written is left"})
-    p.add_argument("model", nargs="?", help="zoo model name, e.g. pocket_k (see edge-train --list)")
+    p.add_argument("model", nargs="?", help="zoo model name (e.g. pocket_k, see edge-train --list) or a "
+                   ".pt2 / .onnx / .tflite file")
+    p.add_argument("--contract", type=_cli.existing_file,
+                   help="contract TOML of your own model (input, outputs, labels; docs/byom.md)")
     p.add_argument("--target", help="target profile, e.g. cortex-m7 (see --list-targets)")
     p.add_argument("--checkpoint", type=_cli.existing_file,
                    help="float checkpoint (default: the shipped weights)")
@@ -159,7 +167,8 @@ def run(ns: argparse.Namespace) -> int:
         raise ConfigError(f"give a model ({', '.join(list_specs())}) and --target (see --list-targets)")
     from ecgedge.quantize.pipeline import ExportOptions, export_package
     console = Console(stderr=True)
-    opts = ExportOptions(model=ns.model, target=ns.target, checkpoint=ns.checkpoint, data=ns.data, out=ns.out,
+    opts = ExportOptions(model=ns.model, target=ns.target, contract=ns.contract, checkpoint=ns.checkpoint,
+                         data=ns.data, out=ns.out,
                          calibrator=ns.calibrator, calib_windows=ns.calib_windows, val_windows=ns.val_windows,
                          tflm_windows=ns.tflm_windows, finetune_windows=ns.finetune_windows,
                          finetune_epochs=ns.finetune_epochs, qat_epochs=ns.qat_epochs, qat_lr=ns.qat_lr, latency_ms=ns.latency_ms,
@@ -167,24 +176,37 @@ def run(ns: argparse.Namespace) -> int:
                          seed=ns.seed, sign_key=ns.sign_key, firmware=ns.firmware,
                          progress=not ns.no_progress, log=console)
     out, rep = export_package(opts)
-    f = lambda v: "n/a" if v is None else f"{v:.4f}"  # noqa: E731
-    console.print(
-        f"[green]package written[/]: {out}\n"
-        f"  calibrator {rep['calibrator']}; ops {rep['n_ops']} ({', '.join(rep['ops'])})\n"
-        f"  MACs {rep['macs_float']:,} -> {rep['macs_pruned']:,}; params {rep['params_float']:,} -> "
-        f"{rep['params_pruned']:,}\n"
-        f"  flash {rep['flash_bytes']:,} B / {rep['budget']['flash_bytes']:,}; arena {rep['arena_bytes']:,} B / "
-        f"{rep['budget']['ram_bytes']:,}; fits {rep['fits']}\n"
-        f"  AUROC float {f(rep['auroc_float'])} pruned {f(rep['auroc_pruned'])} INT8 {f(rep['auroc_int8'])}; "
-        f"agreement INT8 vs pruned {f(rep['agreement_int8'])}\n"
-        f"  latency estimate {rep['latency_ms_estimate']:.2f} ms on {rep['target']} (estimate from MACs)"
-        + (f"\n  ONNX latency here: float {rep['latency_ms_onnx_float']:.2f} ms, INT8 "
-           f"{rep['latency_ms_onnx_int8']:.2f} ms" if "latency_ms_onnx_int8" in rep else "")
-        + f"\n  {rep['seconds']:.0f} s", soft_wrap=True)  # one line each, even in a pipe (logs, tests)
+    console.print(summary(out, rep), soft_wrap=True)  # one line each, even in a pipe (logs, tests)
     if rep.get("notice"):
         console.print(f"[bold yellow]{rep['notice']}[/]")
     print(out)
     return 0
+
+
+def summary(out, rep: dict) -> str:
+    """The few lines a person reads after an export (figures that do not apply say n/a)."""
+    def f(v, spec=".4f"):
+        return "n/a" if v is None else format(v, spec)
+    lines = [f"[green]package written[/]: {out}",
+             f"  calibrator {rep['calibrator'] or 'none (INT8 as given)'}; ops {rep['n_ops']} ({', '.join(rep['ops'])})",
+             f"  MACs {f(rep['macs_float'], ',')} -> {f(rep['macs_pruned'], ',')}; params {f(rep['params_float'], ',')} -> "
+             f"{f(rep['params_pruned'], ',')}",
+             f"  flash {rep['flash_bytes']:,} B / {rep['budget']['flash_bytes']:,}; arena {rep['arena_bytes']:,} B / "
+             f"{rep['budget']['ram_bytes']:,}; fits {rep['fits']}",
+             f"  AUROC float {f(rep['auroc_float'])} pruned {f(rep['auroc_pruned'])} INT8 {f(rep['auroc_int8'])}; "
+             f"agreement INT8 vs pruned {f(rep['agreement_int8'])}",
+             f"  latency estimate {rep['latency_ms_estimate']:.2f} ms on {rep['target']} (estimate from MACs)"]
+    if "latency_ms_onnx_int8" in rep:
+        lines.append(f"  ONNX latency here: float {rep['latency_ms_onnx_float']:.2f} ms, INT8 "
+                     f"{rep['latency_ms_onnx_int8']:.2f} ms")
+    engine = rep.get("engine")
+    if engine and not engine["runs_all_ops"]:
+        ops = sorted({f"{u['op']} ({u['layer']})" for u in engine["unsupported_ops"]})
+        lines.append(f"  our C engine lacks: {', '.join(ops)} (tflite-micro runs them)")
+    for note in rep.get("data_notes") or []:
+        lines.append(f"  note: {note}")
+    lines.append(f"  {rep['seconds']:.0f} s")
+    return "\n".join(lines)
 
 
 def main(args=None) -> None:

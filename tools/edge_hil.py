@@ -42,11 +42,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--windows", type=_cli.positive_int, default=None,
                    help="number of windows (default 200 synthetic; with --data: all windows of the records)")
     r.add_argument("--data", type=_cli.as_path(_cli.existing_dir), default=None,
-                   help="folder of WFDB/EDF/CSV/.npy records with labels.csv")
+                   help="folder of WFDB/EDF/CSV/.npy records with labels.csv or REFERENCE.csv: every labelled record "
+                        "unless --records names some")
     r.add_argument("--labels", type=_cli.as_path(_cli.existing_file), default=None,
                    help="labels CSV (record,label) if not in --data")
     r.add_argument("--records", type=_cli.as_path(_cli.existing_file), default=None,
-                   help="file listing the records to use, one a line")
+                   help="file listing the records to use, one a line ('#' comments ignored), e.g. a package's "
+                        "validation_records.txt")
     r.add_argument("--report", type=Path, default=None,
                    help="report folder (default hil_reports/<model>-<device>-<time>)")
     r.add_argument("--gates", type=_cli.as_path(_cli.existing_file), default=None,
@@ -110,7 +112,8 @@ def _run(args) -> int:
     records = None
     if args.records is not None:
         try:
-            records = [ln.strip() for ln in args.records.read_text().splitlines() if ln.strip()]
+            records = [ln.split("#")[0].strip() for ln in args.records.read_text().splitlines()
+                       if ln.split("#")[0].strip()]
         except OSError as e:
             raise ConfigError(f"--records {str(args.records)!r}: {e}") from None
     windows = args.windows if (args.windows is not None or args.data is not None) else 200

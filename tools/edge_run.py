@@ -3,6 +3,8 @@ records every sample.
 
 Sources: serial://, socket://HOST:PORT, sim://, qemu://cortex-m7?package=DIR, ble://, loop://, spy://<url>.
 Writes OUT/results.jsonl, OUT/summary.json, OUT/raw.i16 + raw.json (crash-safe) and OUT/record.hea/.dat.
+Sessions are never overwritten: without --out each session gets a new folder sessions/<UTC time>-<model>/;
+an --out that already holds a session is refused (exit 2) unless --resume appends to it.
 """
 
 from __future__ import annotations
@@ -14,8 +16,8 @@ from ecgedge.errors import ConfigError
 from ecgedge.tools import _cli
 
 EXAMPLES = [
-    ("edge-run --model dist/pocket_k-cortex-m7 --source 'sim://pocket_k?k=6.2&speed=20' --duration 60 --out sessions/demo",
-     "a simulated subject (K+ 6.2 mmol/L) at 20x real time, 60 s of signal"),
+    ("edge-run --model dist/pocket_k-cortex-m7 --source 'sim://pocket_k?k=6.2&speed=20' --duration 60",
+     "a simulated subject (K+ 6.2 mmol/L) at 20x real time, 60 s of signal, into a new sessions/<UTC time>-pocket_k/"),
     ("edge-run --model dist/pocket_k-cortex-m7 --source serial:///dev/ttyACM0 --trust keys/release.pub",
      "a real device; only a package signed by keys/release runs"),
     ("edge-run --config /etc/ecgedge/handheld.toml --ui 127.0.0.1:8080",
@@ -31,7 +33,13 @@ def parser() -> argparse.ArgumentParser:
                    help="TOML file with any of these options (e.g. handheld.toml); flags override it")
     p.add_argument("--model", help="model package folder (edge-export output; checked before connecting)")
     p.add_argument("--source", help="device URL (see Sources above)")
-    p.add_argument("--out", default="session", help="session folder (default ./session)")
+    p.add_argument("--out", default=None,
+                   help="session folder; one that already holds a session is refused (see --resume). "
+                        "Default: a new folder SESSIONS/<UTC time>-<model>/")
+    p.add_argument("--sessions", type=_session_root, default="sessions",
+                   help="where new session folders go (default ./sessions)")
+    p.add_argument("--resume", action="store_true",
+                   help="append to the session in --out (after a resume marker) instead of refusing it")
     p.add_argument("--duration", type=_cli.positive_float, default=None,
                    help="stop after this many seconds of signal (default: until Ctrl-C)")
     p.add_argument("--trust",
@@ -44,8 +52,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--infer", default="litert", choices=["litert", "onnxruntime", "device"],
                    help="where the model runs (default litert: the package's INT8 .tflite on this host; "
                         "onnxruntime: the package's ONNX model, the float one on an MCU package)")
-    p.add_argument("--flush-interval", type=_cli.positive_float, default=1.0,
-                   help="recording flush period, wall seconds (default 1)")
+    p.add_argument("--flush-interval", type=_cli.nonneg_float, default=1.0,
+                   help="recording flush period, wall seconds (default 1; 0: after every write)")
     p.add_argument("--max-record-mb", type=_cli.positive_float, default=None,
                    help="stop recording (cleanly) beyond this size")
     p.add_argument("--min-free-mb", type=_cli.nonneg_float, default=None,
@@ -56,6 +64,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ui", metavar="HOST:PORT", type=_host_port_text, help="serve the live screen on this address")
     p.add_argument("--quiet", action="store_true", help="no live view; only the summary line")
     return p
+
+
+def _session_root(text):
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a folder for new sessions")
+    return text
 
 
 def _host_port_text(text):
@@ -103,6 +117,10 @@ def _live_printer(console, quiet: bool):
         if kind == "recording_stopped":  # shown even with --quiet
             console.print(f"[bold red]RECORDING STOPPED: {data['reason']} ({data['samples_kept']} samples kept "
                           "intact); the live view and results continue[/]", highlight=False)
+        if kind == "session_folder":  # shown even with --quiet: where this session goes
+            at = data["resumed_at_sample"]
+            console.print(f"session folder: {data['path']}" + (f" (resumed at sample {at})" if at else ""),
+                          highlight=False)
         if quiet:
             return
         if kind == "result":
@@ -192,16 +210,43 @@ def _result_text(data) -> str:
     parts = [f"{k}={v:.3f}" for k, v in data["scores"].items()]
     dec = [k for k, v in data.get("decisions", {}).items() if v]
     return " ".join(parts) + (f"  positive: {', '.join(dec)}" if dec else "")
+def _number(a, name: str):
+    """A number option as given (a TOML config may hold a string: named in the error, not a traceback)."""
+    v = getattr(a, name)
+    if v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)):
+        return v
+    raise ConfigError(f"--{name.replace('_', '-')} {v!r}: expected a number")
+
+
+def _options(a):
+    from pathlib import Path
+
+    from ecgedge.edge_runtime.options import SessionOptions  # light: no numpy/scipy before the numbers are checked
+
+    mb = {k: _number(a, k) for k in ("max_record_mb", "min_free_mb")}
+    opts = SessionOptions(source=a.source, out_dir=Path(a.out) if a.out else None, sessions_root=Path(a.sessions),
+                          resume=a.resume, duration_s=_number(a, "duration"), hop=_number(a, "hop"), infer=a.infer,
+                          flush_interval_s=_number(a, "flush_interval"),
+                          max_record_bytes=None if mb["max_record_mb"] is None else mb["max_record_mb"] * 1e6,
+                          min_free_bytes=None if mb["min_free_mb"] is None else mb["min_free_mb"] * 1e6,
+                          record=not a.no_record, stall_timeout_s=_number(a, "stall_timeout"))
+    opts.validate()
+    if opts.max_record_bytes is not None:
+        opts.max_record_bytes = int(opts.max_record_bytes)
+    if opts.min_free_bytes is not None:
+        opts.min_free_bytes = int(opts.min_free_bytes)
+    return opts
 
 
 async def _run(a, console):
     import asyncio
     import signal
-    from pathlib import Path
+
+    opts = _options(a)  # every number and the output folder are checked before any work (and any heavy import)
+    ui_addr = _cli.host_port(a.ui) if a.ui else None
 
     from ecgedge.contract.package import load_package
-    from ecgedge.edge_runtime.session import Session, SessionOptions
-
+    from ecgedge.edge_runtime.session import Session
     allow_unsigned = a.allow_unsigned or a.trust is None
     pkg = load_package(a.model, trust=a.trust, allow_unsigned=allow_unsigned)
     unsigned = not pkg.signed  # no signature verified: say so in every result and in summary.json
@@ -210,20 +255,15 @@ async def _run(a, console):
     if unsigned:
         why = "--allow-unsigned" if a.trust else "no --trust key given"
         console.print(f"[bold red]UNSIGNED package: running without a verified signature ({why})[/]")
-    opts = SessionOptions(source=a.source, out_dir=Path(a.out), duration_s=a.duration, hop=a.hop, infer=a.infer,
-                          flush_interval_s=a.flush_interval,
-                          max_record_bytes=int(a.max_record_mb * 1e6) if a.max_record_mb else None,
-                          min_free_bytes=int(a.min_free_mb * 1e6) if a.min_free_mb else None,
-                          record=not a.no_record, stall_timeout_s=a.stall_timeout, unsigned=unsigned)
+    opts.unsigned = unsigned
     printer = _live_printer(console, a.quiet)
     ui = None
-    progress = None if a.quiet else Progress(console, a.duration)
+    progress = None if a.quiet else Progress(console, opts.duration_s)
     hooks = [printer] + ([progress.on_event] if progress else [])
-    if a.ui:
+    if ui_addr:
         from ecgedge.edge_runtime.ui import LiveUi
 
-        host, port = _cli.host_port(a.ui)
-        ui = LiveUi(host, port, pkg)
+        ui = LiveUi(ui_addr[0], ui_addr[1], pkg)
         await ui.start()
         hooks.append(ui.on_event)
 
@@ -273,7 +313,8 @@ def _main(a) -> int:
         console.print(f"[bold yellow]{summary['notice']}[/]")
     if summary.get("unsigned"):
         console.print("[bold red]results come from an UNSIGNED package[/]")
-    console.print(f"wrote {a.out}/summary.json and results.jsonl")
+    console.print(f"wrote {summary['out']}/summary.json and results.jsonl"
+                  + (f" (resumed at sample {summary['start_sample']})" if summary.get("resumed") else ""))
     return 0
 
 

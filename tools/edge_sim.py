@@ -1,13 +1,18 @@
 """edge-sim: a virtual Pocket-K device (lead-I ADC + the wire protocol of docs/protocol.md) over a pty or
 a TCP socket: generated ECG of a subject with a given serum K+ and heart rate, or a replayed record; with
 --package it also answers inference requests with the package's INT8 model.
+
+The path (or socket:// address) is printed only once the device is ready (its record loaded, its model
+built): a script waiting for it never sees one from a device that then fails. Bad values exit 2 at once.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
+from ecgedge.errors import ConfigError
 from ecgedge.tools import _cli
 
 SERVE_EXAMPLES = [
@@ -81,12 +86,23 @@ def parse(args=None):
 
 
 def _config(a):
+    import math
+
     from ecgedge.device_sim.device import SimConfig, parse_intervals
 
-    return SimConfig(model=a.model, k=a.k, hr=a.hr, noise=a.noise, seed=a.seed, speed=a.speed, sampling_rate=a.fs,
-                     uv_per_lsb=a.uv_per_lsb, gain=a.gain, drift_ppm=a.drift_ppm, drop=a.drop, burst=a.burst, corrupt=a.corrupt,
-                     battery=a.battery, lead_off=parse_intervals(a.lead_off), replay=a.replay, package=a.package,
-                     samples_per_frame=a.samples_per_frame, truth=a.truth)
+    cfg = SimConfig(model=a.model, k=a.k, hr=a.hr, noise=a.noise, seed=a.seed, speed=a.speed, sampling_rate=a.fs,
+                    uv_per_lsb=a.uv_per_lsb, gain=a.gain, drift_ppm=a.drift_ppm, drop=a.drop, burst=a.burst,
+                    corrupt=a.corrupt, battery=a.battery, lead_off=parse_intervals(a.lead_off), replay=a.replay,
+                    package=a.package, samples_per_frame=a.samples_per_frame, truth=a.truth)
+    cfg.validate(cli=True)
+    if a.duration is not None and not (math.isfinite(a.duration) and a.duration > 0):
+        raise ConfigError(f"--duration {a.duration!r}: expected wall seconds > 0")
+    for flag, path in (("--replay", a.replay), ("--package", a.package)):
+        if path is not None and not Path(path).exists():
+            raise ConfigError(f"{flag} {path!r}: no such file or folder")
+    if a.tcp is not None:
+        _cli.host_port(a.tcp)
+    return cfg
 
 
 async def _serve(a):
@@ -104,9 +120,9 @@ async def _serve(a):
     if a.duration:
         loop.call_later(a.duration, stop.set)
     if a.pty:
+        device = VirtualDevice(cfg)  # the record is loaded (or refused) before any path is printed
         master, path = open_pty()
-        print(path, flush=True)  # first: scripts wait for it
-        device = VirtualDevice(cfg)
+        print(path, flush=True)  # first line of stdout: scripts wait for it
         print(f"edge-sim: {cfg.model} K+={cfg.k} HR={cfg.hr} speed={cfg.speed} on {path}", file=sys.stderr, flush=True)
         try:
             await serve_pty(device, master, stop)
@@ -129,7 +145,12 @@ def main(args=None):
     a = parse(args)
     import asyncio
 
-    sys.exit(_cli.run("edge-sim", lambda: asyncio.run(_serve(a)), verbose=a.verbose))
+
+    def body():
+        _config(a)  # every value checked before any work
+        asyncio.run(_serve(a))
+
+    sys.exit(_cli.run("edge-sim", body, verbose=a.verbose))
 
 
 if __name__ == "__main__":

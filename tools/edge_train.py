@@ -54,6 +54,15 @@ def parser() -> argparse.ArgumentParser:
                    help="labelled real records (af_lead1: the PhysioNet/CinC 2017 folder, e.g. ../shared/data/cinc2017)")
     p.add_argument("--max-minutes", type=_cli.positive_float, default=None,
                    help="af_lead1: fit the schedule into this many minutes (measured on the first epoch)")
+    p.add_argument("--teacher", action="append", default=None, metavar="CKPT", type=_cli.existing_file,
+                   help="af_lead1: distil from this checkpoint's record-level probabilities (repeat for an ensemble)")
+    p.add_argument("--teacher-weight", type=_cli.probability, default=0.5,
+                   help="af_lead1: share of the teacher's probabilities in the target, 0..1 (default 0.5)")
+    p.add_argument("--record-crops", type=_cli.positive_int, default=1, metavar="K",
+                   help="af_lead1: K crops of one record per draw, scored together by the record rule (default 1)")
+    p.add_argument("--split-lists", default=None, metavar="DIR", type=_cli.existing_dir,
+                   help="af_lead1: train and validate on these record lists (training.txt, validation.txt; the "
+                        "shipped weights' are in models/weights/af_lead1.splits) instead of a seeded split of --data")
     return p
 
 

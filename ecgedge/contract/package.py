@@ -345,6 +345,13 @@ def load_package(package_dir: str | Path, trust: str | Path | None = None, allow
         raise PackageError(f"{root} holds files not in the manifest: {', '.join(extra[:5])}")
     if MODEL_INT8 in present and present[MODEL_INT8] != manifest["model_sha256"]:
         raise PackageError(f"model_sha256 {manifest['model_sha256'][:16]}... does not match {MODEL_INT8}")
+    if not isinstance(manifest["outputs"], list) or not manifest["outputs"]:
+        raise PackageError(f"{mpath}: 'outputs' must be a non-empty list")
+    for i, o in enumerate(manifest["outputs"]):  # a fuzzed manifest: an output without a name was a KeyError
+        if not isinstance(o, dict) or not isinstance(o.get("name"), str) or \
+                not isinstance(o.get("index", i), int) or isinstance(o.get("index", i), bool):
+            raise PackageError(f"{mpath}: output {i} must be an object with a name and an integer index, "
+                               f"got {str(o)[:80]}")
     outs = [OutputInfo.from_manifest(o, i) for i, o in enumerate(manifest["outputs"])]
     return Package(root, manifest, signed=signed, unsigned_allowed=not signed, outputs=outs, signer=signer)
 

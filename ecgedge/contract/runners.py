@@ -225,8 +225,11 @@ class LiteRtRunner(Int8Runner):
                           out["quantization"])
 
     def _invoke(self, x):
-        self._interp.set_tensor(self._in_index, x)
-        self._interp.invoke()
+        try:
+            self._interp.set_tensor(self._in_index, x)
+            self._interp.invoke()
+        except (ValueError, RuntimeError) as e:  # a model LiteRT loaded but cannot run ("tensor lacks data")
+            raise ModelError(f"LiteRT cannot run the model: {e}") from None
         return self._interp.get_tensor(self._out_index)
 
 

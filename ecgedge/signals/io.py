@@ -66,21 +66,57 @@ def _fill_gaps(x: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
 
 
 # -- readers ------------------------------------------------------------------------------------
+MAX_WFDB_SIGNALS = 1024
+
+
+def _check_wfdb_header(hea: Path) -> None:
+    """Refuse a header whose record line declares more signals than it describes (or absurdly many): wfdb
+    allocates for the declared count first (a 10-byte header claiming 11 million signals took 17 s)."""
+    try:
+        with open(hea, "rb") as f:
+            text = f.read(1 << 20).decode("latin-1")
+    except OSError as e:
+        raise DataError(f"{hea}: cannot read the WFDB header ({e})") from None
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    if not lines:
+        raise DataError(f"{hea}: empty WFDB header")
+    fields = lines[0].split()
+    if len(fields) < 2:
+        return  # a record line without a signal count: wfdb decides
+    head = fields[1].split("/")[0]
+    if not re.fullmatch(r"[0-9]+", head):  # str.isdigit() also takes '¹'; int() does not
+        raise DataError(f"{hea}: WFDB record line {lines[0][:80]!r}: the number of signals is not a number")
+    n_sig = int(head)
+    described = len(lines) - 1 if "/" not in fields[0] else n_sig  # a multi-segment record lists segments
+    if n_sig > MAX_WFDB_SIGNALS or n_sig > described:
+        raise DataError(f"{hea}: the record line declares {n_sig} signals, the header describes {len(lines) - 1} "
+                        f"(at most {MAX_WFDB_SIGNALS})")
+
+
 def _read_wfdb(path: Path) -> tuple[np.ndarray, float, str | None, dict]:
     import wfdb
 
     base = path.with_suffix("") if path.suffix.lower() in (".hea", ".dat", ".mat") else path
+    _check_wfdb_header(base.with_suffix(".hea"))
     try:
-        rec = wfdb.rdrecord(str(base))
+        # the header first, then only the picked lead's channel: the record's other signal files (a PTB
+        # record's .xyz Frank leads, say) are never opened, so one that is absent does not matter
+        hdr = wfdb.rdheader(str(base))
+        names = list(hdr.sig_name or [f"ch{i}" for i in range(hdr.n_sig or 0)])
+        if not names:
+            raise DataError(f"{path}: WFDB record has no signal channels")
+        i = _pick_lead(names)
+        rec = wfdb.rdrecord(str(base), channels=[i])
+    except DataError:
+        raise
     except Exception as exc:  # wfdb raises plain ValueError/OSError for broken files
         raise DataError(f"{path}: not a readable WFDB record ({exc})") from exc
-    if rec.p_signal is None or rec.p_signal.ndim != 2 or rec.p_signal.shape[1] == 0:
-        raise DataError(f"{path}: WFDB record has no signal channels")
-    names = list(rec.sig_name or [f"ch{i}" for i in range(rec.p_signal.shape[1])])
-    i = _pick_lead(names)
-    factor = _unit_factor(rec.units[i] if rec.units else None, path, names[i])
-    meta = {"format": "wfdb", "channels": names, "units": rec.units[i], "comments": list(rec.comments or [])}
-    return rec.p_signal[:, i].astype(np.float64) * factor, float(rec.fs), names[i], meta
+    if rec.p_signal is None or rec.p_signal.ndim != 2 or rec.p_signal.shape[1] != 1:
+        raise DataError(f"{path}: WFDB record has no samples for channel {names[i]!r}")
+    unit = rec.units[0] if rec.units else None
+    factor = _unit_factor(unit, path, names[i])
+    meta = {"format": "wfdb", "channels": names, "units": unit, "comments": list(rec.comments or [])}
+    return rec.p_signal[:, 0].astype(np.float64) * factor, float(rec.fs), names[i], meta
 
 
 def _read_edf(path: Path) -> tuple[np.ndarray, float, str | None, dict]:
@@ -102,6 +138,10 @@ def _read_edf(path: Path) -> tuple[np.ndarray, float, str | None, dict]:
         m = re.search(r"samples=(\d+)", reader.getPatientAdditional() or "")
         if m and int(m.group(1)) <= x.size:
             x = x[: int(m.group(1))]
+    except DataError:
+        raise
+    except Exception as exc:  # pyedflib on a header it opened but cannot use (a 0 s data record: ZeroDivisionError)
+        raise DataError(f"{path}: not a readable EDF file ({type(exc).__name__}: {exc})") from exc
     finally:
         reader.close()
     factor = _unit_factor(unit, path, names[i])
@@ -125,7 +165,10 @@ def _read_csv(path: Path) -> tuple[np.ndarray, float | None, str | None, dict]:
             if line.startswith("#"):
                 m = _RATE_COMMENT.search(line.lower())
                 if m:
-                    rate = float(m.group(1))
+                    try:
+                        rate = float(m.group(1))
+                    except ValueError:
+                        raise DataError(f"{path}:{line_no}: sampling rate {m.group(1)!r} is not a number") from None
                 m = re.search(r"lead\s*[=:]\s*(\S+)", line)
                 if m:
                     comment_lead = m.group(1)

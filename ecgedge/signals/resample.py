@@ -31,7 +31,11 @@ def _ratio(rate_in, rate_out) -> Fraction:
     for name, rate in (("from_rate", rate_in), ("to_rate", rate_out)):
         if not (isinstance(rate, (int, float, np.integer, np.floating)) and np.isfinite(rate) and rate > 0):
             raise ConfigError(f"resample: {name} must be a positive number of Hz, got {rate!r}")
-    return Fraction(float(rate_out) / float(rate_in)).limit_denominator(MAX_RESAMPLE_DENOMINATOR)
+    ratio = Fraction(float(rate_out) / float(rate_in)).limit_denominator(MAX_RESAMPLE_DENOMINATOR)
+    if ratio.numerator < 1:  # e.g. a fuzzed WFDB header claiming 2.5 MHz, resampled to 500 Hz
+        raise DataError(f"cannot resample from {rate_in:g} Hz to {rate_out:g} Hz: more than "
+                        f"{MAX_RESAMPLE_DENOMINATOR}:1")
+    return ratio
 
 
 class StreamingResampler:

@@ -1,6 +1,7 @@
 /* Device application: docs/protocol.md over a byte link; model = generated ecg_model_invoke. */
 #include "app.h"
 #include "ecg_hal.h"
+#include "ecg_input.h"
 #include "model.h"
 #include "protocol.h"
 #include "sha256.h"
@@ -187,13 +188,11 @@ static void handle_window_infer(const ecg_frame *f) {
         send_error(ECG_ERR_RANGE, f->seq, "window not in the device sample buffer");
         return;
     }
-    /* q = clip(round_half_even(counts * uv_per_lsb / scale_uv / input_scale) + zp), in double */
+    /* q = clip(round_half_even(counts * uv_per_lsb / scale_uv / input_scale) + zp), in double (ecg_input.h) */
     const double uv_per_lsb = (double)ECG_UV_PER_LSB;
-    for (uint32_t k = 0; k < ECG_INPUT_SIZE; ++k) {
-        double x = (double)ring[(first + k) % RING_LEN] * uv_per_lsb / ECG_SCALE_UV;
-        double q = nearbyint(x / (double)ECG_EFFECTIVE_INPUT_SCALE) + ECG_INPUT_ZERO_POINT;
-        input_buf[k] = (int8_t)(q < -128.0 ? -128 : (q > 127.0 ? 127 : (int)q));
-    }
+    for (uint32_t k = 0; k < ECG_INPUT_SIZE; ++k)
+        input_buf[k] = ecg_input_q8((double)ring[(first + k) % RING_LEN] * uv_per_lsb, ECG_SCALE_UV,
+                                    (double)ECG_EFFECTIVE_INPUT_SCALE, ECG_INPUT_ZERO_POINT);
     input_loaded = 1;
     run_and_report(input_buf, 1, 0);
 }
