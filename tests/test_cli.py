@@ -329,6 +329,10 @@ def test_label_kinds_say_what_is_true():
         == "PhysioNet/CinC 2017"
     assert labels.from_meta({"layout": "state_dict", "checkpoint": "/x/ecgfounder.pth"}).notice.startswith(
         "USER MODEL (ecgfounder.pth)")
+    # bring your own model (quantize.byom.load_user_model's meta): the user kind, naming the file, never research
+    byom = labels.from_meta({"user": True, "source": "/x/my_model.pt2", "demo": False, "untrained": False, "card": {}})
+    assert byom.kind == "user" and byom.notice.startswith("USER MODEL (my_model.pt2)") and not byom.demo
+    assert "no clinical accuracy" in byom.notice
 
 
 def test_shipped_weights_cards_agree_with_their_checkpoints():
