@@ -1,8 +1,9 @@
-"""Firmware benchmark: instructions per inference of the generated C engine on Cortex-M7 (QEMU + our TCG
-plugin: exact counts), optimised vs reference kernels, per layer with MACs, arena vs tflite-micro's
+"""Firmware benchmark: instructions per inference of the generated C engine on one MCU target's core (QEMU +
+our TCG plugin: exact counts), optimised vs reference kernels, per layer with MACs, arena vs tflite-micro's
 smallest arena, flash/RAM, and bit-exactness against tflite-micro. Writes JSON and prints a table.
+(benchmarks/engine_bench.py compares every core.)
 
-    python benchmarks/firmware_bench.py [--package DIR] [--windows 50] [--out firmware_bench.json]
+    python benchmarks/firmware_bench.py [--package DIR] [--target cortex-m7] [--windows 50] [--out firmware_bench.json]
 
 Without --package it benchmarks the op-coverage test model (tests/golden/firmware_opmix_int8.tflite).
 Times are ESTIMATES from instruction counts at the target clock with an assumed CPI (QEMU counts
@@ -36,7 +37,7 @@ def measure(elf, q, plugin=True):
         return info, res, dev.plugin_records()
 
 
-def run(package: Path, windows: int, out: Path, work: Path) -> dict:
+def run(package: Path, windows: int, out: Path, work: Path, target_name: str = "cortex-m7") -> dict:
     from rich.console import Console
     from rich.progress import Progress
     from rich.table import Table
@@ -49,12 +50,12 @@ def run(package: Path, windows: int, out: Path, work: Path) -> dict:
     import subprocess
 
     tfl = package / "model_int8.tflite"
-    target = get_target("cortex-m7")
+    target = get_target(target_name)
     with Progress() as prog:
         task = prog.add_task("firmware bench", total=7)
-        b_opt = build_firmware(package, "cortex-m7", work / "opt", optimized=True)
+        b_opt = build_firmware(package, target_name, work / "opt", optimized=True)
         prog.advance(task)
-        b_ref = build_firmware(package, "cortex-m7", work / "ref", optimized=False)
+        b_ref = build_firmware(package, target_name, work / "ref", optimized=False)
         prog.advance(task)
         q = int8_vectors(tfl, windows, seed=2024)
         expected = open_int8_runner(tfl, "tflm").run(q)
@@ -85,7 +86,8 @@ def run(package: Path, windows: int, out: Path, work: Path) -> dict:
             conv_instr += n
             conv_macs += L["macs"]
     report = {
-        "model": str(tfl), "model_sha256": b_opt.model_sha256, "target": "cortex-m7", "qemu_machine": "mps2-an500",
+        "model": str(tfl), "model_sha256": b_opt.model_sha256, "target": target_name, "core": b_opt.core,
+        "kernels": b_opt.kernels, "qemu_machine": b_opt.machine,
         "counter": "exact TCG plugin count of executed guest instructions in ecg_model_invoke",
         "windows": windows, "macs": b_opt.macs,
         "instructions_per_inference_optimized": opt_total,
@@ -132,6 +134,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--package", type=Path, help="model package folder (model_int8.tflite + manifest.json)")
     ap.add_argument("--windows", type=int, default=50)
+    ap.add_argument("--target", default="cortex-m7", help="MCU target of targets.toml (its engine core)")
     ap.add_argument("--out", type=Path, default=Path("firmware_bench.json"))
     a = ap.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="fwbench-") as tmp:
@@ -141,7 +144,7 @@ def main(argv=None) -> int:
             from ecgedge.device_sim.testmodels import write_test_package
 
             pkg = write_test_package(work / "pkg", (ROOT / "tests/golden/firmware_opmix_int8.tflite").read_bytes())
-        run(pkg, a.windows, a.out, work)
+        run(pkg, a.windows, a.out, work, a.target)
     return 0
 
 

@@ -215,3 +215,27 @@ class FaultTransport(Transport):
         self._dead = False
         await self.inner.close()
         self.is_open = False
+
+
+@dataclasses.dataclass(frozen=True)
+class KillWorkerAt:
+    """A bench `on_window` hook that kills the worker running a window (the farm's fault: a worker process that
+    crashes or is OOM-killed mid-shard). The first process to reach `window` writes its PID to `marker` and
+    SIGKILLs itself; once the marker exists the hook does nothing, so the retried shard runs through.
+    Picklable, so it travels to local worker processes and Ray workers alike."""
+    window: int
+    marker: str
+
+    def __call__(self, i: int, device) -> None:
+        import os
+        import signal
+
+        if i != self.window:
+            return
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return
+        os.write(fd, str(os.getpid()).encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)

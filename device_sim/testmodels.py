@@ -76,6 +76,35 @@ def _build_keras(window: int, seed: int):
     return keras.Model(inp, out)
 
 
+def _build_keras_2d(size: int, channels: int, seed: int):
+    """2-D shapes the 1-D ECG models do not have: 3x3 convs (stride 1 and 2, SAME and VALID), 3x3
+    depthwise with a depth multiplier and with dilation, 5x5 depthwise, a 1x1 conv, a Dense head."""
+    import keras
+    from keras import layers
+
+    keras.utils.set_random_seed(seed)
+    init = dict(bias_initializer=keras.initializers.RandomNormal(stddev=0.2, seed=seed))
+    inp = keras.Input((size, size, channels), batch_size=1)
+    x = layers.Conv2D(16, (3, 3), padding="same", **init)(inp)
+    x = layers.Multiply()([x, layers.Activation("sigmoid")(x)])
+    x = layers.DepthwiseConv2D((3, 3), padding="same", depth_multiplier=2, **init)(x)
+    x = layers.ReLU()(x)
+    x = layers.Conv2D(24, (3, 3), strides=(2, 2), padding="valid", **init)(x)
+    x = layers.DepthwiseConv2D((3, 3), padding="same", dilation_rate=(2, 2), **init)(x)
+    x = layers.DepthwiseConv2D((5, 5), padding="same", **init)(x)
+    x = layers.Conv2D(16, (1, 1), activation="relu6", **init)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    out = layers.Dense(10, **init)(x)
+    return keras.Model(inp, out)
+
+
+def build_test_tflite_2d(size: int = 12, channels: int = 8, seed: int = 0) -> bytes:
+    """The 2-D op-coverage test model as full-INT8 .tflite bytes (tests/golden/firmware_2d_int8.tflite)."""
+    model = _build_keras_2d(size, channels, seed)
+    rep = np.random.default_rng(seed + 1).normal(0, 1, (32, size, size, channels)).astype(np.float32)
+    return convert_int8(model, rep)
+
+
 def ecg_like_windows(n: int, window: int, seed: int = 0) -> np.ndarray:
     """ECG-ish float windows [n, 1, window, 1] (model units, about +-1.5): beats, T waves, baseline
     wander and noise from a formula, not the physiological generator (the op-coverage models' data)."""

@@ -26,7 +26,7 @@ class Target:
     latency_budget_ms: float
     runtime: str
     formats: tuple[str, ...]
-    qemu_machine: str | None = None
+    engine_core: str | None = None     # MCU targets: the core of firmware_bridge/cores.toml
     source: str = field(default="builtin", compare=False)
 
     @property
@@ -43,7 +43,7 @@ class Target:
         return macs * self.cycles_per_mac / self.clock_hz * 1e3
 
 
-_REQUIRED = [f.name for f in fields(Target) if f.name not in ("name", "qemu_machine", "source")]
+_REQUIRED = [f.name for f in fields(Target) if f.name not in ("name", "engine_core", "source")]
 
 
 def _parse(table: dict, source: str) -> dict[str, Target]:
@@ -54,7 +54,7 @@ def _parse(table: dict, source: str) -> dict[str, Target]:
         missing = [k for k in _REQUIRED if k not in row]
         if missing:
             raise ConfigError(f"target {name!r} in {source}: missing keys {missing}")
-        unknown = sorted(set(row) - set(_REQUIRED) - {"qemu_machine"})
+        unknown = sorted(set(row) - set(_REQUIRED) - {"engine_core"})
         if unknown:
             raise ConfigError(f"target {name!r} in {source}: unknown keys {unknown}")
         kind = row["kind"]

@@ -205,7 +205,7 @@ def build_board_firmware(package_dir, board: str, out_dir=None, optimized: bool 
     gcc = fw_build._need("arm-none-eabi-gcc")
     out = Path(out_dir) if out_dir else Path(package_dir) / "firmware" / b.key
     out.mkdir(parents=True, exist_ok=True)
-    gen, _ = fw_build.generate_into(package_dir, out / "gen")
+    gen, _ = fw_build.generate_into(package_dir, out / "gen", kernels=core.kernels)
     arena_bytes = gen.arena_bytes if optimized else gen.reference_plan.arena_bytes
     arena_region = b.arena
     reserve = STACK_BYTES + 64 if b.arena == b.ram else 64
@@ -221,7 +221,7 @@ def build_board_firmware(package_dir, board: str, out_dir=None, optimized: bool 
            f"-I{fw_build.C_DIR}", f"-I{out / 'gen'}", f"-I{BOARD_DIR}",
            f'-DECG_FW_NAME="ecgedge-fw {fw_build.FW_VERSION} {b.key}"', "-DECG_BOARD_INFO",
            f'-DECG_BOARD_NAME="{b.key}"', f"-DECG_BOARD_BAUD={b.baud}u", f"-DECG_BOARD_FLASH_ORIGIN={b.flash[0]:#x}u",
-           f'-DECG_ARENA_ATTR=__attribute__((section("{ARENA_SECTION}")))',
+           f'-DECG_ARENA_ATTR=__attribute__((section("{ARENA_SECTION}")))', f"-DECG_KERNELS_{core.kernels.upper()}=1",
            *(["-DECG_OPTIMIZED"] if optimized else []), *fw_build._define_flags(defines),
            *map(str, srcs), "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs", f"-T{ld}",
            "-Wl,--gc-sections", f"-Wl,-Map={out / (name + '.map')}", "-lm", "-o", str(elf)]

@@ -56,9 +56,8 @@ class CLibrary:
 
 
 def core_for_target(target) -> Core:
-    """The cores.toml entry of an MCU target profile ('Cortex-M4F' -> cortex-m4)."""
-    name = target.core.lower().removesuffix("f")
-    return get_core(name)
+    """The cores.toml entry of an MCU target profile (its targets.toml engine_core)."""
+    return fw_build.firmware_core(target)
 
 
 def arm_cores() -> list[Core]:

@@ -78,11 +78,11 @@ class FirmwareClient:
     def hello(self) -> P.Info:
         return P.unpack_info(self.request(P.MsgType.HELLO, b"", P.MsgType.INFO).payload)
 
-    def load_input(self, q: np.ndarray) -> None:
+    def load_input(self, q: np.ndarray, timeout: float = 10.0) -> None:
         data = np.asarray(q, np.int8).reshape(-1).tobytes()
         for off in range(0, len(data), CHUNK):
             f = self.request(P.MsgType.LOAD_INPUT, P.pack_load_input(P.LoadInput(off, data[off:off + CHUNK])),
-                             P.MsgType.ACK)
+                             P.MsgType.ACK, timeout)
             if P.unpack_ack(f.payload).status != 0:
                 raise ProtocolError(f"LOAD_INPUT at {off} refused")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,32 +103,24 @@ def _emit_variant(model: TfliteModel, layers: list[Layer], plan: Plan, arena_nam
     return c, table
 
 
-def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str | None = None) -> Generated:
-    """Lower and plan the model; return the C sources (model.h, model.c) as strings.
+def _referenced(layers: list[Layer]) -> set[str]:
+    """Names of the constant arrays a lowering's parameters and calls use (unused ones stay out of flash)."""
+    rows = [q for l in layers for q in (l.params if isinstance(l.params, list) else [l.params])]
+    text = " ".join([l.call for l in layers] + [str(v) for q in rows for v in q.values()])
+    return set(re.findall(r"\bL\d+_\w+", text))
 
-    Two lowerings go into model.c: the reference one (one kernel call per TFLite op, the oracle) and,
-    under ECG_OPTIMIZED, the optimised one (Swish pairs fused into lookup tables); each has its own
-    arena plan. Reported figures (arena, layers) are the optimised build's."""
-    raw = bytes(tflite) if isinstance(tflite, (bytes, bytearray)) else Path(tflite).read_bytes()
-    model = prepare_model(load_model(raw))     # float detours become int8 views (planned at 1 byte/element)
-    ref_layers = lower(model, fuse=False)
-    layers = lower(model, fuse=True)
-    ref_plan = plan_arena(model, ref_layers)
-    plan = plan_arena(model, layers)
-    manifest = manifest or {}
-    inp = model.tensors[model.inputs[0]]
-    out = model.tensors[model.outputs[0]]
-    contract = manifest.get("input", {})
-    name = name or manifest.get("model", "model")
 
-    # constant blob: every const array of both lowerings, 16-byte aligned inside one hashed block
+def _const_blob(layers: list[Layer]) -> tuple[bytes, list[str], tuple | None]:
+    """One 16-byte aligned blob of every constant array the layers use; #defines naming each array's
+    place in it; the first conv's shift array (fault injection)."""
     blob = bytearray()
     defines = []
     seen = set()
+    used = _referenced(layers)
     fault_shift = None
-    for layer in ref_layers + layers:
+    for layer in layers:
         for arr in layer.consts:
-            if arr.name in seen:
+            if arr.name in seen or arr.name not in used:
                 continue
             seen.add(arr.name)
             while len(blob) % CONST_ALIGN:
@@ -145,38 +138,87 @@ def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str
                 fault_shift = (layer.index, arr.name, vals.astype(np.int64))
     while len(blob) % CONST_ALIGN:
         blob.append(0)
-    const_sha = hashlib.sha256(bytes(blob)).digest()
+    return bytes(blob), defines, fault_shift
+
+
+def _fault_block(fault_shift, layers: list[Layer]) -> str:
+    if fault_shift is None:
+        return ""
+    li, nm, vals = fault_shift
+    bad = vals.copy()
+    bad[0] += 1
+    fault = [f"static const int32_t {nm}_fault[{bad.size}] = {_c_init(bad.tolist())};\n#undef {nm}\n"
+             f"#define {nm} {nm}_fault\n"]
+    layer = next(l for l in layers if l.index == li)
+    wide = next((a for a in layer.consts if a.name in (f"L{li}_wide", f"L{li}_wide2")), None)
+    if wide is not None and wide.name in _referenced(layers):
+        # the dsp conv requantises from the (mult, right, rounding bias) tail of each packed record (one per
+        # channel, or per pair of channels with channel 0's triple first in the tail of six)
+        pair = wide.name.endswith("_wide2")
+        rec = np.asarray(wide.values, np.int64).reshape(layer.params["out_c"] // (2 if pair else 1), -1).copy()
+        ri, bi = (-5, -4) if pair else (-2, -1)
+        right = int(rec[0, ri])
+        oo = (int(rec[0, bi]) - (1 << (right - 1))) >> right
+        right -= 1
+        rec[0, ri] = right
+        rec[0, bi] = ((1 << (right - 1)) if right >= 1 else 0) + oo * (1 << right)
+        fault.append(f"static const int32_t {wide.name}_fault[{rec.size}] = {_c_init(rec.reshape(-1).tolist())};\n"
+                     f"#undef {wide.name}\n#define {wide.name} {wide.name}_fault\n")
+    return ("#ifdef ECG_FAULT_REQUANT_SHIFT\n/* fault injection: off-by-one requant shift, channel 0 of "
+            f"layer {li} */\n" + "".join(fault) + "#endif\n\n")
+
+
+def _constants_c(blob: bytes, defines: list[str]) -> list[str]:
+    const_sha = hashlib.sha256(blob).digest()
+    return [f"alignas(16) const uint8_t ecg_const_blob[{len(blob)}] = {{\n{_hex_rows(blob)}\n}};\n",
+            f"const uint32_t ecg_const_blob_len = {len(blob)};\n",
+            "const uint8_t ecg_const_sha256[32] = {" + ",".join(f"0x{b:02x}" for b in const_sha) + "};\n",
+            "\n".join(defines), "\n\n"]
+
+
+KERNEL_PATHS = ("c", "dsp", "mve")
+
+
+def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str | None = None,
+             kernels: str = "dsp", optimize: str = "speed") -> Generated:
+    """Lower and plan the model; return the C sources (model.h, model.c) as strings.
+
+    Two lowerings go into model.c: the reference one (one kernel call per TFLite op, the oracle) and,
+    under ECG_OPTIMIZED, the optimised one for the kernel path `kernels` ("c", "dsp", "mve": cores.toml)
+    and goal `optimize` ("speed" | "size"); each has its own arena plan and its own constant blob (only
+    the arrays its layers use). Reported figures (arena, constants, layers) are the optimised build's."""
+    if kernels not in KERNEL_PATHS:
+        raise FirmwareError(f"kernel path {kernels!r}: expected one of {', '.join(KERNEL_PATHS)}")
+    raw = bytes(tflite) if isinstance(tflite, (bytes, bytearray)) else Path(tflite).read_bytes()
+    model = prepare_model(load_model(raw))     # float detours become int8 views (planned at 1 byte/element)
+    ref_layers = lower(model, fuse=False)
+    layers = lower(model, fuse=True, kernels=kernels, optimize=optimize)
+    ref_plan = plan_arena(model, ref_layers)
+    plan = plan_arena(model, layers)
+    manifest = manifest or {}
+    inp = model.tensors[model.inputs[0]]
+    out = model.tensors[model.outputs[0]]
+    contract = manifest.get("input", {})
+    name = name or manifest.get("model", "model")
+    blob, defines, fault_shift = _const_blob(layers)
+    ref_blob, ref_defines, ref_fault_shift = _const_blob(ref_layers)
     model_sha = bytes.fromhex(model.sha256)
     macs = sum(l.macs for l in layers)
 
-    c = [BANNER, f"/* model {name}: {len(model.operators)} ops, {macs} MACs, arena {plan.arena_bytes} B "
-                 f"(reference lowering {ref_plan.arena_bytes} B), constants {len(blob)} B */\n",
+    c = [BANNER, f"/* model {name}: {len(model.operators)} ops, {macs} MACs; optimised lowering ({kernels} kernels, "
+                 f"for {optimize}): arena {plan.arena_bytes} B, constants {len(blob)} B; reference lowering: arena "
+                 f"{ref_plan.arena_bytes} B, constants {len(ref_blob)} B */\n",
          '#include "model.h"\n#include "ecg_kernels.h"\n#include <string.h>\n#include <stdalign.h>\n\n',
-         f"alignas(16) const uint8_t ecg_const_blob[{len(blob)}] = {{\n{_hex_rows(bytes(blob))}\n}};\n",
-         f"const uint32_t ecg_const_blob_len = {len(blob)};\n",
-         "const uint8_t ecg_const_sha256[32] = {" + ",".join(f"0x{b:02x}" for b in const_sha) + "};\n",
-         "const uint8_t ecg_model_sha256[32] = {" + ",".join(f"0x{b:02x}" for b in model_sha) + "};\n\n",
-         "\n".join(defines), "\n\n"]
-    if fault_shift is not None:
-        li, nm, vals = fault_shift
-        bad = vals.copy()
-        bad[0] += 1
-        fault = [f"static const int32_t {nm}_fault[{bad.size}] = {_c_init(bad.tolist())};\n#undef {nm}\n"
-                 f"#define {nm} {nm}_fault\n"]
-        rqf = next((a for l in layers if l.index == li for a in l.consts if a.name == f"L{li}_rqf"), None)
-        if rqf is not None:   # the optimised conv requantises from (mult, right, rounding bias) triples
-            t = np.asarray(rqf.values, np.int64).reshape(-1, 3).copy()
-            oo = (int(t[0, 2]) - (1 << int(t[0, 1] - 1))) >> int(t[0, 1])
-            t[0, 1] -= 1
-            t[0, 2] = ((1 << int(t[0, 1] - 1)) if t[0, 1] >= 1 else 0) + oo * (1 << int(t[0, 1]))
-            fault.append(f"static const int32_t {rqf.name}_fault[{t.size}] = {_c_init(t.reshape(-1).tolist())};\n"
-                         f"#undef {rqf.name}\n#define {rqf.name} {rqf.name}_fault\n")
-        c.append("#ifdef ECG_FAULT_REQUANT_SHIFT\n/* fault injection: off-by-one requant shift, channel 0 of "
-                 f"layer {li} */\n" + "".join(fault) + "#endif\n\n")
-    c.append("ECG_NOINLINE void ecg_model_done(void) { __asm__ volatile(\"\" ::: \"memory\"); }\n\n")
+         f"#if defined(ECG_OPTIMIZED) && !defined(ECG_KERNELS_{kernels.upper()})\n"
+         f'#error "model.c was generated for the {kernels} kernel path: build with -DECG_KERNELS_{kernels.upper()}"\n'
+         "#endif\n",
+         "const uint8_t ecg_model_sha256[32] = {" + ",".join(f"0x{b:02x}" for b in model_sha) + "};\n",
+         "ECG_NOINLINE void ecg_model_done(void) { __asm__ volatile(\"\" ::: \"memory\"); }\n\n"]
     opt_c, table = _emit_variant(model, layers, plan, "ecg_arena")
     ref_c, ref_table = _emit_variant(model, ref_layers, ref_plan, "ecg_arena")
-    c += ["#if defined(ECG_OPTIMIZED)\n"] + opt_c + ["#else /* reference lowering */\n"] + ref_c + ["#endif\n"]
+    c += (["#if defined(ECG_OPTIMIZED)\n"] + _constants_c(blob, defines) + [_fault_block(fault_shift, layers)] + opt_c
+          + ["#else /* reference lowering */\n"] + _constants_c(ref_blob, ref_defines)
+          + [_fault_block(ref_fault_shift, ref_layers)] + ref_c + ["#endif\n"])
 
     from ecgedge.contract.quantization import scale_uv as contract_scale_uv
 
@@ -201,11 +243,14 @@ def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str
          "void ecg_model_invoke(const ECG_INPUT_T *in, ECG_OUTPUT_T *out);\nvoid ecg_model_done(void);\n",
          "\n#endif\n"]
     files = {"model.c": "".join(c), "model.h": "".join(h),
-             "layers.json": json.dumps({"model": name, "sha256": model.sha256, "arena_bytes": plan.arena_bytes,
-                                        "reference_arena_bytes": ref_plan.arena_bytes, "const_bytes": len(blob),
+             "layers.json": json.dumps({"model": name, "sha256": model.sha256, "kernels": kernels, "optimize": optimize,
+                                        "arena_bytes": plan.arena_bytes, "reference_arena_bytes": ref_plan.arena_bytes,
+                                        "const_bytes": len(blob), "reference_const_bytes": len(ref_blob),
                                         "layers": table, "reference_layers": ref_table}, indent=1)}
     gen = Generated(model, layers, plan, files, len(blob), macs, table)
     gen.reference_layers, gen.reference_plan, gen.reference_layer_table = ref_layers, ref_plan, ref_table
+    gen.reference_const_bytes = len(ref_blob)
+    gen.kernels, gen.optimize = kernels, optimize
     return gen
 
 

@@ -160,51 +160,16 @@ def _conv_common(model, op, depthwise: bool):
 @_register("CONV_2D")
 def _conv2d(model, op):
     x, y, p, consts, macs = _conv_common(model, op, depthwise=False)
-    col = p["k_h"] * p["k_w"] * p["filter_in_c"]
-    # optimised path scratch: im2col of 2 output columns
-    scratch = 4 * 2 * ((col + 3) // 4 * 4)   # four interleaved int16 columns, length rounded up to 4
-    p["col_buf"] = "(int32_t *)({scratch})"
     groups = p["in_c"] // p["filter_in_c"]
-    consts += _conv_wide(op.index, p, consts, col)
     return Layer(op.index, op.name, [x.index], [y.index], "ecg_conv_params", p,
                  "ECG_CONV2D({p}, {t%d}, {t%d});" % (x.index, y.index), consts, macs,
-                 scratch_bytes=scratch,
                  summary=f"conv {p['k_h']}x{p['k_w']} s{p['stride_w']} {p['in_c']}->{p['out_c']} g{groups} "
                          f"w{p['in_w']}->{p['out_w']}")
-
-
-FAST_RIGHT_SHIFTS = range(1, 23)   # c/ecg_kernels_opt.c rq_fast: right shift 1..22, no left shift
-
-
-def _conv_wide(index: int, p: dict, consts: list[CArray], col: int) -> list[CArray]:
-    """Optimised-path constants: filter x2 widened to int16, pair-reordered (0,2,1,3) per 4 taps like
-    the im2col columns, so the inner loop is LDRD + SMLAD; bias x2 (the doubled accumulator feeds
-    SMMULR directly); per channel (multiplier, right shift, rounding bias with the output offset).
-    Only when every channel's shift and accumulator range suit the exact fast requantiser."""
-    by_name = {c.name.rsplit("_", 1)[-1]: c.values for c in consts}
-    mult, shift = np.asarray(by_name["mult"], np.int64), np.asarray(by_name["shift"], np.int64)
-    bias = np.asarray(by_name.get("bias", np.zeros(p["out_c"], np.int64)), np.int64)
-    oo = p["out_offset"]
-    if not all(-s in FAST_RIGHT_SHIFTS for s in shift) or \
-            np.abs(bias).max(initial=0) + col * 255 * 128 >= 2**29:
-        p.update(wide="NULL", bias2="NULL", rqf="NULL")
-        return []
-    col4 = (col + 3) // 4 * 4
-    w = np.zeros((p["out_c"], col4), np.int64)
-    w[:, :col] = np.asarray(by_name["filter"], np.int64).reshape(p["out_c"], col)
-    w = w.reshape(p["out_c"], col4 // 4, 4)[:, :, [0, 2, 1, 3]].reshape(p["out_c"], col4) * 2
-    right = -shift
-    rbias = (1 << (right - 1)) + oo * (1 << right)
-    pre = f"L{index}"
-    p.update(wide=f"{pre}_wide", bias2=f"{pre}_bias2", rqf=f"{pre}_rqf")
-    return [CArray(f"{pre}_wide", "int16_t", w.reshape(-1)), CArray(f"{pre}_bias2", "int32_t", 2 * bias),
-            CArray(f"{pre}_rqf", "int32_t", np.stack([mult, right, rbias], axis=1).reshape(-1))]
 
 
 @_register("DEPTHWISE_CONV_2D")
 def _depthwise(model, op):
     x, y, p, consts, macs = _conv_common(model, op, depthwise=True)
-    p["col_buf"] = "NULL"
     return Layer(op.index, op.name, [x.index], [y.index], "ecg_conv_params", p,
                  "ECG_DEPTHWISE({p}, {t%d}, {t%d});" % (x.index, y.index), consts, macs,
                  summary=f"dwconv {p['k_h']}x{p['k_w']} s{p['stride_w']} {p['in_c']}x{p['depth_multiplier']}")
@@ -243,14 +208,6 @@ def _fc(model, op):
     if b is not None:
         consts.append(CArray(f"{pre}_bias", "int32_t", b.data.reshape(-1).astype(np.int64)))
         p["bias"] = f"{pre}_bias"
-    p["bias_eff"] = "NULL"
-    if p["filter_offset"] == 0:
-        # optimised path: sum (x + off) * w = sum x * w + off * sum w, the second term folded into the bias
-        beff = (b.data.reshape(-1).astype(np.int64) if b is not None else np.zeros(n_out, np.int64)) + \
-            p["in_offset"] * w.data.reshape(n_out, depth).astype(np.int64).sum(axis=1)
-        if np.abs(beff).max(initial=0) < 2**31:
-            consts.append(CArray(f"{pre}_beff", "int32_t", beff))
-            p["bias_eff"] = f"{pre}_beff"
     return Layer(op.index, op.name, [x.index], [y.index], "ecg_fc_params", p,
                  "ECG_FC({p}, {t%d}, {t%d});" % (x.index, y.index), consts,
                  macs=(total // depth) * depth * n_out, summary=f"fc {depth}->{n_out}")
@@ -317,29 +274,10 @@ def _add(model, op):
     p.update(in1_offset=-int(a.zero_point[0]), in2_offset=-int(b.zero_point[0]), out_offset=int(y.zero_point[0]),
              act_min=lo, act_max=hi, left_shift=left_shift, in1_mult=m1, in1_shift=s1, in2_mult=m2,
              in2_shift=s2, out_mult=mo, out_shift=s_o, mult=0, shift=0)
-    if p["size"] < ADD_TABLES_MIN_ELEMENTS:
-        p.update(lut1="NULL", lut2="NULL", pair="NULL")
+    if p["size"] < ADD_TABLES_MIN_ELEMENTS:    # the reference kernel on every path, no tables (kernel_params)
         return Layer(op.index, op.name, acts, [y.index], "ecg_binary_params", p,
                      "ecg_add_ref({p}, %s, %s, {t%d});" % (ptrs[0], ptrs[1], y.index), consts,
                      summary=f"add {list(a.shape)}+{list(b.shape)}")
-    # optimised path: each input's rescaled value is a function of its int8 value alone -> tables
-    for k, (t, m, sh) in enumerate(((a, m1, s1), (b, m2, s2)), start=1):
-        tab = [quant.mbqm((raw - int(t.zero_point[0])) << left_shift, m, sh) for raw in range(-128, 128)]
-        consts.append(CArray(f"L{op.index}_add{k}", "int32_t", np.asarray(tab, np.int64)))
-        p[f"lut{k}"] = f"L{op.index}_add{k}"
-    p["pair"] = "NULL"
-    if p["flat"] and len(acts) == 2 and p["size"] >= PAIR_TABLE_MIN_ELEMENTS:
-        # optimised path: the int8 result of each (a, b) pair, one 64 KiB table indexed by (b << 8) | a
-        t1 = np.asarray(consts[-2].values, np.int64)
-        t2 = np.asarray(consts[-1].values, np.int64)
-        sums = t1[None, :] + t2[:, None]                 # [b + 128][a + 128]
-        res = quant.mbqm_array(sums, mo, s_o) + int(y.zero_point[0])
-        res = np.clip(res, lo, hi).reshape(256, 256)
-        idx = np.arange(256)
-        order = (idx + 128) % 256                      # byte value u -> row/column of int8 value u - 256*(u>127)
-        pair = res[np.ix_(order, order)]               # [b byte][a byte]
-        consts.append(CArray(f"L{op.index}_pair", "int8_t", pair.reshape(-1)))
-        p["pair"] = f"L{op.index}_pair"
     return Layer(op.index, op.name, acts, [y.index], "ecg_binary_params", p,
                  "ECG_ADD({p}, %s, %s, {t%d});" % (ptrs[0], ptrs[1], y.index), consts,
                  summary=f"add {list(a.shape)}+{list(b.shape)}")
@@ -357,7 +295,7 @@ def _mul(model, op):
     p = _broadcast(op, a.shape, b.shape, y.shape)
     p.update(in1_offset=-int(a.zero_point[0]), in2_offset=-int(b.zero_point[0]), out_offset=int(y.zero_point[0]),
              act_min=lo, act_max=hi, left_shift=0, in1_mult=0, in1_shift=0, in2_mult=0, in2_shift=0,
-             out_mult=0, out_shift=0, mult=m, shift=s, lut1="NULL", lut2="NULL")
+             out_mult=0, out_shift=0, mult=m, shift=s)
     return Layer(op.index, op.name, acts, [y.index], "ecg_binary_params", p,
                  "ECG_MUL({p}, %s, %s, {t%d});" % (ptrs[0], ptrs[1], y.index), consts,
                  summary=f"mul {list(a.shape)}*{list(b.shape)}")
@@ -473,8 +411,10 @@ def _requantize(model, op):
                                                       float(y.scale[0]), int(y.zero_point[0])), "requantize (LUT)")
 
 
-def lower(model: TfliteModel, fuse: bool = True) -> list[Layer]:
-    """Lower every operator; the first unsupported one raises FirmwareError."""
+def lower(model: TfliteModel, fuse: bool = True, kernels: str = "dsp", optimize: str = "speed") -> list[Layer]:
+    """Lower every operator; the first unsupported one raises FirmwareError. fuse=False: the reference
+    lowering (one reference kernel call per op); fuse=True: the optimised lowering for the kernel path
+    `kernels` of cores.toml (table fusions, then each layer's precomputed parameters, kernel_params.py)."""
     from ecgedge.firmware_bridge.ops_general import prepare_model
 
     for i in model.inputs + model.outputs:
@@ -493,7 +433,10 @@ def lower(model: TfliteModel, fuse: bool = True) -> list[Layer]:
             raise FirmwareError(f"op {op.index} ({op.name}) is not supported by the ecgedge C engine; "
                                 f"supported: {', '.join(supported_ops())}")
         layers.append(fn(model, op))
-    return fuse_channel_luts(model, fuse_swish(model, layers)) if fuse else layers
+    if not fuse:
+        return layers
+    from ecgedge.firmware_bridge.kernel_params import specialise
+    return [specialise(l, kernels, optimize) for l in fuse_channel_luts(model, fuse_swish(model, layers))]
 
 
 def _channel_lut_layer(layer: Layer, tables: np.ndarray, out_index: int, what: str) -> Layer:
@@ -524,8 +467,8 @@ def fuse_channel_luts(model: TfliteModel, layers: list[Layer]) -> list[Layer]:
     for layer in layers:
         p = layer.params
         lut_layer = sole_lut_consumer(layer.outputs[0]) if layer.op == "CONV_2D" else None
-        if lut_layer is not None and p.get("wide", "NULL") != "NULL":
-            # the wide conv kernel looks its int8 results up in the following table (Swish) before storing
+        if lut_layer is not None:
+            # the conv kernels look their int8 results up in the following table (Swish) before storing
             x_idx, y_idx = layer.inputs[0], lut_layer.outputs[0]
             q = dict(p, post_lut=f"({lut_layer.consts[0].name} + 128)")
             out.append(Layer(layer.index, layer.op, [x_idx], [y_idx], layer.params_type, q,

@@ -1,24 +1,26 @@
-"""Boot firmware in qemu-system-arm (mps2-an500, Cortex-M7) with UART0 on a unix socket.
+"""Boot firmware in qemu-system-arm (the QEMU machine of its core: cores.toml) with UART0 on a unix socket.
 
     with QemuDevice(elf) as dev:          # dev.uart_path: connect a socket there (server=on,wait=on)
         sock = dev.connect()              # or let edge_runtime's qemu:// transport connect
     dev.stop()                            # terminate -> kill, always bounded
+
+The machine is the one the ELF was linked for (its build record, <elf>.json, written by build_engine),
+unless given. `-icount shift=0` (default) makes SysTick count instructions (one tick = 1e9 / its clock),
+which the firmware reports in RESULT (counter_kind 1). `plugin=True` adds our TCG plugin for exact
+per-inference and per-layer instruction counts, read back with `dev.plugin_records()`.
 
 Lifetime: the emulated device runs as long as the work does. Nothing bounds its life by wall clock (a fixed
 `timeout` around QEMU once killed every bench longer than ten minutes); each request to it has its own
 timeout on the host side (DeviceLink, FirmwareClient), which is what catches a hung guest. QEMU dies with the
 thread that started it (PR_SET_PDEATHSIG), so a host killed with SIGKILL leaves no emulator behind.
 `QemuDevice(..., timeout=S)` still bounds one run by wall clock where a caller wants that (one-shot runs).
-
-`-icount shift=0` (default) makes the board's 25 MHz timer count instructions (1 tick = 40), which the
-firmware reports in RESULT (counter_kind 1). `plugin=True` adds our TCG plugin for exact per-inference
-and per-layer instruction counts, read back with `dev.plugin_records()`.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import shutil
 import signal
 import socket
@@ -87,6 +89,18 @@ def parse_plugin_log(text: str) -> list[dict]:
     return recs
 
 
+def elf_machine(elf: str | Path) -> str:
+    """The QEMU machine an ELF was linked for, from its build record (<elf>.json, build_engine)."""
+    rec = Path(elf).with_suffix(".json")
+    try:
+        machine = json.loads(rec.read_text()).get("machine")
+    except (OSError, ValueError):
+        machine = None
+    if not machine:
+        raise FirmwareError(f"{elf}: no build record {rec.name} naming its QEMU machine; pass the machine")
+    return machine
+
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -104,30 +118,33 @@ def _die_with_parent():
 
 
 class QemuDevice:
-    def __init__(self, elf: str | Path, machine: str = "mps2-an500", icount: bool = True,
-                 plugin: bool | str | Path = False, timeout: float | None = None, boot_timeout: float = 20.0):
+    def __init__(self, elf: str | Path, machine: str | None = None, icount: bool = True,
+                 plugin: bool | str | Path = False, timeout: float | None = None, boot_timeout: float = 20.0,
+                 monitor: bool = False):
         self.elf = Path(elf)
         if not self.elf.exists():
             raise FirmwareError(f"firmware ELF {self.elf} does not exist")
         self.qemu = shutil.which("qemu-system-arm")
         if self.qemu is None:
             raise FirmwareError("qemu-system-arm not found on PATH; install it (apt-get install qemu-system-arm)")
-        self.machine = machine
+        self.machine = machine or elf_machine(self.elf)
         self.icount = icount
         self.timeout = timeout
         self.boot_timeout = boot_timeout
         self._dir = Path(tempfile.mkdtemp(prefix="ecg-qemu-"))
         self.uart_path = str(self._dir / "uart0.sock")
         self.plugin_log = self._dir / "icount.log" if plugin else None
+        self.monitor_path = str(self._dir / "monitor.sock") if monitor else None
         self._plugin = plugin
         self.proc: subprocess.Popen | None = None
         self._log = self._dir / "qemu.log"
 
     def command(self) -> list[str]:
+        mon = f"unix:{self.monitor_path},server=on,wait=off" if self.monitor_path else "none"
         # no wall-clock bound unless asked for: requests are bounded by the host, never the device's life
         bound = ["timeout", "-k", "5", f"{float(self.timeout):g}"] if self.timeout else []
         cmd = [*bound, self.qemu, "-M", self.machine, "-nographic",
-               "-monitor", "none", "-semihosting-config", "enable=on,target=native",
+               "-monitor", mon, "-semihosting-config", "enable=on,target=native",
                "-chardev", f"socket,id=u0,path={self.uart_path},server=on,wait=on", "-serial", "chardev:u0",
                "-kernel", str(self.elf)]
         if self.icount:
@@ -144,7 +161,7 @@ class QemuDevice:
         self._dir.mkdir(parents=True, exist_ok=True)  # (again, after a stop)
         with open(self._log, "wb") as log:
             self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, stdout=log,
-                                         stderr=subprocess.STDOUT, preexec_fn=_die_with_parent())
+                                         stderr=subprocess.STDOUT, cwd=self._dir, preexec_fn=_die_with_parent())
         deadline = time.monotonic() + self.boot_timeout
         while not self._listening():
             if self.proc.poll() is not None:
@@ -188,6 +205,35 @@ class QemuDevice:
                                         f"qemu log: {self.log_text()[-1500:]}") from e
                 time.sleep(0.05)
 
+    def read_memory(self, address: int, size: int, timeout: float = 30.0) -> bytes:
+        """`size` bytes of guest memory at `address` (the CPU's view: Secure aliases included), through
+        the QEMU monitor's memsave (QemuDevice(..., monitor=True))."""
+        if not self.monitor_path or self.proc is None:
+            raise FirmwareError("read_memory needs a running QemuDevice started with monitor=True")
+        dump = self._dir / f"mem-{address:x}-{size}.bin"
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(self.monitor_path)
+
+            def prompt() -> str:
+                buf = b""
+                while not buf.endswith(b"(qemu) "):
+                    chunk = s.recv(4096)
+                    if not chunk:
+                        break
+                    buf += chunk
+                return buf.decode(errors="replace")
+
+            prompt()
+            # a relative file name (QEMU runs in self._dir): the monitor would read "/" as a division
+            s.sendall(f"memsave {address:#x} {size} {dump.name}\n".encode())
+            reply = prompt()
+        if not dump.exists() or dump.stat().st_size != size:
+            raise FirmwareError(f"memsave {address:#x} {size} failed: {reply[-300:]}")
+        data = dump.read_bytes()
+        dump.unlink()
+        return data
+
     def plugin_records(self) -> list[dict]:
         if self.plugin_log is None or not self.plugin_log.exists():
             return []
@@ -220,3 +266,32 @@ class QemuDevice:
             shutil.rmtree(self._dir, ignore_errors=True)
         except Exception:
             pass
+
+
+def run_model(elf: str | Path, inputs, timeout: float = 600.0, plugin: bool = True):
+    """Run a firmware ELF on int8 input windows in its QEMU machine: (outputs [n, n_out] int8, the plugin's
+    per-inference records: exact instructions in total and per layer). Outputs longer than a RESULT frame
+    carries (the firmware answers ERROR after the inference) are read from its `ecg_outputs` buffer
+    through the QEMU monitor. Used by benchmarks and by verification tools."""
+    import numpy as np
+
+    from ecgedge.firmware_bridge import protocol as P
+    from ecgedge.firmware_bridge.build import elf_symbols
+    from ecgedge.firmware_bridge.client import FirmwareClient
+
+    addr, size = elf_symbols(Path(elf))["ecg_outputs"]
+    outs = []
+    with QemuDevice(elf, plugin=plugin, timeout=timeout + 60, monitor=True) as dev:
+        c = FirmwareClient(sock=dev.connect())
+        c.hello()
+        for x in inputs:
+            c.load_input(np.asarray(x, np.int8), timeout=min(timeout, 120.0))   # busy hosts: generous per-ACK
+            f = c.request(P.MsgType.INFER, P.pack_infer(P.Infer(1, 0)), None, timeout)
+            if f.type == P.MsgType.RESULT:
+                outs.append(np.asarray(P.unpack_result(f.payload).outputs, np.int8))
+            else:
+                outs.append(np.frombuffer(dev.read_memory(addr, size), np.int8))
+        c.close()
+        dev.stop()   # the plugin writes its records when QEMU exits
+        return np.array(outs, np.int8).reshape(len(outs), -1), dev.plugin_records()
+

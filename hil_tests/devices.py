@@ -420,7 +420,7 @@ def parse_device_url(url: str) -> tuple[str, str, dict]:
         return "host", "", dict(parse_qsl(url.partition("?")[2]))
     parts = urlsplit(url)
     if not parts.scheme:
-        raise ConfigError(f"device {url!r}: expected qemu://cortex-m7, sim://..., serial:///dev/tty..., "
+        raise ConfigError(f"device {url!r}: expected qemu://<core or MCU target>, sim://..., serial:///dev/tty..., "
                           "socket://host:port or host")
     return parts.scheme, (parts.netloc + parts.path), dict(parse_qsl(parts.query))
 
@@ -439,7 +439,9 @@ def open_device(url: str, package: Package, timeout: float = 10.0, elf: str | Pa
         footprint = None
         if elf is None:
             from ecgedge.firmware_bridge.build import firmware_for_package
-            elf = firmware_for_package(package.path, target=target, defines=defines or None)  # cached build
+            # qemu://<core or MCU target>[?machine=microbit][&optimize=size]: a cached build
+            elf = firmware_for_package(package.path, target=target, defines=defines or None,
+                                       optimize=query.get("optimize", "speed"), machine=query.get("machine"))
         footprint = build_footprint(elf)
         # The firmware streams its test signal slowly under QEMU (tens of samples per wall second on a busy
         # machine): a short stream checks START/SAMPLES/STOP; the host-fed windows check the assembly.
@@ -465,9 +467,10 @@ __all__ = ["BenchDevice", "DeviceInfo", "Footprint", "HostDevice", "InferResult"
 DEVICE_ERRORS = (DeviceTimeout, TransportError, ProtocolError, FirmwareError, OSError, EOFError)
 
 
-def qemu_layer_profile(elf: str | Path, q: np.ndarray, machine: str, timeout: float = 60.0) -> dict:
+def qemu_layer_profile(elf: str | Path, q: np.ndarray, machine: str | None = None, timeout: float = 60.0) -> dict:
     """Per-layer instructions of one inference: a separate QEMU boot with the firmware's TCG
-    instruction-count plugin (exact counts between the ecg_layer_NNN markers)."""
+    instruction-count plugin (exact counts between the ecg_layer_NNN markers). The machine is the one
+    the ELF was linked for (its build record) unless given."""
     import json
 
     from ecgedge.firmware_bridge.client import FirmwareClient

@@ -190,7 +190,8 @@ def render_html(report: dict, pw: dict, outputs: list[dict]) -> str:
                  "<th>threshold</th><th>result</th><th>what it checks</th></tr>")
     for g in report.get("gates", []):
         cls, word = (("skip", "skipped") if g["skipped"] else ("pass", "pass") if g["passed"] else ("fail", "FAIL"))
-        parts.append(f"<tr><td>{e(g['name'])}</td><td>{e(g['metric'])}</td><td>{e(_f(g['value']))}</td>"
+        value = report.get(g["value_in"]) if g.get("value_in") else g["value"]  # a timing: the report's key
+        parts.append(f"<tr><td>{e(g['name'])}</td><td>{e(g['metric'])}</td><td>{e(_f(value))}</td>"
                      f"<td>{e(g['op'])}</td><td>{e(_f(g['threshold']))}</td><td class='{cls}'>{word}</td>"
                      f"<td>{e(g['description'])}</td></tr>")
     parts.append("</table><h3>Plots</h3>")
@@ -218,6 +219,6 @@ def render_html(report: dict, pw: dict, outputs: list[dict]) -> str:
     if report.get("notes"):
         parts.append("<h3>Notes</h3><ul>" + "".join(f"<li>{e(n)}</li>" for n in report["notes"]) + "</ul>")
     parts.append(f"<p style='font-size:12px;color:#666'>windows: {e(str(report.get('windows_source')))}; "
-                 f"INT8 reference: {e(str(report.get('int8_reference')))}; finished {e(str(report.get('finished_utc')))}"
+                 f"INT8 reference: {e(str(report.get('int8_reference')))}; finished {e(str(report.get('finished')))}"
                  "</p></body></html>")
     return "\n".join(parts)

@@ -67,6 +67,7 @@ class ExportOptions:
     seed: int = 0
     sign_key: str | None = None
     firmware: bool = False
+    optimize: str = "speed"                # firmware: "speed" (widened weights, tables) or "size" (int8 weights)
     progress: bool = True
     log: object = field(default=None, repr=False)   # rich Console or None
 
@@ -246,9 +247,10 @@ def _resolve(opts: ExportOptions):
         raise ConfigError(f"--qat-lr {opts.qat_lr}: expected a learning rate > 0")
     if opts.sign_key is not None and not Path(opts.sign_key).is_file():
         raise ConfigError(f"--sign-key {opts.sign_key!r}: no such key file")
-    if opts.firmware:  # refused before any work, not after the whole export
-        from ecgedge.firmware_bridge.build import check_firmware_target
-        check_firmware_target(target)
+    if opts.firmware:   # refuse before the export's work, not after it
+        from ecgedge.firmware_bridge.build import check_optimize, firmware_core
+        check_optimize(opts.optimize)
+        firmware_core(target)
     return spec, target
 
 
@@ -717,10 +719,12 @@ def _firmware(folder: Path, target, opts: ExportOptions | None = None) -> dict:
         if opts is not None:
             _say(opts, f"firmware: {text} ({time.perf_counter() - t0:.0f} s)")
 
-    r = build_firmware(folder, target=target.name, out_dir=folder / "firmware", progress=step)
+    r = build_firmware(folder, target=target.name, out_dir=folder / "firmware",
+                       optimize=opts.optimize if opts is not None else "speed", progress=step)
     step(f"{Path(r.elf).name}: text {r.text:,} B, data {r.data:,} B, bss {r.bss:,} B; flash {r.flash_bytes:,} of "
          f"{target.flash_bytes:,} B, static RAM {r.ram_bytes:,} of {target.ram_bytes:,} B")
     return {"elf": str(Path(r.elf).relative_to(folder)) if Path(r.elf).is_relative_to(folder) else str(r.elf),
+            "core": r.core, "kernels": r.kernels, "optimize": r.optimize, "qemu_machine": r.machine,
             "text": r.text, "data": r.data, "bss": r.bss, "flash_bytes": r.flash_bytes, "ram_bytes": r.ram_bytes,
             "arena_bytes": r.arena_bytes, "flash_budget": target.flash_bytes, "ram_budget": target.ram_bytes,
             "fits": r.flash_bytes <= target.flash_bytes and r.ram_bytes <= target.ram_bytes}

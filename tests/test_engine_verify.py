@@ -22,11 +22,9 @@ def test_verify_opmix_on_host_both_kernel_sets():
     assert 0 < rep["arena_bytes"] <= rep["arena_bytes_tflm"] and rep["macs"] == sum(r["macs"] for r in rep["layers"])
 
 
-def test_verify_refuses_unknown_core_and_core_without_build():
+def test_verify_refuses_unknown_core_and_missing_model():
     with pytest.raises(FirmwareError, match="unknown core 'cortex-m9'"):
         verify(MODEL, core="cortex-m9")
-    with pytest.raises(FirmwareError, match="no firmware build for core cortex-m0 yet"):
-        verify(MODEL, core="cortex-m0", n_inputs=1, arena_tflm=False)
     with pytest.raises(ConfigError, match="no such file"):
         verify(MODEL.with_name("missing.tflite"))
 

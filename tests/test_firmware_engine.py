@@ -117,20 +117,30 @@ def test_mbqm_array_equals_scalar_mbqm():
 
 def test_optimised_lowering_uses_wide_convs_and_table_fusions():
     """The optimised lowering keeps the fast paths (a silent fallback would only show as instructions):
-    wide conv constants with (multiplier, right shift, rounding bias) triples, a Swish folded into a conv's
-    store, and flat ADDs as pair tables that equal the reference ADD's integer arithmetic."""
+    packed widened conv records (per channel, or per pair of channels for longer columns) with the doubled
+    bias and (multiplier, right shift, rounding bias) triples, a Swish folded into a conv's store, and flat
+    ADDs as pair tables that equal the reference ADD's integer arithmetic."""
     model = load_model(MODEL)
     ref, opt = lower(model, fuse=False), lower(model, fuse=True)
     convs = [l for l in opt if l.op == "CONV_2D"]
-    assert convs and all(l.params["wide"] != "NULL" for l in convs)
+    assert convs and all(l.params.get("wide", "NULL") != "NULL" or l.params.get("wide2", "NULL") != "NULL"
+                         for l in convs)
+    assert any(l.params.get("wide2", "NULL") != "NULL" for l in convs)     # the channel-pair kernel is used
     assert any("post_lut" in l.params for l in convs)
     assert len(opt) < len(ref)
     for l in convs:
-        c = {a.name.rsplit("_", 1)[-1]: np.asarray(a.values) for a in l.consts}
-        rq = c["rqf"].reshape(-1, 3)
+        c = {a.name.rsplit("_", 1)[-1]: np.asarray(a.values, np.int64) for a in l.consts}
+        bias = c.get("bias", np.zeros(l.params["out_c"], np.int64))
+        if "wide2" in c:     # pairs: biases A, A, B, B ... A's triple, B's triple
+            rec = c["wide2"].reshape(l.params["out_c"] // 2, -1)
+            rq = rec[:, -6:].reshape(-1, 3)
+            head = rec[:, :4].reshape(-1, 2)
+        else:
+            rec = c["wide"].reshape(l.params["out_c"], -1)
+            rq, head = rec[:, -3:], rec[:, :4]
         assert np.array_equal(rq[:, 0], c["mult"]) and np.array_equal(rq[:, 1], -c["shift"])
         assert np.array_equal(rq[:, 2], (1 << (rq[:, 1] - 1)) + l.params["out_offset"] * (1 << rq[:, 1]))
-        assert np.array_equal(c["bias2"], 2 * c.get("bias", np.zeros(len(rq), np.int64)))
+        assert (head == 2 * bias[:, None]).all()
     adds = [l for l in opt if l.op == "ADD" and l.params.get("pair", "NULL") != "NULL"]
     assert adds
     p = adds[0].params

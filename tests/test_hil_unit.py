@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from ecgedge.errors import ConfigError
-from ecgedge.hil_tests.bench import latency_ms, output_permutation
+from ecgedge.hil_tests.scoring import latency_ms, output_permutation
 from ecgedge.hil_tests.gates import Gate, evaluate_gates, failed, load_gates
 from ecgedge.hil_tests.junit import write_junit
 

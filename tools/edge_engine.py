@@ -117,13 +117,13 @@ def cmd_generate(args) -> int:
     tmp = args.out.with_name(args.out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     try:
-        gen, _ = generate_into(args.model, tmp)
+        gen, _ = generate_into(args.model, tmp, kernels=core.kernels)
         kernels = tmp / "kernels"
         kernels.mkdir()
         for f in sorted(C_DIR.iterdir()):
             if f.name in KERNELS or (f.suffix == ".h" and f.name.startswith("ecg_") and f.name != "ecg_hal.h"):
                 shutil.copy2(f, kernels / f.name)
-        flags = [*core.cflags, "-O2", *COMMON_CFLAGS, "-DECG_OPTIMIZED"]
+        flags = [*core.cflags, "-O2", *COMMON_CFLAGS, "-DECG_OPTIMIZED", f"-DECG_KERNELS_{core.kernels.upper()}=1"]
         (tmp / "BUILD.txt").write_text(
             f"Engine for core {core.name} ({core.kernels} kernels), model {args.model.name} "
             f"(sha256 {gen.model.sha256}).\nCompile model.c and kernels/*.c with:\n  "

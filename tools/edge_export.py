@@ -69,7 +69,10 @@ def parser() -> argparse.ArgumentParser:
                    help="seed of window generation, pruning and fine-tuning (default 0)")
     p.add_argument("--sign-key", type=_cli.existing_file, help="Ed25519 private key (PEM) to sign manifest.json")
     p.add_argument("--firmware", action="store_true",
-                   help="also build the device firmware ELF (MCU targets with a firmware build)")
+                   help="also build the device firmware ELF (MCU targets with an engine core in targets.toml)")
+    p.add_argument("--optimize", default="speed", choices=("speed", "size"),
+                   help="firmware: speed (widened int16 weights, lookup tables: more flash) or size (int8 weights); "
+                        "default speed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     return p
 
@@ -173,7 +176,7 @@ def run(ns: argparse.Namespace) -> int:
                          tflm_windows=ns.tflm_windows, finetune_windows=ns.finetune_windows,
                          finetune_epochs=ns.finetune_epochs, qat_epochs=ns.qat_epochs, qat_lr=ns.qat_lr, latency_ms=ns.latency_ms,
                          flash_budget=ns.flash_budget, ram_budget=ns.ram_budget, targets_file=ns.targets_file,
-                         seed=ns.seed, sign_key=ns.sign_key, firmware=ns.firmware,
+                         seed=ns.seed, sign_key=ns.sign_key, firmware=ns.firmware, optimize=ns.optimize,
                          progress=not ns.no_progress, log=console)
     out, rep = export_package(opts)
     console.print(summary(out, rep), soft_wrap=True)  # one line each, even in a pipe (logs, tests)

@@ -1,4 +1,6 @@
-"""qemu://cortex-m7?package=DIR | ?elf=PATH: boots the firmware under QEMU and talks to its UART0 socket."""
+"""qemu://<core or MCU target>?package=DIR[&machine=M][&optimize=size] | ?elf=PATH: boots the firmware
+under QEMU and talks to its UART0 socket. Cores: firmware_bridge/cores.toml (cortex-m0 ... cortex-m55);
+MCU targets (targets.toml) build for their engine core; an ELF boots on the machine it was linked for."""
 
 import asyncio
 from urllib.parse import urlsplit
@@ -17,20 +19,22 @@ class QemuTransport(StreamTransport):
         q = url_query(url)
         self.package = q.get("package")
         self.elf = q.get("elf")
+        self.machine = q.get("machine")
+        self.optimize = q.get("optimize", "speed")
         if not (self.package or self.elf):
             raise ConfigError(f"{url!r}: expected qemu://{self.target}?package=DIR or ?elf=PATH")
         self._dev = None
 
     def _boot(self):
         from ecgedge.firmware_bridge.qemu import QemuDevice
-        from ecgedge.targets import get_target
 
         elf = self.elf
         if elf is None:
             from ecgedge.firmware_bridge.build import firmware_for_package
 
-            elf = firmware_for_package(self.package, target=self.target)
-        dev = QemuDevice(elf, machine=get_target(self.target).qemu_machine)
+            elf = firmware_for_package(self.package, target=self.target, optimize=self.optimize,
+                                       machine=self.machine)
+        dev = QemuDevice(elf)
         dev.__enter__()
         return dev
 

@@ -39,7 +39,11 @@ uint8_t ecg_board_counter_kind(void);
 #else
 #define ECG_EFFECTIVE_INPUT_SCALE (ECG_INPUT_SCALE)
 #endif
+#ifdef ECG_RING_LEN
+#define RING_LEN ((uint32_t)ECG_RING_LEN)   /* the machine's ring_samples (cores.toml) */
+#else
 #define RING_LEN 16384u           /* samples kept for WINDOW_INFER (> 3 windows of 5000) */
+#endif
 #define STREAM_BLOCK 25u          /* samples per SAMPLES frame when streaming */
 
 static ecg_decoder dec;
@@ -116,13 +120,26 @@ static void send_status(void) {
     send(ECG_MSG_STATUS, pl, 14);
 }
 
+/* the last inference's outputs (a global: benches read it from the emulator's memory when a model's
+ * outputs are more than a RESULT frame carries) */
+int8_t ecg_outputs[ECG_OUTPUT_SIZE];
+#define RESULT_MAX_OUTPUTS 255u   /* RESULT: u8 output count, 14 more payload bytes */
+
 static void run_and_report(const int8_t *in, uint32_t count, uint32_t warmup) {
-    int8_t out[ECG_OUTPUT_SIZE];
+    int8_t *out = ecg_outputs;
     uint64_t counter = 0, us = 0;
     if (count == 0) count = 1;
 #ifdef ECG_FUZZING
     if (count > 2) count = 2;          /* keep fuzz iterations fast */
     if (warmup > 1) warmup = 1;
+#endif
+#if defined(ECG_FAULT_UNALIGNED) && defined(__arm__)
+    {   /* fault: one word load from an odd address (cores that trap unaligned accesses stop here) */
+        static volatile uint8_t bytes[8];
+        uint32_t v;
+        __asm__ volatile("ldr %0, [%1]" : "=l"(v) : "l"(bytes + 1) : "memory");
+        (void)v;
+    }
 #endif
     for (uint32_t i = 0; i < warmup + count; ++i) {
         memcpy(model_in, in, ECG_INPUT_SIZE);
@@ -134,6 +151,10 @@ static void run_and_report(const int8_t *in, uint32_t count, uint32_t warmup) {
 #if defined(ECG_FAULT_SWAP_OUTPUTS) && ECG_OUTPUT_SIZE > 1
     { int8_t t = out[0]; out[0] = out[1]; out[1] = t; }
 #endif
+#if ECG_OUTPUT_SIZE > RESULT_MAX_OUTPUTS
+    (void)counter; (void)us;
+    send_error(ECG_ERR_RANGE, 0, "model outputs do not fit a RESULT frame (more than 255)");
+#else
     size_t i = 0;
     pl[i++] = ECG_OUTPUT_SIZE;
     memcpy(pl + i, out, ECG_OUTPUT_SIZE); i += ECG_OUTPUT_SIZE;
@@ -141,6 +162,7 @@ static void run_and_report(const int8_t *in, uint32_t count, uint32_t warmup) {
     put_u64(pl + i, counter); i += 8;
     put_u32(pl + i, (uint32_t)us); i += 4;
     send(ECG_MSG_RESULT, pl, (uint16_t)i);
+#endif
 }
 
 static void ring_push(uint32_t index, int16_t v) {

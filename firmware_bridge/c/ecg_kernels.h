@@ -1,10 +1,24 @@
 /* ecgedge INT8 kernels: TFLite reference-kernel integer semantics (bit-exact with tflite-micro).
- * Reference path: plain C99, always built. Optimised path (ECG_OPTIMIZED): ARMv7E-M DSP
- * (SMLAD/SXTB16) on Cortex-M, portable emulation of the same intrinsics elsewhere. */
+ * Reference path: plain C99, always built. Optimised path (ECG_OPTIMIZED), one of three kernel paths
+ * (cores.toml `kernels`, passed by the build as ECG_KERNELS_<PATH>):
+ *   ECG_KERNELS_C    plain C (Cortex-M0/M3): int8 weights, 32-bit multiply-accumulate;
+ *   ECG_KERNELS_DSP  ARMv7E-M / ARMv8-M DSP (M4/M7/M33: SMLAD/SXTB16), emulated in C on hosts;
+ *   ECG_KERNELS_MVE  Helium (M55: VMLADAVA.S8 and friends, arm_mve.h).
+ * Kernels shared by all paths live in ecg_kernels_opt.c (DSP instructions where the core has them). */
 #ifndef ECG_KERNELS_H
 #define ECG_KERNELS_H
 #include <stdint.h>
 #include <stddef.h>
+
+#if !defined(ECG_KERNELS_C) && !defined(ECG_KERNELS_DSP) && !defined(ECG_KERNELS_MVE)
+#define ECG_KERNELS_DSP 1
+#endif
+#if (defined(ECG_KERNELS_C) + defined(ECG_KERNELS_DSP) + defined(ECG_KERNELS_MVE)) != 1
+#error "define exactly one of ECG_KERNELS_C, ECG_KERNELS_DSP, ECG_KERNELS_MVE"
+#endif
+#if defined(ECG_KERNELS_MVE) && !defined(__ARM_FEATURE_MVE)
+#error "ECG_KERNELS_MVE needs a Helium (MVE) core: -mcpu=cortex-m55"
+#endif
 
 typedef struct {
     int32_t in_h, in_w, in_c;
@@ -16,12 +30,16 @@ typedef struct {
     const int8_t *filter;             /* conv: [out_c][k_h][k_w][filter_in_c]; dw: [k_h][k_w][out_c] */
     const int32_t *bias;              /* [out_c] or NULL */
     const int32_t *mult, *shift;      /* per output channel */
-    int32_t *col_buf;                 /* optimised conv scratch (im2col, int16 pairs), may be NULL */
-    /* optimised conv, set by the generator when every channel suits the fast requantiser (else NULL):
-     * 2 x filter widened to int16, pair-reordered per 4 taps, [out_c][col_len rounded up to 4];
-     * 2 x bias; per channel {multiplier, right shift, rounding bias incl. output offset} */
-    const int16_t *wide;
-    const int32_t *bias2, *rqf;
+    void *col_buf;                    /* optimised scratch: conv im2col block, depthwise channel plane */
+    int32_t plane_h, plane_w;         /* depthwise: the padded channel plane's rows and row length */
+    int32_t depthwise_planes;         /* depthwise: channel planes the scratch holds (1 or 4) */
+    const int32_t *bias_eff;          /* mve conv: bias + in_offset * filter row sum */
+    /* dsp conv, set by the generator when every channel suits the fast requantiser (else NULL): per
+     * output channel {2 x bias four times, 2 x filter widened to int16 and pair-reordered per 4 taps
+     * (col_len rounded up to 4, two taps a word), multiplier, right shift, rounding bias incl. the
+     * output offset} */
+    const int32_t *wide;
+    const int32_t *wide2;             /* dsp conv, longer columns: the same per pair of output channels */
     const int8_t *post_lut;           /* wide path: table applied to each int8 result (fused Swish), or NULL */
 } ecg_conv_params;
 
@@ -138,7 +156,12 @@ void ecg_dequantize_f32(const float *table, int32_t size, const int8_t *in, floa
 void ecg_lstm_ref(const ecg_lstm_params *p, const int8_t *in, int8_t *out);
 
 #if defined(ECG_OPTIMIZED)
-void ecg_conv2d_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out);
+void ecg_conv2d_dsp(const ecg_conv_params *p, const int8_t *in, int8_t *out);
+void ecg_conv2d_c(const ecg_conv_params *p, const int8_t *in, int8_t *out);
+void ecg_conv2d_mve(const ecg_conv_params *p, const int8_t *in, int8_t *out);
+void ecg_depthwise_plane(const ecg_conv_params *p, const int8_t *in, int8_t *out);
+void ecg_depthwise_mve(const ecg_conv_params *p, const int8_t *in, int8_t *out);
+void ecg_fc_mve(const ecg_fc_params *p, const int8_t *in, int8_t *out);
 void ecg_mul_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
 void ecg_add_opt(const ecg_binary_params *p, const int8_t *a, const int8_t *b, int8_t *out);
 void ecg_lut_opt(const int8_t *lut, int32_t size, const int8_t *in, int8_t *out);
@@ -148,9 +171,19 @@ void ecg_depthwise_opt(const ecg_conv_params *p, const int8_t *in, int8_t *out);
 void ecg_fc_opt(const ecg_fc_params *p, const int8_t *in, int8_t *out);
 void ecg_mean_opt(const ecg_mean_params *p, const int8_t *in, int8_t *out);
 void ecg_channel_lut_opt(const int8_t *tables, int32_t rows, int32_t channels, const int8_t *in, int8_t *out);
-#define ECG_CONV2D ecg_conv2d_opt
-#define ECG_DEPTHWISE ecg_depthwise_opt
+#if defined(ECG_KERNELS_MVE)
+#define ECG_CONV2D ecg_conv2d_mve
+#define ECG_DEPTHWISE ecg_depthwise_mve
+#define ECG_FC ecg_fc_mve
+#elif defined(ECG_KERNELS_C)
+#define ECG_CONV2D ecg_conv2d_c
+#define ECG_DEPTHWISE ecg_depthwise_plane
 #define ECG_FC ecg_fc_opt
+#else
+#define ECG_CONV2D ecg_conv2d_dsp
+#define ECG_DEPTHWISE ecg_depthwise_plane
+#define ECG_FC ecg_fc_opt
+#endif
 #define ECG_MUL ecg_mul_opt
 #define ECG_ADD ecg_add_opt
 #define ECG_LUT ecg_lut_opt
