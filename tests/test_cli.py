@@ -288,7 +288,7 @@ def test_list_targets_json(capsys):
         edge_export.main(["--list-targets", "--json"])
     assert e.value.code == 0
     targets = {t["name"]: t for t in json.loads(capsys.readouterr().out)["targets"]}
-    assert targets["cortex-m7"]["mac_budget"] == 19_200_000 and targets["cortex-m7"]["qemu_machine"] == "mps2-an500"
+    assert targets["cortex-m7"]["mac_budget"] == 19_200_000 and targets["cortex-m7"]["engine_core"] == "cortex-m7"
 
 
 # ------------------------------------------------------------------------------------------ firmware refusal

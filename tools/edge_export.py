@@ -131,7 +131,7 @@ def targets_table(rows):
     for t in rows:
         notes.add_row(Text(t["name"], "bold"), f"{t['board']}; {t['kind']}, {t['core']}, ISA {' '.join(t['isa'])}; "
                       f"latency budget {t['latency_budget_ms']:g} ms at {t['cycles_per_mac']:g} cycles/MAC"
-                      + (f"; QEMU {t['qemu_machine']}" if t.get("qemu_machine") else "")
+                      + (f"; firmware engine core {t['engine_core']}" if t.get("engine_core") else "")
                       + ("" if t["source"] == "builtin" else f"; from {t['source']}"))
     title = Text("ecgedge targets (the model's flash and RAM budgets; MACs per inference that fit the latency "
                  "budget)", "bold")
