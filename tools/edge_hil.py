@@ -25,8 +25,8 @@ RUN_EXAMPLES = [
 MATRIX_EXAMPLES = [
     ("edge-hil matrix --models pocket_k,af_lead1 --targets cortex-m7,cortex-m4 --devices host,qemu",
      "export (cached) and bench every cell; matrix.json + matrix.html in hil_reports/matrix"),
-    ("edge-hil matrix --models pocket_k --targets cortex-m7 --devices 'qemu,sim://pocket_k' --workers 2",
-     "one model on the emulated firmware and the simulator, two worker processes per bench"),
+    ("edge-hil matrix --models pocket_k --targets cortex-m7 --devices host --workers 2",
+     "one cell on this machine (tflite-micro in-process), two worker processes"),
 ]
 MATRIX_EXIT = {
     _cli.EXIT_OK: "every gate of every cell passed",
