@@ -100,7 +100,8 @@ def _need(tool: str) -> str:
     path = shutil.which(tool)
     if path is None:
         hint = {"arm-none-eabi-gcc": "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi",
-                "qemu-system-arm": "apt-get install qemu-system-arm", "clang": "apt-get install clang"}.get(tool, "")
+                "qemu-system-arm": "apt-get install qemu-system-arm", "clang": "apt-get install clang",
+                "gcc": "apt-get install gcc"}.get(tool, "see docs/troubleshooting.md")
         raise FirmwareError(f"{tool} not found on PATH; install it ({hint})")
     return path
 
@@ -164,8 +165,15 @@ def firmware_core(target) -> Core:
     tgt = get_target(target) if isinstance(target, str) else target
     if not tgt.is_mcu or not tgt.engine_core:
         raise FirmwareError(f"target {tgt.name!r} ({tgt.kind}, runtime {tgt.runtime}) has no firmware build; "
-                            f"firmware is built for MCU targets with an engine_core in targets.toml")
+                            f"firmware is built for MCU targets with an engine_core in targets.toml: "
+                            f"{', '.join(firmware_targets())}")
     return get_core(tgt.engine_core)
+
+
+def firmware_targets() -> list[str]:
+    """The built-in targets (ecgedge/targets.toml) with a firmware build: MCU profiles with an engine_core."""
+    from ecgedge.targets import builtin_targets
+    return [t.name for t in builtin_targets().values() if t.is_mcu and t.engine_core]
 
 
 def machine_for(core: Core, machine: str | None = None) -> Machine:
@@ -226,14 +234,16 @@ def _kernel_objects(cc: str, flags: list[str], optimized: bool) -> list[Path]:
 
 def build_engine(model, core: str = "cortex-m7", out_dir=None, optimized: bool = True, defines: dict | None = None,
                  machine: str | None = None, optimize: str = "speed", target: str | None = None,
-                 program: str = "verify", gen=None) -> BuildResult:
+                 program: str = "verify", gen=None, progress=None) -> BuildResult:
     """Generate C for the INT8 model (package folder or .tflite) and build it for `core` (a core of
     cores.toml, or an MCU target's name) with the harness `program` (PROGRAMS): an MCU core gives a firmware
     ELF linked for its QEMU machine (or `machine`, one of the core's), "host" a host executable.
     `optimized=False` builds the reference kernels; `optimize="size"` keeps int8 weights (no widened filters,
     no ADD pair tables). `target` (targets.toml) only sets the flash/RAM budgets reported; without it they
     are the machine's memory. `gen`: sources already generated for this model, core and optimisation goal
-    (codegen.Generated), reused instead of generating again."""
+    (codegen.Generated), reused instead of generating again. `progress(text)`, if given, hears each step as
+    it starts (a build takes tens of seconds)."""
+    say = progress or (lambda text: None)
     from ecgedge.firmware_bridge.codegen import write_sources
 
     c = resolve_core(core)
@@ -255,6 +265,7 @@ def build_engine(model, core: str = "cortex-m7", out_dir=None, optimized: bool =
     out = Path(out_dir) if out_dir else (src.parent if src.is_file() else src) / "firmware"
     out.mkdir(parents=True, exist_ok=True)
     if gen is None:
+        say("generating C from the INT8 model")
         gen, _ = generate_into(model, out / "gen", kernels=c.kernels, optimize=optimize)
     else:
         write_sources(gen, out / "gen")
@@ -289,6 +300,7 @@ def build_engine(model, core: str = "cortex-m7", out_dir=None, optimized: bool =
            "-nostartfiles", "--specs=nano.specs", "--specs=nosys.specs",
            f"-T{linker_script(m, out)}", "-Wl,--gc-sections", f"-Wl,-Map={out / (name + '.map')}", "-lm",
            "-o", str(elf)]
+    say(f"compiling with arm-none-eabi-gcc -O2 for {label} ({c.name} on {m.name}, {len(gen.layer_table)} layers)")
     _run(cmd, f"arm-none-eabi-gcc firmware build ({c.name}, {m.name}, {program})")
     text, data, bss = _sizes(elf)
     if target:
@@ -310,7 +322,8 @@ def build_engine(model, core: str = "cortex-m7", out_dir=None, optimized: bool =
 
 
 def build_firmware(package_dir, target: str = "cortex-m7", out_dir=None, optimized: bool = True,
-                   defines: dict | None = None, optimize: str = "speed", machine: str | None = None) -> BuildResult:
+                   defines: dict | None = None, optimize: str = "speed", machine: str | None = None,
+                   progress=None) -> BuildResult:
     """build_engine for an MCU target of targets.toml (its engine_core), with the target's flash/RAM
     budgets; a core name of cores.toml is accepted as well."""
     from ecgedge.targets import load_targets
@@ -318,9 +331,9 @@ def build_firmware(package_dir, target: str = "cortex-m7", out_dir=None, optimiz
     if target in load_targets():
         core = firmware_core(target)
         return build_engine(package_dir, core.name, out_dir, optimized=optimized, defines=defines, machine=machine,
-                            optimize=optimize, target=target, program="protocol")
+                            optimize=optimize, target=target, program="protocol", progress=progress)
     return build_engine(package_dir, target, out_dir, optimized=optimized, defines=defines, machine=machine,
-                        optimize=optimize, program="protocol")
+                        optimize=optimize, program="protocol", progress=progress)
 
 
 def _source_digest(*extra: bytes) -> str:

@@ -40,7 +40,8 @@ def build_plugin(out_dir: str | Path | None = None) -> Path:
 
     gcc = shutil.which("gcc")
     if gcc is None:
-        raise FirmwareError("gcc not found: needed to build the QEMU instruction-count plugin")
+        raise FirmwareError("gcc not found on PATH: needed to build the QEMU instruction-count plugin; install it "
+                            "(apt-get install gcc)")
     import hashlib
 
     key = hashlib.sha256(PLUGIN_SRC.read_bytes()).hexdigest()[:16]

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-import ecgedge
+from ecgedge import labels
 from ecgedge.contract import quantization as Q
 from ecgedge.contract.package import Package, json_default, load_package
 from ecgedge.errors import EdgeError
@@ -284,7 +284,7 @@ def _report_dict(st: BenchState) -> dict:
         "model_sha256": package.model_sha256,
         "device_model_sha256": info.model_sha256 if info else None,
         "demo": bool(manifest.get("demo", False)),
-        "notice": ecgedge.DEMO_NOTICE if manifest.get("demo", False) else manifest.get("notice"),
+        "label": getattr(labels.from_manifest(manifest), "kind", None), "notice": labels.notice_of(manifest),
         "signed": package.signed,
         "unsigned": not package.signed,
         "signature": (f"verified with {cfg.trust}" if package.signed else

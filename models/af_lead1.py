@@ -14,6 +14,8 @@ O (other rhythm), ~ (too noisy to classify).
 
 from __future__ import annotations
 
+from ecgedge import labels as _labels
+
 CLASSES = ("N", "A", "O", "~")
 CLASS_DESCRIPTIONS = {"N": "normal sinus rhythm", "A": "atrial fibrillation", "O": "other rhythm",
                       "~": "too noisy to classify"}
@@ -33,7 +35,8 @@ DATA_CITATION = ("G. D. Clifford, C. Liu, B. Moody, L. H. Lehman, I. Silva, Q. L
                  "\"AF Classification from a Short Single Lead ECG Recording: the PhysioNet/Computing in "
                  "Cardiology Challenge 2017\", Computing in Cardiology 44 (2017); data: PhysioNet "
                  "challenge-2017 (Open Data Commons Attribution licence)")
-NOTICE = "real data (PhysioNet/CinC 2017), research use, not for clinical use"
+DATASET = "PhysioNet/CinC 2017"
+NOTICE = _labels.label("research", dataset=DATASET).notice  # the words of ecgedge.labels' "research" kind
 
 
 def _net1d(base_filters, filter_list, m_blocks_list, kernel_size, groups_width):

@@ -219,7 +219,7 @@ def train(name: str = "pocket_k", preset: str | None = None, subjects: int = 320
         golden = model(torch.from_numpy(golden_input(spec.input.window_samples))).numpy()[0]
     n_windows = len(train_set.k) + len(val_set.k) + len(test_set.k)
     card = {
-        "model": name, "demo": True, "notice": ecgedge.DEMO_NOTICE, "preset": preset, "arch": arch,
+        "model": name, "demo": True, "label": "demo", "notice": ecgedge.DEMO_NOTICE, "preset": preset, "arch": arch,
         "data": {
             "generator": "ecgedge.signals.make_windows: synthetic lead-I ECG whose morphology follows serum K+ "
                          "(T peaking/narrowing, PR lengthening, P flattening, QRS widening; flat T and U waves "

@@ -344,7 +344,7 @@ def training_section(state: TrainState) -> dict:
 
 def make_card(state: TrainState) -> TrainState:
     """The model card (the keys every consumer reads: metrics, split, contract, arch, training)."""
-    from ecgedge.models.af_lead1 import CLASSES, DATA_CITATION, NOTICE, RECORD_AGGREGATION
+    from ecgedge.models.af_lead1 import CLASSES, DATA_CITATION, DATASET, NOTICE, RECORD_AGGREGATION
     from ecgedge.models.zoo import count_macs, count_params
     spec, tr, va, m = state.spec, state.train_rs, state.val_rs, state.metrics
     counts = {"class_counts_train": {c: int(np.sum(tr.labels == i)) for i, c in enumerate(CLASSES)},
@@ -352,7 +352,8 @@ def make_card(state: TrainState) -> TrainState:
     split = (f"by record, stratified by class, {1 - state.val_fraction:.0%}/{state.val_fraction:.0%}"
              if state.split_lists is None else state.split_note)
     state.card = {
-        "model": "af_lead1", "demo": False, "notice": NOTICE, "data_citation": DATA_CITATION,
+        "model": "af_lead1", "demo": False, "label": "research", "dataset": DATASET,
+        "notice": NOTICE, "data_citation": DATA_CITATION,
         "data": {"folder": str(Path(state.data)), "records": len(state.rs), "train_records": len(tr),
                  "validation_records": len(va), "split": split, **counts},
         "split_seed": state.seed, "seed": state.seed, "validation_records": list(va.names),

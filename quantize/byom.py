@@ -22,8 +22,6 @@ import numpy as np
 from ecgedge.errors import ConfigError, DataError, ModelError
 
 MODEL_SUFFIXES = (".pt2", ".onnx", ".tflite")
-USER_NOTICE = ("your own model: the INT8 model was measured against your float model (fidelity); "
-               "no clinical accuracy is claimed")
 LABEL_FILES = ("REFERENCE.csv", "labels.csv")
 RECORD_SUFFIXES = (".hea", ".edf", ".csv", ".npy")
 SPLIT_SEED_OFFSET = 11
@@ -60,8 +58,15 @@ def load_user_model(source, spec):
     gm = canonical(source, window)
     check_io(gm, window, spec.n_outputs)
     meta = {"model": spec.name, "source": where, "format": fmt, "demo": False, "untrained": False,
-            "user": True, "notice": USER_NOTICE, "card": {}}
+            "user": True, "card": {}}
+    meta["notice"] = user_label(meta).notice
     return gm.eval(), meta
+
+
+def user_label(meta: dict):
+    """The label of a user's model (ecgedge.labels' "user" kind, naming its file)."""
+    from ecgedge import labels
+    return labels.from_meta(meta)
 
 
 def count_macs(model, window: int) -> int:
@@ -453,6 +458,7 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
                                            finish_package, labelled_windows, toolchain_versions)
     t0 = time.perf_counter()
     path = check_model_file(opts.model)
+    user = user_label({"user": True, "source": str(path)})
     tflite = path.read_bytes()
     if len(tflite) < 8 or tflite[4:8] != b"TFL3":
         raise ModelError(f"{str(path)!r} is not a TFLite flatbuffer (identifier {tflite[4:8]!r}, expected b'TFL3')")
@@ -503,8 +509,8 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
     latency = {name: {"ms": tgt.estimate_latency_ms(totals["macs"]), "kind": "estimate"}
                for name, tgt in _all_targets(opts).items()}
     rep = {
-        "model": spec.name, "target": target.name, "board": target.board, "demo": False, "notice": USER_NOTICE,
-        "int8_only": True, "fits": not problems, "overflows": problems,
+        "model": spec.name, "target": target.name, "board": target.board, "demo": False,
+        "label": user.kind, "notice": user.notice, "int8_only": True, "fits": not problems, "overflows": problems,
         "params_float": None, "params_pruned": None, "macs_float": totals["macs"], "macs_pruned": totals["macs"],
         "flash_bytes": len(tflite), "arena_bytes": arena, "budget": budget,
         "auroc_float": None, "auroc_pruned": None, "auroc_int8": _headline(metrics["int8"], spec),
@@ -531,7 +537,7 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
     }
     manifest = {
         "format": FORMAT, "model": spec.name, "task": spec.task, "target": target.name, "demo": False,
-        "notice": USER_NOTICE, "model_sha256": model_sha, "artifacts": {},
+        "label": user.kind, "notice": user.notice, "model_sha256": model_sha, "artifacts": {},
         "input": {**spec.to_dict()["input"], "tflite_scale": quant["input"]["scale"],
                   "tflite_zero_point": quant["input"]["zero_point"], "tflite_shape": quant["input"]["shape"]},
         "outputs": [{**o, "index": i, "tflite_scale": quant["outputs"][0]["scale"],

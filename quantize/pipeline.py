@@ -15,6 +15,7 @@ import random
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -271,7 +272,7 @@ def export_package(opts: ExportOptions) -> tuple[Path, dict]:
         else:
             report = _build(opts, spec, target, tmp)
         if opts.firmware:
-            report["firmware"] = _firmware(tmp, target, opts.optimize)
+            report["firmware"] = _firmware(tmp, target, opts)
             (tmp / "report.json").write_text(json.dumps(report, indent=2, default=json_default) + "\n")
             write_manifest(tmp, report["_manifest"])
         if opts.sign_key:
@@ -300,6 +301,12 @@ def _progress(opts: ExportOptions):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     disable=not opts.progress, transient=False)
+
+
+STAGE_TEXT = {"load_and_data": "float model and windows", "input_range": "input range chosen",
+              "prune_distil": "pruned, distilled, quantisation-aware epochs", "keras_rebuild": "Keras rebuild checked",
+              "calibrate_quantize": "calibrated and quantised to INT8", "validate": "validated (LiteRT, tflite-micro)",
+              "sqnr": "per-layer SQNR", "artefacts": "package files written"}
 
 
 def _say(opts: ExportOptions, text: str) -> None:
@@ -393,9 +400,18 @@ def _qat_epochs(opts: ExportOptions) -> int:
     return QAT_EPOCHS if opts.qat_epochs is None else opts.qat_epochs
 
 
-def _firmware(folder: Path, target, optimize: str = "speed") -> dict:
+def _firmware(folder: Path, target, opts: ExportOptions | None = None) -> dict:
     from ecgedge.firmware_bridge.build import build_firmware
-    r = build_firmware(folder, target=target.name, out_dir=folder / "firmware", optimize=optimize)
+    t0 = time.perf_counter()
+
+    def step(text: str) -> None:  # a firmware build takes tens of seconds: say what it is doing
+        if opts is not None:
+            _say(opts, f"firmware: {text} ({time.perf_counter() - t0:.0f} s)")
+
+    r = build_firmware(folder, target=target.name, out_dir=folder / "firmware",
+                       optimize=opts.optimize if opts is not None else "speed", progress=step)
+    step(f"{Path(r.elf).name}: text {r.text:,} B, data {r.data:,} B, bss {r.bss:,} B; flash {r.flash_bytes:,} of "
+         f"{target.flash_bytes:,} B, static RAM {r.ram_bytes:,} of {target.ram_bytes:,} B")
     return {"elf": str(Path(r.elf).relative_to(folder)) if Path(r.elf).is_relative_to(folder) else str(r.elf),
             "core": r.core, "kernels": r.kernels, "optimize": r.optimize, "qemu_machine": r.machine,
             "text": r.text, "data": r.data, "bss": r.bss, "flash_bytes": r.flash_bytes, "ram_bytes": r.ram_bytes,

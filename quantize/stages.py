@@ -9,6 +9,7 @@ before the first stage, so reordering stages changes the model bytes).
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from ecgedge.errors import ExportError
 from ecgedge.quantize.pipeline import (DISTIL_EPOCHS, KERAS_TOLERANCE, SELECT_SEED_OFFSET, SELECT_WINDOWS,
                                        SELF_QAT_LR, SQNR_WINDOWS, TRAIN_SEED_OFFSET, VALID_SEED_OFFSET,
                                        ExportOptions, _all_targets, _headline, _headline_name, _qat_epochs,
-                                       _real_data, _say, _score, _user_data, calibration_windows,
+                                       _real_data, _say, _score, STAGE_TEXT, _user_data, calibration_windows,
                                        choose_input_range, collect_tflite_ranges, finish_package, is_user_model,
                                        labelled_windows, toolchain_versions)
 
@@ -42,6 +43,7 @@ class ExportState:
     meta: dict | None = None
     demo: bool = False
     notice: str | None = None
+    label: object = None                    # ecgedge.labels: untrained, demo, research or user weights
     real: dict | None = None     # labelled real records (af_lead1, a user's --data), else None
     cal_data: dict | None = None
     cal_source: str | None = None
@@ -101,13 +103,14 @@ class ExportState:
     def lap(self, name: str) -> None:
         """Seconds since the previous lap, as report.json's timings_s[name]."""
         self.timings[name] = round(time.perf_counter() - self._mark, 2)
+        _say(self.opts, f"[dim]{STAGE_TEXT.get(name, name)}: {self.timings[name]:.0f} s[/]")  # progress without bars too
         self._mark = time.perf_counter()
 
 
 def load(s: ExportState) -> None:
     """The float reference and the windows: calibration, selection held-out, validation with its truth."""
-    from ecgedge import DEMO_NOTICE
-    from ecgedge.models.zoo import is_demo, load_model
+    from ecgedge import labels
+    from ecgedge.models.zoo import UntrainedWeightsWarning, load_model
     from ecgedge.quantize import footprint
     from ecgedge.quantize import validate as val
     opts, spec = s.opts, s.spec
@@ -117,12 +120,13 @@ def load(s: ExportState) -> None:
         from ecgedge.quantize.byom import load_user_model
         s.model, s.meta = load_user_model(opts.module if opts.module is not None else opts.model, spec)
     else:
-        s.model, spec, s.meta = load_model(opts.model, opts.checkpoint)
+        with warnings.catch_warnings():  # the label below says it once, and says what is true
+            warnings.simplefilter("ignore", UntrainedWeightsWarning)
+            s.model, spec, s.meta = load_model(opts.model, opts.checkpoint)
         s.spec = spec
-    s.demo = is_demo(s.meta)
-    s.notice = s.meta.get("notice") or (DEMO_NOTICE if s.demo else None)
-    if s.demo:
-        _say(opts, f"[bold yellow]{DEMO_NOTICE}[/]")
+    s.label = labels.from_meta(s.meta)
+    s.demo, s.notice = s.label.demo, s.label.notice
+    _say(opts, f"[bold yellow]{s.notice}[/]")
     s.real = real = _user_data(spec, opts) if s.user else _real_data(spec, opts, s.meta)
     if real is not None:  # labelled real records: calibrate on training records, validate on the card's
         s.cal_data, s.cal_source = real["calibration"], real["calibration_source"]
@@ -350,7 +354,7 @@ def report(s: ExportState) -> dict:
                for name, tgt in _all_targets(opts).items()}
     return {
         "model": spec.name, "target": target.name, "board": target.board,
-        "demo": s.demo, "notice": s.notice,
+        "demo": s.demo, "label": s.label.kind, "notice": s.notice,
         "int8_only": True, "fits": not s.problems, "overflows": s.problems,
         "params_float": count_params(s.model), "params_pruned": count_params(s.pruned),
         "macs_float": s.macs_float, "macs_pruned": s.macs_pruned,
@@ -393,7 +397,7 @@ def manifest_of(s: ExportState) -> dict:
     spec, quant = s.spec, s.quant
     return {
         "format": FORMAT, "model": spec.name, "task": spec.task, "target": s.target.name, "demo": s.demo,
-        "notice": s.notice, "model_sha256": s.model_sha, "artifacts": {},
+        "label": s.label.kind, "notice": s.notice, "model_sha256": s.model_sha, "artifacts": {},
         "input": {**spec.to_dict()["input"], "tflite_scale": quant["input"]["scale"],
                   "tflite_zero_point": quant["input"]["zero_point"], "tflite_shape": quant["input"]["shape"]},
         "outputs": [{**o, "index": i, "tflite_scale": quant["outputs"][0]["scale"],

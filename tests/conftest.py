@@ -53,18 +53,25 @@ def exported_package(tmp_path_factory, tiny_pocket_k_checkpoint, tiny_export_arg
 @pytest.fixture(scope="session")
 def pocket_k_m7_package(tmp_path_factory):
     """The REAL pocket_k cortex-m7 package: the shipped demo weights through the default `edge-export`
-    road, exactly what users (and CI's bench) get. $ECGEDGE_POCKET_K_PACKAGE reuses an existing export."""
+    road, exactly what users (and CI's bench) get. $ECGEDGE_POCKET_K_PACKAGE reuses an existing export (with
+    the edge-export.stdout/.stderr this fixture keeps next to it, when they are there)."""
     import os
     from pathlib import Path
 
     given = os.environ.get("ECGEDGE_POCKET_K_PACKAGE")
     if given and (Path(given) / "model_int8.tflite").exists():
         return Path(given)
-    from ecgedge.tools.edge_export import main
+    import subprocess
+    import sys
+
+    # the console script as a user runs it (its output is kept for tests/test_cli_output.py)
     out = tmp_path_factory.mktemp("dist-real") / "pocket_k-cortex-m7"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["pocket_k", "--target", "cortex-m7", "--out", str(out), "--no-progress"])
-    assert exit_info.value.code == 0
+    env = dict(os.environ, ECGEDGE_LOG_DIR=str(out.parent / "logs"))
+    r = subprocess.run([str(Path(sys.executable).with_name("edge-export")), "pocket_k", "--target", "cortex-m7",
+                        "--out", str(out)], capture_output=True, text=True, env=env, timeout=7200)
+    (out.parent / "edge-export.stdout").write_text(r.stdout)
+    (out.parent / "edge-export.stderr").write_text(r.stderr)
+    assert r.returncode == 0, r.stderr[-3000:]
     return out
 
 

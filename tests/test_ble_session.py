@@ -208,7 +208,7 @@ def test_edge_run_cli_over_ble_with_a_simulated_polar_strap(tmp_path):
     import sys
 
     pkg = _runtime_support().build_test_package()
-    source = "ble://name=Polar H10 sim?backend=bumble&sim=pocket_k&services=pmd,hrs&k=6.5&hr=80&speed=20"
+    source = "ble://name=Polar H10 sim?backend=bumble&sim=pocket_k&services=pmd,hrs&k=6.5&hr=1&speed=20"  # hr: HRS on
     out = tmp_path / "session"
     r = subprocess.run([str(Path(sys.executable).with_name("edge-run")), "--model", str(pkg), "--source", source,
                         "--duration", "30", "--out", str(out), "--quiet"],

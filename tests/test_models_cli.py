@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from ecgedge.models.specs import list_specs
@@ -42,8 +43,11 @@ def test_bad_checkpoint_exits_nonzero(tmp_path, capsys):
 def test_untrainable_model_and_bad_flags_exit_nonzero(capsys):
     assert main(["anyecg_echo", "--epochs", "1", "--no-progress"]) == 2
     assert "no training recipe" in capsys.readouterr().err
-    assert main(["pocket_k", "--epochs", "0", "--no-progress"]) == 2
-    assert "--epochs 0" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as e:  # refused by the parser, before any work
+        main(["pocket_k", "--epochs", "0", "--no-progress"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: argument --epochs: expected a whole number >= 1, got '0'") and err.count("\n") == 1
 
 
 def test_parse_defaults():

@@ -156,7 +156,8 @@ def test_bad_numbers_are_refused_at_once(pkg_dir, tmp_path, flag, value):
     r = edge_run(pkg_dir, "--source", SIM, flag, value, cwd=tmp_path, timeout=60)
     assert time.monotonic() - t0 < 30  # refused before any work (well under a second on an idle machine)
     err = r.stderr.strip().splitlines()
-    assert r.returncode == 2 and len(err) == 1 and err[0].startswith(f"error: {flag} "), r.stderr
+    # one line naming the flag (tools/_cli's form: "error: argument --hop: expected ..., got '-3' (see ...)")
+    assert r.returncode == 2 and len(err) == 1 and err[0].startswith("error: ") and flag in err[0], r.stderr
     assert "Traceback" not in r.stderr and list(tmp_path.iterdir()) == []
 
 
@@ -169,14 +170,16 @@ def test_bad_numbers_are_refused_before_any_heavy_import(pkg_dir):
     r = subprocess.run([sys.executable, "-c", code, "--model", str(pkg_dir), "--source", SIM, "--hop", "-3"],
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stdout.strip() == "[]", (r.stdout, r.stderr)
-    assert r.stderr.strip() == "error: --hop -3: expected a whole number of model samples >= 1"
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: argument --hop: expected a whole number >= 1, got '-3'"), err
 
 
 def test_a_config_file_with_a_word_for_a_number_is_refused(pkg_dir, tmp_path):
     (tmp_path / "h.toml").write_text(f'[edge-run]\nmodel = "{pkg_dir}"\nsource = "{SIM}"\nhop = "lots"\n')
     r = subprocess.run([support.venv_bin("edge-run"), "--config", str(tmp_path / "h.toml")], capture_output=True,
                        text=True, timeout=60, cwd=tmp_path)
-    assert r.returncode == 2 and r.stderr.strip() == "error: --hop 'lots': expected a number", r.stderr
+    err = r.stderr.strip().splitlines()
+    assert r.returncode == 2 and len(err) == 1 and "--hop" in err[0] and "'lots'" in err[0], r.stderr
 
 
 def test_runtime_refuses_a_hop_below_one_without_looping():
@@ -247,7 +250,7 @@ def test_edge_sim_refuses_before_printing_a_path(tmp_path, args, flag):
     out, err = sim.communicate(timeout=60)
     assert sim.returncode == 2 and out == "", out
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith(f"error: {flag} ") and "Traceback" not in err
+    assert len(lines) == 1 and lines[0].startswith("error: ") and flag in lines[0] and "Traceback" not in err
 
 
 def test_edge_sim_with_an_unreadable_record_prints_no_path(tmp_path):

@@ -1,12 +1,8 @@
-"""edge-analyze: what a single-lead model costs on each target, in seconds, without training.
-
-    edge-analyze pocket_k --target cortex-m7
-    edge-analyze my_model.pt2 --contract my_model.toml --all-targets --json analysis.json
-    edge-analyze model_int8.tflite --target cortex-m4
+"""edge-analyze: what a single-lead model costs on each target, in seconds, without training: per-layer
+MACs, bytes and the runtimes that run each op, per-target flash, arenas, a latency estimate, and whether it fits.
 
 MODEL is a zoo name or a file: .pt2 (torch.export.save), .onnx (float or QDQ INT8), .tflite (float or full
 INT8). A float model is analysed as the full-INT8 model the export would make of it (not pruned).
-Exit codes: 0 analysed, 2 bad input (not a model, unsupported module, contract mismatch).
 """
 
 from __future__ import annotations
@@ -15,19 +11,35 @@ import argparse
 import json
 import sys
 
+from ecgedge.tools import _cli
 
-def parse(args=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="edge-analyze", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+EXAMPLES = [
+    ("edge-analyze pocket_k --target cortex-m7", "a zoo model on one target"),
+    ("edge-analyze my_model.pt2 --contract my_model.toml --all-targets --json analysis.json",
+     "your own model (docs/byom.md) on every target, also written as JSON"),
+    ("edge-analyze model_int8.tflite --target cortex-m4", "a full-INT8 .tflite as it is"),
+]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _cli.make_parser("edge-analyze", __doc__, EXAMPLES, exit_codes={
+        _cli.EXIT_OK: "analysed",
+        _cli.EXIT_USAGE: "bad input (not a model, an unsupported module, a contract mismatch)"})
     p.add_argument("model", help="zoo name, or a .pt2 / .onnx / .tflite model file")
     g = p.add_mutually_exclusive_group()
     g.add_argument("--target", help="one target profile (see edge-export --list-targets)")
     g.add_argument("--all-targets", action="store_true", help="every target profile (the default)")
-    p.add_argument("--contract", help="contract TOML of a model outside the zoo (docs/byom.md)")
-    p.add_argument("--json", help="write the analysis as JSON to this file")
-    p.add_argument("--targets-file", help="TOML file with extra/overriding target profiles")
-    p.add_argument("--layers", type=int, default=60, help="print at most this many layer rows (default 60)")
-    return p.parse_args(args)
+    p.add_argument("--contract", type=_cli.existing_file,
+                   help="contract TOML of a model outside the zoo (docs/byom.md)")
+    p.add_argument("--json", type=_cli.file_in_existing_dir, help="write the analysis as JSON to this file")
+    p.add_argument("--targets-file", type=_cli.existing_file, help="TOML file with extra/overriding target profiles")
+    p.add_argument("--layers", type=_cli.nonneg_int, default=60,
+                   help="print at most this many layer rows (default 60)")
+    return p
+
+
+def parse(args=None) -> argparse.Namespace:
+    return parser().parse_args(args)
 
 
 def _runs_on(b: dict) -> str:
@@ -70,23 +82,20 @@ def _print(rep: dict, max_rows: int) -> None:
 
 
 def main(args=None) -> None:
-    import os
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    from ecgedge.errors import EdgeError
     ns = parse(args)
-    try:
-        from ecgedge.quantize.analyze import analyze
-        rep = analyze(ns.model, target=ns.target, all_targets=ns.all_targets, contract=ns.contract,
-                      targets_file=ns.targets_file)
-        if ns.json:
-            with open(ns.json, "w") as f:
-                json.dump(rep, f, indent=2)
-                f.write("\n")
-    except EdgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(_cli.run("edge-analyze", lambda: _run(ns), verbose=ns.verbose))
+
+
+def _run(ns) -> int:
+    from ecgedge.quantize.analyze import analyze
+    rep = analyze(ns.model, target=ns.target, all_targets=ns.all_targets, contract=ns.contract,
+                  targets_file=ns.targets_file)
+    if ns.json:
+        with open(ns.json, "w") as f:
+            json.dump(rep, f, indent=2)
+            f.write("\n")
     _print(rep, ns.layers)
-    sys.exit(0)
+    return 0
 
 
 if __name__ == "__main__":

@@ -18,35 +18,61 @@ import shutil
 import sys
 from pathlib import Path
 
-from ecgedge.errors import ConfigError, EdgeError
+from ecgedge.errors import ConfigError
+from ecgedge.tools import _cli
 
 
-def parse(args=None) -> argparse.Namespace:
+EXAMPLES = [
+    ("edge-engine ops --core cortex-m7", "the supported TFLite ops, optimised or reference kernel on that core"),
+    ("edge-engine verify dist/pocket_k-cortex-m7/model_int8.tflite --core cortex-m7",
+     "build for the core, run 10 random inputs in QEMU, compare every output byte with tflite-micro"),
+    ("edge-engine generate model_int8.tflite --core cortex-m4 --out engine_m4",
+     "the engine's C sources for the model (model.c/.h, kernels/, BUILD.txt)"),
+]
+EXIT_CODES = {
+    _cli.EXIT_OK: "success (verify: every output byte equals tflite-micro's)",
+    _cli.EXIT_FAILED: "verify: some output differs from tflite-micro (the table says which inputs)",
+}
+
+
+def parser() -> argparse.ArgumentParser:
     from ecgedge.firmware_bridge.cores import cores
 
     names = ", ".join(cores())
-    p = argparse.ArgumentParser(prog="edge-engine", description="ecgedge's INT8 C engine: ops, code, verification")
-    sub = p.add_subparsers(dest="command", required=True)
-    o = sub.add_parser("ops", help="the supported TFLite ops and which have an optimised kernel per core")
+    p = _cli.make_parser("edge-engine", __doc__, EXAMPLES, exit_codes=EXIT_CODES, verbose=False)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="ops, generate or verify (edge-engine COMMAND --help)")
+    o = _cli.add_command(sub, "ops", "the supported TFLite ops and which have an optimised kernel per core",
+                         "The supported TFLite ops and, per core, whether an optimised kernel runs them.",
+                         EXAMPLES[:1], exit_codes={_cli.EXIT_OK: "success"})
     o.add_argument("--core", default=None, help=f"one core ({names})")
     o.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    g = sub.add_parser("generate", help="write the engine's C sources for a model")
+    g = _cli.add_command(sub, "generate", "write the engine's C sources for a model",
+                         "Write the engine's C sources for a full-INT8 .tflite, for one core.", EXAMPLES[2:],
+                         exit_codes={_cli.EXIT_OK: "the sources were written"})
     g.add_argument("model", type=Path, help="full-INT8 .tflite")
     g.add_argument("--core", required=True, help=f"core to build for ({names})")
     g.add_argument("--out", required=True, type=Path, help="output folder (created; must be empty if it exists)")
-    v = sub.add_parser("verify", help="build, run and compare with tflite-micro, bit for bit")
+    v = _cli.add_command(sub, "verify", "build, run and compare with tflite-micro, bit for bit",
+                         "Build the engine for a core, run it (host or QEMU) and compare every output byte with "
+                         "tflite-micro.", EXAMPLES[1:2], exit_codes=EXIT_CODES)
     v.add_argument("model", type=Path, help="full-INT8 .tflite (or a package folder with model_int8.tflite)")
     v.add_argument("--core", required=True, help=f"core ({names})")
     src = v.add_mutually_exclusive_group()
-    src.add_argument("--inputs", type=int, default=10, help="number of random inputs (default 10)")
-    src.add_argument("--data", type=Path, default=None, help=".npy of inputs [N, *input shape] in the model's type")
+    src.add_argument("--inputs", type=_cli.positive_int, default=10, help="number of random inputs (default 10)")
+    src.add_argument("--data", type=_cli.as_path(_cli.existing_file), default=None,
+                     help=".npy of inputs [N, *input shape] in the model's type")
     v.add_argument("--json", type=Path, default=None, help="write the report as JSON to this file")
-    v.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    v.add_argument("--seed", type=_cli.seed, default=0, help="seed of the random inputs")
     v.add_argument("--reference", action="store_true", help="verify the reference kernels instead of the optimised")
     v.add_argument("--keep", type=Path, default=None, help="keep the build in this folder")
     v.add_argument("--fault", action="append", default=[], metavar="ECG_FAULT_...",
                    help="build with an injected fault (negative tests; e.g. ECG_FAULT_REQUANT_SHIFT)")
-    return p.parse_args(args)
+    return p
+
+
+def parse(args=None) -> argparse.Namespace:
+    return parser().parse_args(args)
 
 
 def ops_rows(core: str | None) -> list[dict]:
@@ -170,24 +196,22 @@ def cmd_verify(args) -> int:
     return 0 if rep["bit_exact_fraction"] == 1.0 else 1
 
 
+def _run(args) -> int:
+    if args.command == "ops":
+        rows = ops_rows(args.core)
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        else:
+            _print_ops(rows, args.core)
+        return 0
+    if args.command == "generate":
+        return cmd_generate(args)
+    return cmd_verify(args)
+
+
 def main(argv=None) -> int:
     args = parse(argv)
-    try:
-        if args.command == "ops":
-            rows = ops_rows(args.core)
-            if args.json:
-                print(json.dumps(rows, indent=1))
-            else:
-                _print_ops(rows, args.core)
-            code = 0
-        elif args.command == "generate":
-            code = cmd_generate(args)
-        else:
-            code = cmd_verify(args)
-    except EdgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code)
+    sys.exit(_cli.run("edge-engine", lambda: _run(args), verbose=getattr(args, "verbose", False)))
 
 
 if __name__ == "__main__":

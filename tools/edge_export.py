@@ -1,12 +1,9 @@
-"""edge-export: take a model to a target (prune, distil, calibrate, INT8, validate, package).
-
-    edge-export pocket_k --target cortex-m7
-    edge-export my_model.pt2 --contract my_model.toml --target cortex-m7 --data records/
-    edge-export model_int8.tflite --contract my_model.toml --target cortex-m4 --data records/
+"""edge-export: take a model to a target: prune and distil to its budget, quantise to INT8 (with
+calibration and quantisation-aware epochs), validate against the float model, and write a package
+(dist/<model>-<target>/: INT8 .tflite, ONNX, C arrays, manifest with hashes, report.json/html).
 
 MODEL is a zoo name, or your own model file (.pt2 saved with torch.export.save, .onnx, or a full-INT8
-.tflite) with its contract (docs/byom.md). Exit codes: 0 package written, 2 bad input or a model that
-cannot be exported (nothing is left half-written).
+.tflite) with its contract (docs/byom.md).
 """
 
 from __future__ import annotations
@@ -14,61 +11,147 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ecgedge.tools import _cli
 
-def parse(args=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="edge-export", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("model", nargs="?", help="zoo model name (e.g. pocket_k) or a .pt2 / .onnx / .tflite file")
-    p.add_argument("--contract", help="contract TOML of your own model (input, outputs, labels; docs/byom.md)")
+EXAMPLES = [
+    ("edge-export pocket_k --target cortex-m7", "the demo model for a Cortex-M7: dist/pocket_k-cortex-m7/"),
+    ("edge-export pocket_k --target cortex-m7 --firmware --sign-key keys/release",
+     "also build the firmware ELF (text/data/bss in the report) and sign the manifest (Ed25519)"),
+    ("edge-export af_lead1 --target cortex-m7 --data ../shared/data/cinc2017",
+     "the AF detector, calibrated and validated on real records (CinC 2017)"),
+    ("edge-export my_model.pt2 --contract my_model.toml --target cortex-m7 --data records/",
+     "your own model (.pt2 / .onnx / full-INT8 .tflite) down the same road (docs/byom.md)"),
+    ("edge-export --list-targets --json", "target profiles (ecgedge/targets.toml, + --targets-file) as JSON"),
+]
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _cli.make_parser("edge-export", __doc__, EXAMPLES, exit_codes={
+        _cli.EXIT_OK: "the package was written (or the targets listed)",
+        _cli.EXIT_USAGE: "bad input, a model that cannot fit its target, or a failed export step: one line on "
+                         "stderr; nothing half-written is left"})
+    p.add_argument("model", nargs="?", help="zoo model name (e.g. pocket_k, see edge-train --list) or a "
+                   ".pt2 / .onnx / .tflite file")
+    p.add_argument("--contract", type=_cli.existing_file,
+                   help="contract TOML of your own model (input, outputs, labels; docs/byom.md)")
     p.add_argument("--target", help="target profile, e.g. cortex-m7 (see --list-targets)")
-    p.add_argument("--checkpoint", help="float checkpoint (default: the shipped demo weights)")
-    p.add_argument("--data", help="folder of WFDB/EDF/CSV/NPY records for calibration and fine-tuning")
+    p.add_argument("--checkpoint", type=_cli.existing_file,
+                   help="float checkpoint (default: the shipped weights)")
+    p.add_argument("--data", type=_cli.existing_dir,
+                   help="folder of WFDB/EDF/CSV/NPY records for calibration and fine-tuning")
     p.add_argument("--out", help="package folder (default dist/<model>-<target>)")
     p.add_argument("--calibrator", default="auto", help="auto|minmax|percentile|entropy|mse (default auto)")
-    p.add_argument("--calib-windows", type=int, default=500, help="representative windows (default 500)")
-    p.add_argument("--val-windows", type=int, default=1000, help="held-out validation windows (default 1000)")
-    p.add_argument("--tflm-windows", type=int, default=None,
+    p.add_argument("--calib-windows", type=_cli.positive_int, default=500,
+                   help="representative windows (default 500)")
+    p.add_argument("--val-windows", type=_cli.positive_int, default=1000,
+                   help="held-out validation windows (default 1000)")
+    p.add_argument("--tflm-windows", type=_cli.positive_int, default=None,
                    help="validation windows also run in tflite-micro (default: all)")
-    p.add_argument("--finetune-windows", type=int, default=None, help="distillation windows (default: distiller's)")
-    p.add_argument("--finetune-epochs", type=int, default=None, help="distillation epochs (default: distiller's)")
-    p.add_argument("--qat-epochs", type=int, default=None,
+    p.add_argument("--finetune-windows", type=_cli.positive_int, default=None,
+                   help="distillation windows (default: the distiller's)")
+    p.add_argument("--finetune-epochs", type=_cli.positive_int, default=None,
+                   help="distillation epochs (default: the distiller's)")
+    p.add_argument("--qat-epochs", type=_cli.nonneg_int, default=None,
                    help="quantisation-aware fine-tuning epochs after distillation (default 3; 0: off)")
-    p.add_argument("--qat-lr", type=float, default=None,
+    p.add_argument("--qat-lr", type=_cli.positive_float, default=None,
                    help="peak learning rate of the quantisation-aware epochs (default: 1e-4 when the model is its "
                         "own teacher, else a fifth of the distillation's)")
-    p.add_argument("--latency-ms", type=float, default=None, help="latency budget -> MAC budget")
-    p.add_argument("--flash-budget", type=int, default=None, help="model flash budget in bytes")
-    p.add_argument("--ram-budget", type=int, default=None, help="model RAM (arena) budget in bytes")
-    p.add_argument("--targets-file", help="TOML file with extra/overriding target profiles")
+    p.add_argument("--latency-ms", type=_cli.positive_float, default=None,
+                   help="latency budget in ms -> MAC budget (default: the target's)")
+    p.add_argument("--flash-budget", type=_cli.positive_int, default=None,
+                   help="model flash budget in bytes (default: the target's)")
+    p.add_argument("--ram-budget", type=_cli.positive_int, default=None,
+                   help="model RAM (tensor arena) budget in bytes (default: the target's)")
+    p.add_argument("--targets-file", type=_cli.existing_file, help="TOML file with extra/overriding target profiles")
     p.add_argument("--list-targets", action="store_true", help="list target profiles and exit")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sign-key", help="Ed25519 private key (PEM) to sign manifest.json")
-    p.add_argument("--firmware", action="store_true", help="also build the device firmware (MCU targets)")
+    p.add_argument("--json", action="store_true", help="with --list-targets: print them as JSON")
+    p.add_argument("--seed", type=_cli.seed, default=0,
+                   help="seed of window generation, pruning and fine-tuning (default 0)")
+    p.add_argument("--sign-key", type=_cli.existing_file, help="Ed25519 private key (PEM) to sign manifest.json")
+    p.add_argument("--firmware", action="store_true",
+                   help="also build the device firmware ELF (MCU targets with an engine core in targets.toml)")
     p.add_argument("--optimize", default="speed", choices=("speed", "size"),
-                   help="firmware: speed (widened int16 weights, lookup tables: more flash) or size (int8 weights)")
+                   help="firmware: speed (widened int16 weights, lookup tables: more flash) or size (int8 weights); "
+                        "default speed")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    return p.parse_args(args)
+    return p
 
 
-def _list_targets(targets_file) -> None:
-    from rich.console import Console
-    from rich.table import Table
+def parse(args=None) -> argparse.Namespace:
+    p = parser()
+    ns = p.parse_args(args)
+    if ns.json and not ns.list_targets:
+        p.error("--json goes with --list-targets")
+    return ns
+
+
+def _bytes(n: int) -> str:
+    """Exact, short: 1,536 KiB rather than 1,572,864 (bytes when not a whole number of KiB)."""
+    if n % 2**20 == 0:
+        return f"{n >> 20:,} MiB"
+    if n % 2**10 == 0:
+        return f"{n >> 10:,} KiB"
+    return f"{n:,} B"
+
+
+def _mega(n: int) -> str:
+    """Exact millions: 19.2 M, 1,200 M (all digits when not a whole number of thousands)."""
+    if n % 1000:
+        return f"{n:,}"
+    digits = 0
+    while n % 10 ** (6 - digits) and digits < 3:
+        digits += 1
+    return f"{n / 1e6:,.{digits}f} M"
+
+
+def target_rows(targets_file=None) -> list[dict]:
+    from dataclasses import asdict
 
     from ecgedge.targets import load_targets
-    table = Table(title="ecgedge targets")
-    for col in ("name", "board", "kind", "clock MHz", "model flash", "model RAM", "MAC budget", "runtime"):
-        table.add_column(col)
-    for t in load_targets(targets_file).values():
-        table.add_row(t.name, t.board, t.kind, f"{t.clock_hz / 1e6:g}", f"{t.model_flash_budget:,}",
-                      f"{t.model_ram_budget:,}", f"{t.mac_budget:,}", t.runtime)
-    Console(width=200).print(table)
+    return [{**asdict(t), "mac_budget": t.mac_budget} for t in load_targets(targets_file).values()]
+
+
+def targets_table(rows):
+    """Reads at 80 columns: exact sizes in KiB/MiB, boards and ISA wrapped below the table."""
+    from rich import box
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for col, right in (("name", False), ("MHz", True), ("flash", True), ("RAM", True), ("MACs", True),
+                       ("runtime", False)):
+        table.add_column(col, justify="right" if right else "left", no_wrap=True)
+    for t in rows:
+        table.add_row(t["name"], f"{t['clock_hz'] / 1e6:g}", _bytes(t["model_flash_budget"]),
+                      _bytes(t["model_ram_budget"]), _mega(t["mac_budget"]), t["runtime"])
+    notes = Table.grid(padding=(0, 1))
+    notes.add_column(no_wrap=True)
+    notes.add_column(overflow="fold")
+    for t in rows:
+        notes.add_row(Text(t["name"], "bold"), f"{t['board']}; {t['kind']}, {t['core']}, ISA {' '.join(t['isa'])}; "
+                      f"latency budget {t['latency_budget_ms']:g} ms at {t['cycles_per_mac']:g} cycles/MAC"
+                      + (f"; firmware engine core {t['engine_core']}" if t.get("engine_core") else "")
+                      + ("" if t["source"] == "builtin" else f"; from {t['source']}"))
+    title = Text("ecgedge targets (the model's flash and RAM budgets; MACs per inference that fit the latency "
+                 "budget)", "bold")
+    return Group(title, table, notes)
+
+
+def _list_targets(ns) -> None:
+    import json
+
+    rows = target_rows(ns.targets_file)
+    if ns.json:
+        print(json.dumps({"targets": rows}, indent=1))
+        return
+    from rich.console import Console
+    Console().print(targets_table(rows))
 
 
 def _quiet_known_warnings() -> None:
-    """Library chatter that says nothing about the user's model (kept: untrained-weights warnings)."""
-    import os
+    """Library chatter that says nothing about the user's model, even in the log file."""
     import warnings
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     for pattern in ("Constant folding", "Converting a tensor to a Python boolean", "Statistics for quantized inputs",
                     "Converting a tensor with requires_grad"):
         warnings.filterwarnings("ignore", message=f".*{pattern}.*")
@@ -78,10 +161,9 @@ def run(ns: argparse.Namespace) -> int:
     _quiet_known_warnings()
     from rich.console import Console
 
-    from ecgedge import DEMO_NOTICE
     from ecgedge.errors import ConfigError
     if ns.list_targets:
-        _list_targets(ns.targets_file)
+        _list_targets(ns)
         return 0
     if not ns.model or not ns.target:
         from ecgedge.models.specs import list_specs
@@ -97,7 +179,7 @@ def run(ns: argparse.Namespace) -> int:
                          seed=ns.seed, sign_key=ns.sign_key, firmware=ns.firmware, optimize=ns.optimize,
                          progress=not ns.no_progress, log=console)
     out, rep = export_package(opts)
-    console.print(summary(out, rep))
+    console.print(summary(out, rep), soft_wrap=True)  # one line each, even in a pipe (logs, tests)
     if rep.get("notice"):
         console.print(f"[bold yellow]{rep['notice']}[/]")
     print(out)
@@ -131,14 +213,8 @@ def summary(out, rep: dict) -> str:
 
 
 def main(args=None) -> None:
-    from ecgedge.errors import EdgeError
     ns = parse(args)
-    try:
-        code = run(ns)
-    except EdgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code)
+    sys.exit(_cli.run("edge-export", lambda: run(ns), verbose=ns.verbose, quiet=not ns.list_targets))
 
 
 if __name__ == "__main__":

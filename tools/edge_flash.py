@@ -19,7 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from ecgedge.errors import ConfigError, EdgeError, FirmwareError, TransportError
+from ecgedge.errors import ConfigError, EdgeError, TransportError
+from ecgedge.tools import _cli
 
 ST_VID, SEGGER_VID, ARM_VID = 0x0483, 0x1366, 0x0D28
 
@@ -28,8 +29,23 @@ class Mismatch(EdgeError):
     """The board answered, but not with what the package says it should run."""
 
 
-def parse(args=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="edge-flash", description="Flash a model package's firmware onto a real board")
+EXAMPLES = [
+    ("edge-flash dist/pocket_k-cortex-m7 --board nucleo-h743zi2",
+     "build the board's firmware, flash it with pyOCD, check the boot banner against the package"),
+    ("edge-flash dist/pocket_k-cortex-m7 --board nucleo-h743zi2 --build-only --out fw/",
+     "build and check the firmware only (ELF, HEX, BIN, map in fw/)"),
+    ("edge-flash --list-boards", "the boards, their MCU, core, clock, target and pyOCD target"),
+]
+EXIT_CODES = {
+    _cli.EXIT_OK: "flashed and the banner matches the package (or built, with --build-only)",
+    _cli.EXIT_FAILED: "the board answered but something does not match (hash, name, map)",
+    _cli.EXIT_USAGE: "bad input or nothing to flash to (no probe, no pyOCD target, no serial port): one line "
+                     "says what to do",
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _cli.make_parser("edge-flash", __doc__, EXAMPLES, exit_codes=EXIT_CODES)
     p.add_argument("package", nargs="?", type=Path, help="model package folder (dist/<model>-<target>)")
     p.add_argument("--board", help="board name from firmware_bridge/boards.toml (see --list-boards)")
     p.add_argument("--probe", default=None, help="debug probe unique ID (pyocd list) when several are connected")
@@ -38,9 +54,14 @@ def parse(args=None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=None,
                    help="with --build-only: copy ELF/HEX/BIN/map here (default PACKAGE/firmware/<board>)")
     p.add_argument("--reference", action="store_true", help="reference kernels instead of the optimised ones")
-    p.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the boot banner")
+    p.add_argument("--timeout", type=_cli.positive_float, default=10.0,
+                   help="seconds to wait for the boot banner (default 10)")
     p.add_argument("--list-boards", action="store_true", help="list the boards and exit")
-    return p.parse_args(args)
+    return p
+
+
+def parse(args=None) -> argparse.Namespace:
+    return parser().parse_args(args)
 
 
 def _list_boards() -> None:
@@ -227,23 +248,17 @@ def run(args) -> int:
     return 0
 
 
+def _run(args) -> int:
+    try:
+        return run(args)
+    except Mismatch as e:   # the board answered: a verdict (exit 1), not bad input
+        print(f"error: {e}", file=sys.stderr)
+        return _cli.EXIT_FAILED
+
+
 def main(argv=None) -> int:
     args = parse(argv)
-    try:
-        code = run(args)
-    except Mismatch as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
-    except (ConfigError, TransportError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    except FirmwareError as e:
-        print(f"error: {str(e).splitlines()[0]}", file=sys.stderr)
-        sys.exit(2)
-    except EdgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    sys.exit(code)
+    sys.exit(_cli.run("edge-flash", lambda: _run(args), verbose=args.verbose))
 
 
 if __name__ == "__main__":

@@ -1,7 +1,5 @@
-"""edge-run: the handheld runtime. Streams lead-I from a device, infers live, records every sample.
-
-    edge-run --model dist/pocket_k-cortex-m7 --source 'sim://pocket_k?k=6.2&speed=20' --duration 60 --out session/
-    edge-run --model DIR --source serial:///dev/ttyACM0 --trust key.pub --out session/
+"""edge-run: the handheld runtime. Streams lead-I from a device, filters, windows and infers live, and
+records every sample.
 
 Sources: serial://, socket://HOST:PORT, sim://, qemu://cortex-m7?package=DIR, ble://, loop://, spy://<url>.
 Writes OUT/results.jsonl, OUT/summary.json, OUT/raw.i16 + raw.json (crash-safe) and OUT/record.hea/.dat.
@@ -14,39 +12,79 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ecgedge.errors import ConfigError, EdgeError
+from ecgedge.errors import ConfigError
+from ecgedge.tools import _cli
+
+EXAMPLES = [
+    ("edge-run --model dist/pocket_k-cortex-m7 --source 'sim://pocket_k?k=6.2&speed=20' --duration 60",
+     "a simulated subject (K+ 6.2 mmol/L) at 20x real time, 60 s of signal, into a new sessions/<UTC time>-pocket_k/"),
+    ("edge-run --model dist/pocket_k-cortex-m7 --source serial:///dev/ttyACM0 --trust keys/release.pub",
+     "a real device; only a package signed by keys/release runs"),
+    ("edge-run --config /etc/ecgedge/handheld.toml --ui 127.0.0.1:8080",
+     "the handheld service (docs/pi.md) with the live screen"),
+]
 
 
-def parse(args=None):
-    p = argparse.ArgumentParser(prog="edge-run", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="TOML file with any of these options (e.g. handheld.toml); flags override it")
-    p.add_argument("--model", help="model package folder (edge-export output)")
-    p.add_argument("--source", help="device URL")
+def parser() -> argparse.ArgumentParser:
+    p = _cli.make_parser("edge-run", __doc__, EXAMPLES, exit_codes={
+        _cli.EXIT_OK: "the session ended (duration reached, Ctrl-C or SIGTERM) and summary.json was written",
+        _cli.EXIT_USAGE: "bad input, a refused package (hash, signature) or a device that cannot be reached"})
+    p.add_argument("--config", type=_cli.existing_file,
+                   help="TOML file with any of these options (e.g. handheld.toml); flags override it")
+    p.add_argument("--model", help="model package folder (edge-export output; checked before connecting)")
+    p.add_argument("--source", help="device URL (see Sources above)")
     p.add_argument("--out", default=None,
                    help="session folder; one that already holds a session is refused (see --resume). "
                         "Default: a new folder SESSIONS/<UTC time>-<model>/")
-    p.add_argument("--sessions", default="sessions", help="where new session folders go (default ./sessions)")
+    p.add_argument("--sessions", type=_session_root, default="sessions",
+                   help="where new session folders go (default ./sessions)")
     p.add_argument("--resume", action="store_true",
                    help="append to the session in --out (after a resume marker) instead of refusing it")
-    p.add_argument("--duration", type=float, default=None, help="stop after this many seconds of signal")
-    p.add_argument("--trust", help="Ed25519 public key (PEM), or a folder of *.pub keys with an optional `revoked` "
-                                   "list of fingerprints: require a valid package signature by a trusted key")
+    p.add_argument("--duration", type=_cli.positive_float, default=None,
+                   help="stop after this many seconds of signal (default: until Ctrl-C)")
+    p.add_argument("--trust",
+                   help="Ed25519 public key (PEM), or a folder of *.pub keys with an optional `revoked` list of "
+                        "fingerprints: require a valid package signature by a trusted key")
     p.add_argument("--allow-unsigned", action="store_true",
                    help="with --trust, still run an unsigned package (marked 'unsigned' in every result)")
-    p.add_argument("--hop", type=int, default=None, help="window hop in model samples (default: the window)")
+    p.add_argument("--hop", type=_cli.positive_int, default=None,
+                   help="window hop in model samples (default: the window)")
     p.add_argument("--infer", default="litert", choices=["litert", "onnxruntime", "device"],
-                   help="where the model runs (default litert: the package's INT8 .tflite on this host)")
-    p.add_argument("--flush-interval", type=float, default=1.0, help="recording flush period, wall seconds")
-    p.add_argument("--max-record-mb", type=float, default=None, help="stop recording (cleanly) beyond this size")
-    p.add_argument("--min-free-mb", type=float, default=None,
+                   help="where the model runs (default litert: the package's INT8 .tflite on this host; "
+                        "onnxruntime: the package's ONNX model, the float one on an MCU package)")
+    p.add_argument("--flush-interval", type=_cli.nonneg_float, default=1.0,
+                   help="recording flush period, wall seconds (default 1; 0: after every write)")
+    p.add_argument("--max-record-mb", type=_cli.positive_float, default=None,
+                   help="stop recording (cleanly) beyond this size")
+    p.add_argument("--min-free-mb", type=_cli.nonneg_float, default=None,
                    help="stop recording (cleanly) when the output filesystem has less than this free")
     p.add_argument("--no-record", action="store_true", help="do not record raw samples")
-    p.add_argument("--stall-timeout", type=float, default=3.0, help="seconds without frames before reconnecting")
-    p.add_argument("--ui", metavar="HOST:PORT", help="serve the live screen on this address")
+    p.add_argument("--stall-timeout", type=_cli.positive_float, default=3.0,
+                   help="seconds without frames before reconnecting (default 3)")
+    p.add_argument("--ui", metavar="HOST:PORT", type=_host_port_text, help="serve the live screen on this address")
     p.add_argument("--quiet", action="store_true", help="no live view; only the summary line")
+    return p
+
+
+def _session_root(text):
+    if not str(text).strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a folder for new sessions")
+    return text
+
+
+def _host_port_text(text):
+    _cli.host_port(text)  # refused here when malformed
+    return text
+
+
+def parse(args=None):
+    p = parser()
     a = p.parse_args(args)
     if a.config:
-        _merge_config(p, a)
+        try:
+            _merge_config(p, a)
+        except ConfigError as e:
+            p.exit(_cli.EXIT_USAGE, f"error: {e}\n")
     missing = [f"--{k}" for k in ("model", "source") if not getattr(a, k)]
     if missing:
         p.error(f"{' and '.join(missing)} required (as flags or in --config)")
@@ -54,23 +92,22 @@ def parse(args=None):
 
 
 def _merge_config(parser, a) -> None:
-    """Fill options left at their defaults from a TOML file (keys as the flags, '-' or '_')."""
+    """Fill options left at their defaults from a TOML file (keys as the flags, '-' or '_'), each value
+    checked as its flag is."""
     import tomllib
 
     try:
         with open(a.config, "rb") as f:
             cfg = tomllib.load(f)
     except (OSError, tomllib.TOMLDecodeError) as e:
-        print(f"error: --config {a.config}: {e}", file=sys.stderr)
-        sys.exit(2)
+        raise ConfigError(f"--config {a.config}: {e}") from None
     cfg = cfg.get("edge-run", cfg)
     for key, value in cfg.items():
         dest = key.replace("-", "_")
-        if not hasattr(a, dest) or dest == "config":
-            print(f"error: --config {a.config}: unknown option {key!r}", file=sys.stderr)
-            sys.exit(2)
+        if not hasattr(a, dest) or dest in ("config", "verbose"):
+            raise ConfigError(f"--config {a.config}: unknown option {key!r}")
         if getattr(a, dest) == parser.get_default(dest):
-            setattr(a, dest, value)
+            setattr(a, dest, _cli.check_value(parser, dest, value, f"--config {a.config}"))
 
 
 def _live_printer(console, quiet: bool):
@@ -88,12 +125,7 @@ def _live_printer(console, quiet: bool):
             return
         if kind == "result":
             sqi = data["sqi"]
-            if data["skipped"]:
-                txt = f"skipped ({', '.join(sqi['reasons'])})"
-            else:
-                parts = [f"{k}={v:.3f}" for k, v in data["scores"].items()]
-                dec = [k for k, v in data.get("decisions", {}).items() if v]
-                txt = " ".join(parts) + (f"  positive: {', '.join(dec)}" if dec else "")
+            txt = _result_text(data)
             hr = sqi.get("hr_bpm")
             console.print(f"[{data['window_start_s']:8.1f} s] HR {hr if hr else '--'}  SQI "
                           f"{'ok' if sqi['ok'] else 'low'}  {txt}", highlight=False)
@@ -107,6 +139,77 @@ def _live_printer(console, quiet: bool):
     return on_event
 
 
+class Progress:
+    """Where the session is: signal time (of --duration), samples, lost, windows, the last result.
+
+    On a terminal a rich live line at the bottom (result lines scroll above it); otherwise a plain line
+    every PLAIN_EVERY_S wall seconds. Fed by the session's events."""
+
+    PLAIN_EVERY_S = 10.0
+
+    def __init__(self, console, duration_s: float | None):
+        self.console = console
+        self.duration_s = duration_s
+        self.fs = None
+        self.samples = 0
+        self.end_index = 0
+        self.lost = 0
+        self.windows = 0
+        self.skipped = 0
+        self.last = "--"
+        self._live = None
+        self._last_plain = None
+
+    def line(self) -> str:
+        t = self.end_index / self.fs if self.fs else 0.0
+        total = f" / {self.duration_s:g}" if self.duration_s else ""
+        return (f"{t:.1f}{total} s signal | {self.samples:,} samples | lost {self.lost:,} | windows "
+                f"{self.windows} ({self.skipped} skipped) | last: {self.last}")
+
+    def __rich__(self):
+        from rich.text import Text
+        return Text(self.line(), style="bold", overflow="ellipsis", no_wrap=True)
+
+    def start(self) -> None:
+        import time
+        if self.console.is_terminal:
+            from rich.live import Live
+            self._live = Live(self, console=self.console, refresh_per_second=4, transient=True)
+            self._live.start()
+        self._last_plain = time.monotonic()
+
+    def stop(self) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None
+
+    def on_event(self, kind, data) -> None:
+        if kind == "connected":
+            self.fs = float(data["info"].sample_rate_hz)
+        elif kind == "samples":
+            self.samples += len(data["counts"])
+            self.end_index = max(self.end_index, int(data["index"]) + len(data["counts"]))
+        elif kind == "gap":
+            self.lost += int(data["length"])
+        elif kind == "result":
+            self.windows += 1
+            self.skipped += bool(data.get("skipped"))
+            self.last = _result_text(data)
+        if self._live is None and self._last_plain is not None:
+            import time
+            now = time.monotonic()
+            if now - self._last_plain >= self.PLAIN_EVERY_S:
+                self._last_plain = now
+                self.console.print(f"progress: {self.line()}", highlight=False)
+
+
+def _result_text(data) -> str:
+    sqi = data["sqi"]
+    if data["skipped"]:
+        return f"skipped ({', '.join(sqi['reasons'])})"
+    parts = [f"{k}={v:.3f}" for k, v in data["scores"].items()]
+    dec = [k for k, v in data.get("decisions", {}).items() if v]
+    return " ".join(parts) + (f"  positive: {', '.join(dec)}" if dec else "")
 def _number(a, name: str):
     """A number option as given (a TOML config may hold a string: named in the error, not a traceback)."""
     v = getattr(a, name)
@@ -135,19 +238,12 @@ def _options(a):
     return opts
 
 
-def _ui_address(text: str) -> tuple[str, int]:
-    host, _, port = str(text).rpartition(":")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--ui {text!r}: expected HOST:PORT with a port 0..65535")
-    return host or "127.0.0.1", int(port)
-
-
 async def _run(a, console):
     import asyncio
     import signal
 
     opts = _options(a)  # every number and the output folder are checked before any work (and any heavy import)
-    ui_addr = _ui_address(a.ui) if a.ui else None
+    ui_addr = _cli.host_port(a.ui) if a.ui else None
 
     from ecgedge.contract.package import load_package
     from ecgedge.edge_runtime.session import Session
@@ -162,7 +258,8 @@ async def _run(a, console):
     opts.unsigned = unsigned
     printer = _live_printer(console, a.quiet)
     ui = None
-    hooks = [printer]
+    progress = None if a.quiet else Progress(console, opts.duration_s)
+    hooks = [printer] + ([progress.on_event] if progress else [])
     if ui_addr:
         from ecgedge.edge_runtime.ui import LiveUi
 
@@ -181,9 +278,15 @@ async def _run(a, console):
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    if not a.quiet:
+        console.print(f"connecting to {a.source} ...", highlight=False)
+    if progress:
+        progress.start()
     try:
         summary = await session.run(stop)
     finally:
+        if progress:
+            progress.stop()
         if ui is not None:
             await ui.stop()
     return summary
@@ -191,18 +294,16 @@ async def _run(a, console):
 
 def main(args=None):
     a = parse(args)
+    sys.exit(_cli.run("edge-run", lambda: _main(a), verbose=a.verbose))
+
+
+def _main(a) -> int:
     import asyncio
-    import logging
 
     from rich.console import Console
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     console = Console(stderr=False)
-    try:
-        summary = asyncio.run(_run(a, console))
-    except EdgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    summary = asyncio.run(_run(a, console))
     lat = summary.get("latency_ms") or {}
     console.print(f"session: {summary['seconds']:.1f} s of signal, received {summary['samples_received']}, "
                   f"lost {summary['samples_lost']} in {len(summary['gaps'])} gaps, windows {summary['windows']} "

@@ -1,7 +1,6 @@
-"""edge-sim: a virtual Pocket-K device (lead-I ADC + wire protocol) over a pty or a TCP socket.
-
-    edge-sim serve --pty --model pocket_k --k 6.5 --speed 20        # prints the /dev/pts path
-    edge-sim serve --tcp 127.0.0.1:7000 --replay record.hea
+"""edge-sim: a virtual Pocket-K device (lead-I ADC + the wire protocol of docs/protocol.md) over a pty or
+a TCP socket: generated ECG of a subject with a given serum K+ and heart rate, or a replayed record; with
+--package it also answers inference requests with the package's INT8 model.
 
 The path (or socket:// address) is printed only once the device is ready (its record loaded, its model
 built): a script waiting for it never sees one from a device that then fails. Bad values exit 2 at once.
@@ -13,37 +12,77 @@ import argparse
 import sys
 from pathlib import Path
 
-from ecgedge.errors import ConfigError, EdgeError
+from ecgedge.errors import ConfigError
+from ecgedge.tools import _cli
+
+SERVE_EXAMPLES = [
+    ("edge-sim serve --pty --model pocket_k --k 6.5 --speed 20",
+     "prints the /dev/pts path first (for edge-run --source serial://PATH), then streams 20x real time"),
+    ("edge-sim serve --tcp 127.0.0.1:0 --replay ../shared/data/cinc2017/A00001.hea",
+     "replays a record (looped) on a free TCP port; prints socket://HOST:PORT first"),
+    ("edge-sim serve --pty --drop 0.01 --burst 3 --corrupt 0.001 --truth /tmp/truth",
+     "a lossy link, with the ground truth written for checking what the runtime recorded"),
+]
+SERVE_EXIT = {_cli.EXIT_OK: "stopped by SIGTERM/SIGINT or after --duration",
+              _cli.EXIT_USAGE: "bad input (a flag, a record that cannot be read, a package without an INT8 model)"}
+
+
+def parser() -> argparse.ArgumentParser:
+    from ecgedge.firmware_bridge.protocol import MAX_SAMPLES_PER_FRAME
+    from ecgedge.signals.synth import HR_RANGE, K_RANGE
+
+    p = _cli.make_parser("edge-sim", __doc__, SERVE_EXAMPLES[:2], exit_codes=SERVE_EXIT, verbose=False)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                           help="serve: run the virtual device (edge-sim serve --help)")
+    s = _cli.add_command(sub, "serve", "run the virtual device",
+                         "Run the virtual device on a pty or a TCP port until stopped.", SERVE_EXAMPLES,
+                         exit_codes=SERVE_EXIT)
+    where = s.add_mutually_exclusive_group(required=True)
+    where.add_argument("--pty", action="store_true", help="open a pseudo-terminal and print its path")
+    where.add_argument("--tcp", metavar="HOST:PORT", type=_host_port_text,
+                       help="listen on a TCP port (PORT 0 picks one)")
+    s.add_argument("--model", default="pocket_k", help="device personality / model name (default pocket_k)")
+    s.add_argument("--k", type=_cli.float_range(*K_RANGE), default=4.5,
+                   help="serum K+ of the simulated subject, mmol/L (default 4.5)")
+    s.add_argument("--hr", type=_cli.float_range(*HR_RANGE), default=72.0, help="heart rate, bpm (default 72)")
+    s.add_argument("--noise", type=_cli.probability, default=0.02, help="noise level 0..1 (default 0.02)")
+    s.add_argument("--seed", type=_cli.seed, default=0, help="seed of the subject and its noise (default 0)")
+    s.add_argument("--speed", type=_cli.positive_float, default=1.0,
+                   help="1 = real time; 20 = twenty times faster (default 1)")
+    s.add_argument("--fs", type=_cli.int_range(1, 100_000), default=500, help="ADC sampling rate, Hz (default 500)")
+    s.add_argument("--uv-per-lsb", type=_cli.positive_float, default=1.0,
+                   help="ADC resolution, µV per count (16-bit; default 1)")
+    s.add_argument("--gain", type=_cli.positive_float, default=1.0, help="front-end gain error factor (default 1)")
+    s.add_argument("--drift-ppm", type=_cli.float_range(-1000.0, 1000.0), default=0.0,
+                   help="sample clock error, ppm (default 0)")
+    s.add_argument("--drop", type=_cli.float_range(0.0, 1.0, high_open=True), default=0.0,
+                   help="probability a SAMPLES frame is lost (overrun)")
+    s.add_argument("--burst", type=_cli.positive_int, default=1, help="frames lost per overrun (default 1)")
+    s.add_argument("--corrupt", type=_cli.probability, default=0.0,
+                   help="probability a SAMPLES frame gets a corrupted byte")
+    s.add_argument("--battery", type=_cli.float_range(0.0, 100.0), default=100.0,
+                   help="battery level at start, %% (default 100)")
+    s.add_argument("--lead-off", default="", help="lead-off intervals in signal seconds, e.g. 10:12,30:31")
+    s.add_argument("--samples-per-frame", type=_cli.int_range(1, MAX_SAMPLES_PER_FRAME), default=50,
+                   help=f"samples in each SAMPLES frame (1..{MAX_SAMPLES_PER_FRAME}; default 50)")
+    s.add_argument("--replay", type=_cli.existing_file,
+                   help="stream a WFDB/EDF/CSV record instead of the generator (looped)")
+    s.add_argument("--package", type=_cli.existing_dir,
+                   help="model package folder: answer LOAD_INPUT/INFER/WINDOW_INFER with its INT8 model")
+    s.add_argument("--truth", type=_cli.file_in_existing_dir,
+                   help="write ground truth to TRUTH.i16 (every ADC sample) and TRUTH.json (drops)")
+    s.add_argument("--duration", type=_cli.positive_float, default=None,
+                   help="exit after this many wall seconds (default: run until stopped)")
+    return p
+
+
+def _host_port_text(text):
+    _cli.host_port(text)  # refused here when malformed
+    return text
 
 
 def parse(args=None):
-    p = argparse.ArgumentParser(prog="edge-sim", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="run the virtual device")
-    where = s.add_mutually_exclusive_group(required=True)
-    where.add_argument("--pty", action="store_true", help="open a pseudo-terminal and print its path")
-    where.add_argument("--tcp", metavar="HOST:PORT", help="listen on a TCP port (PORT 0 picks one)")
-    s.add_argument("--model", default="pocket_k", help="device personality / model name (default pocket_k)")
-    s.add_argument("--k", type=float, default=4.5, help="serum K+ of the simulated subject, mmol/L")
-    s.add_argument("--hr", type=float, default=72.0, help="heart rate, bpm")
-    s.add_argument("--noise", type=float, default=0.02, help="noise level 0..1")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--speed", type=float, default=1.0, help="1 = real time; 20 = twenty times faster")
-    s.add_argument("--fs", type=int, default=500, help="ADC sampling rate, Hz")
-    s.add_argument("--uv-per-lsb", type=float, default=1.0, help="ADC resolution, µV per count (16-bit)")
-    s.add_argument("--gain", type=float, default=1.0, help="front-end gain error factor")
-    s.add_argument("--drift-ppm", type=float, default=0.0, help="sample clock error, ppm")
-    s.add_argument("--drop", type=float, default=0.0, help="probability a SAMPLES frame is lost (overrun)")
-    s.add_argument("--burst", type=int, default=1, help="frames lost per overrun")
-    s.add_argument("--corrupt", type=float, default=0.0, help="probability a SAMPLES frame gets a corrupted byte")
-    s.add_argument("--battery", type=float, default=100.0, help="battery level at start, %%")
-    s.add_argument("--lead-off", default="", help="lead-off intervals in signal seconds, e.g. 10:12,30:31")
-    s.add_argument("--samples-per-frame", type=int, default=50)
-    s.add_argument("--replay", help="stream a WFDB/EDF/CSV record instead of the generator (looped)")
-    s.add_argument("--package", help="model package folder: answer LOAD_INPUT/INFER/WINDOW_INFER with its INT8 model")
-    s.add_argument("--truth", help="write ground truth to TRUTH.i16 (every ADC sample) and TRUTH.json (drops)")
-    s.add_argument("--duration", type=float, default=None, help="exit after this many wall seconds")
-    return p.parse_args(args)
+    return parser().parse_args(args)
 
 
 def _config(a):
@@ -62,15 +101,8 @@ def _config(a):
         if path is not None and not Path(path).exists():
             raise ConfigError(f"{flag} {path!r}: no such file or folder")
     if a.tcp is not None:
-        _tcp_address(a.tcp)
+        _cli.host_port(a.tcp)
     return cfg
-
-
-def _tcp_address(text: str) -> tuple[str, int]:
-    host, _, port = text.rpartition(":")
-    if not port.isdigit() or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--tcp {text!r}: expected HOST:PORT with a port 0..65535")
-    return host or "127.0.0.1", int(port)
 
 
 async def _serve(a):
@@ -97,7 +129,7 @@ async def _serve(a):
         finally:
             device.close()
     else:
-        host, port = _tcp_address(a.tcp)
+        host, port = _cli.host_port(a.tcp)
         device = VirtualDevice(cfg)
 
         def ready(addr):
@@ -112,16 +144,13 @@ async def _serve(a):
 def main(args=None):
     a = parse(args)
     import asyncio
-    import logging
 
-    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
-    try:
+
+    def body():
         _config(a)  # every value checked before any work
         asyncio.run(_serve(a))
-    except EdgeError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
-    return 0
+
+    sys.exit(_cli.run("edge-sim", body, verbose=a.verbose))
 
 
 if __name__ == "__main__":

@@ -173,10 +173,16 @@ class Package:
 
     @property
     def notice(self) -> str | None:
-        if not self.demo:
-            return None
-        from ecgedge import DEMO_NOTICE
-        return self.manifest.get("notice") or DEMO_NOTICE
+        """What the weights are and that they are not for clinical use (ecgedge.labels), or None when the
+        manifest says nothing (an old package of real-data weights)."""
+        from ecgedge.labels import notice_of
+        return notice_of(self.manifest)
+
+    @property
+    def label(self) -> str | None:
+        from ecgedge.labels import from_manifest
+        lab = from_manifest(self.manifest)
+        return lab.kind if lab else None
 
     @property
     def model_sha256(self) -> str:
