@@ -46,6 +46,9 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first and alone, from the CPU index, so nothing can pull a CUDA torch
   .venv/bin/pip install -q -c constraints.txt ${TORCH_INDEX:+--extra-index-url "$TORCH_INDEX"} "$torch_pin"
   .venv/bin/pip install -q -c constraints.txt -e ".[all]"
+  # tf-keras (Keras 2: the only Keras whose LSTM the converter lowers to the fused int8 LSTM; the engine's
+  # LSTM test models) declares `tensorflow`, which tensorflow-cpu already is under another name: no deps
+  .venv/bin/pip install -q -c constraints.txt --no-deps "$(grep -E '^tf_keras==' constraints.txt)"
   .venv/bin/python -c 'import torch, sys; sys.exit(0 if torch.version.cuda is None else
     "setup: error: a CUDA build of torch was installed; see ECGEDGE_TORCH_INDEX in scripts/setup.sh")'
   echo "$want" > "$stamp"
