@@ -126,7 +126,6 @@ def load(s: ExportState) -> None:
         s.spec = spec
     s.label = labels.from_meta(s.meta)
     s.demo, s.notice = s.label.demo, s.label.notice
-    _say(opts, f"[bold yellow]{s.notice}[/]")
     s.real = real = _user_data(spec, opts) if s.user else _real_data(spec, opts, s.meta)
     if real is not None:  # labelled real records: calibrate on training records, validate on the card's
         s.cal_data, s.cal_source = real["calibration"], real["calibration_source"]
@@ -137,6 +136,7 @@ def load(s: ExportState) -> None:
         s.held_out = _HeldOut(spec, min(SELECT_WINDOWS, opts.val_windows), opts.seed + SELECT_SEED_OFFSET)
         s.valid = labelled_windows(spec, opts.val_windows, opts.seed + VALID_SEED_OFFSET)
         s.truth = val.labels_for(spec, s.valid)
+    _say(opts, f"[bold yellow]{s.notice}[/]")   # once the windows are there: a refusal stays one line
     s.budget = footprint.budgets(s.target, opts.latency_ms, opts.flash_budget, opts.ram_budget, spec.target_caps)
     s.lap("load_and_data")
 
