@@ -76,7 +76,7 @@ def test_verify_not_bit_exact_exits_1(models, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--core", "cortex-m3"], "no firmware build for core cortex-m3 yet"),
+    (["--core", "cortex-m85"], "unknown core 'cortex-m85'; supported: host, cortex-m0"),
     (["--core", "host", "--data", "{bad_npy}"], "--data: 7 values are not a whole number of inputs"),
     (["--core", "host", "--inputs", "0"], "argument --inputs: expected a whole number >= 1, got '0'"),
     (["--core", "host", "--fault", "ECG_FAULT_NOPE"], "--fault ECG_FAULT_NOPE: expected one of"),
