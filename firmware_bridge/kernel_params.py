@@ -115,7 +115,9 @@ def _depthwise(layer: Layer, kernels: str, optimize: str) -> Layer:
     # speed: several planes filled from one load per pixel (mve: eight int8 planes when the input channels
     # are a multiple of 8; c/dsp: four when a multiple of 4); size: one plane (the smallest scratch)
     planes = (8 if p["in_c"] % 8 == 0 else 1) if kernels == "mve" else (4 if p["in_c"] % 4 == 0 else 1)
-    if optimize == "size":
+    if optimize == "size" or ph > 1:
+        # a 2-D layer's padded planes are whole images: four of them would outgrow tflite-micro's whole
+        # arena on small image/audio models (9,184 vs 7,424 B), so 2-D takes one plane at a time
         planes = 1
     scratch = ph * pw_alloc * elem * planes
     p.update(col_buf="(void *)({scratch})", plane_h=ph, plane_w=pw_alloc, depthwise_planes=planes)
