@@ -179,3 +179,22 @@ class MLP(nn.Module):
 
 
 FAMILIES = {"resnet1d": ResNet1D, "dsse": DSSENet, "tcn": TCN, "crnn": CRNN, "inception": InceptionNet, "mlp": MLP}
+
+
+# The contract every family is exported with (PhysioNet/CinC 2017: 300 Hz, 10 s, four classes as logits);
+# the tests and benchmarks/byom_bench.py fill in the name.
+CONTRACT = """name = "{name}"
+task = "multiclass"
+
+[input]
+signal = "ecg"
+lead = "I"
+sampling_rate_hz = 300
+window_samples = 3000
+units = "uV"
+scale_uv = 1000.0
+
+[labels]
+reference = "REFERENCE.csv"
+classes = ["N", "A", "O", "~"]
+""" + "".join(f'\n[[outputs]]\nname = "{c}"\nkind = "logit"\n' for c in ("N", "A", "O", "noisy"))

@@ -19,7 +19,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from af_helpers import CINC, needs_data  # noqa: E402
-from byom_models import FAMILIES  # noqa: E402
+from byom_models import CONTRACT, FAMILIES  # noqa: E402
 
 pytestmark = [pytest.mark.backend, needs_data]
 
@@ -28,21 +28,6 @@ WINDOW = 3000
 TRAIN_RECORDS = 300
 EXPORT_ARGS = ["--calib-windows", "48", "--val-windows", "80", "--tflm-windows", "24", "--calibrator", "percentile",
                "--qat-epochs", "0", "--no-progress"]
-CONTRACT = """name = "{name}"
-task = "multiclass"
-
-[input]
-signal = "ecg"
-lead = "I"
-sampling_rate_hz = 300
-window_samples = 3000
-units = "uV"
-scale_uv = 1000.0
-
-[labels]
-reference = "REFERENCE.csv"
-classes = ["N", "A", "O", "~"]
-""" + "".join(f'\n[[outputs]]\nname = "{c}"\nkind = "logit"\n' for c in ("N", "A", "O", "noisy"))
 
 
 def _cli(main, args) -> int:
