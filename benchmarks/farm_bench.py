@@ -1,7 +1,7 @@
 """The bench at scale: one bench run with 1 and 2 local worker processes and on a local Ray cluster, plus a run
 in which a worker is killed mid-shard. Writes JSON + a short table.
 
-    python benchmarks/farm_bench.py --model dist/af_lead1-cortex-m7 --data /work/shared/data/cinc2017
+    python benchmarks/farm_bench.py --model dist/af_lead1-cortex-m7 --data /work/shared/data/cinc2017 --records 2493
     python benchmarks/farm_bench.py --model dist/pocket_k-cortex-m7 --windows 2493   # synthetic windows
 
 Figures: wall time of each run after an untimed warm-up run in this process (the whole bench: eval set,
@@ -37,7 +37,8 @@ def one(args, name: str, out: Path, **kw) -> dict:
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     res = run_bench(BenchConfig(model_dir=args.model, device_url=args.device, windows=args.windows,
-                                data_dir=args.data, report_dir=out / name, progress=False, **kw))
+                                data_dir=args.data, records=args.record_names, report_dir=out / name,
+                                progress=False, **kw))
     wall = time.perf_counter() - t0
     rep = res.report
     row = {"run": name, "wall_s": round(wall, 1), "load_avg_1min_before": round(load, 2),
@@ -53,11 +54,20 @@ def main(argv=None) -> int:
     p.add_argument("--device", default="host")
     p.add_argument("--data", type=Path, default=None, help="records with labels (e.g. /work/shared/data/cinc2017)")
     p.add_argument("--windows", type=int, default=None, help="windows (default: all of --data, else 2493)")
+    p.add_argument("--records", type=int, default=None,
+                   help="with --data: the first N labelled records (sorted by name), every window of each")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray run")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/farm"))
     args = p.parse_args(argv)
     if args.windows is None and args.data is None:
         args.windows = 2493
+    args.record_names = None
+    if args.records is not None:
+        if args.data is None or args.records < 1:
+            p.error("--records N needs --data and N >= 1")
+        labelled = sorted(ln.split(",")[0].strip() for ln in (args.data / "REFERENCE.csv").read_text().splitlines()
+                          if ln.strip())
+        args.record_names = labelled[:args.records]
     args.out.mkdir(parents=True, exist_ok=True)
     # warm-up (untimed): this process's imports and caches, so that the 1-worker run is not charged for them
     run_bench(BenchConfig(model_dir=args.model, device_url=args.device, windows=2, report_dir=args.out / "warmup",
@@ -77,6 +87,7 @@ def main(argv=None) -> int:
     killed = rows[-1]
     summary = {
         "model": str(args.model), "device": args.device, "data": str(args.data) if args.data else None,
+        "records": len(args.record_names) if args.record_names else None,
         "windows": n_windows, "cpus": os.cpu_count(), "runs": rows,
         "speedup_2_workers": round(rows[0]["wall_s"] / rows[1]["wall_s"], 2),
         "speedup_ray": round(rows[0]["wall_s"] / rows[2]["wall_s"], 2) if not args.no_ray else None,
