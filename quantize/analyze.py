@@ -205,8 +205,14 @@ def analyze(model, target: str | None = None, all_targets: bool = False, contrac
             targets_file: str | None = None) -> dict:
     """The analysis of `model` (zoo name, path, or live nn.Module with a contract) as a dict (see module
     docstring); `target` / `all_targets` choose the targets (default: every target)."""
-    from ecgedge.targets import get_target, load_targets
+    from ecgedge.contract.runners import probe_server
     t0 = time.perf_counter()
+    with probe_server():     # started first, while this process is small: tflite-micro's probes fork from it
+        return _analyze(model, target, contract, targets_file, t0)
+
+
+def _analyze(model, target, contract, targets_file, t0) -> dict:
+    from ecgedge.targets import get_target, load_targets
     src = _read(model, contract)
     spec = src["spec"]
     layers_map, params, float_macs, onnx_ok = None, None, None, None
