@@ -8,6 +8,7 @@ INT8). A float model is analysed as the full-INT8 model the export would make of
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 
@@ -86,10 +87,30 @@ def main(args=None) -> None:
     sys.exit(_cli.run("edge-analyze", lambda: _run(ns), verbose=ns.verbose))
 
 
+# Optional imports Keras makes when it is first imported (pandas for DataFrame inputs to fit, matplotlib.pyplot
+# for its plotting helpers) that an analysis never uses: ~0.8 s of a 7 s run. This process only analyses, so
+# they are kept out while it does (as if not installed); a process that already imported Keras is unchanged.
+_UNUSED = ("pandas", "matplotlib")
+
+
+@contextlib.contextmanager
+def _without_unused_imports():
+    blocked = [m for m in _UNUSED if "keras" not in sys.modules and m not in sys.modules]
+    for m in blocked:
+        sys.modules[m] = None      # `import m` raises ImportError, which Keras takes as "not installed"
+    try:
+        yield
+    finally:
+        for m in blocked:
+            if sys.modules.get(m, 0) is None:
+                del sys.modules[m]
+
+
 def _run(ns) -> int:
     from ecgedge.quantize.analyze import analyze
-    rep = analyze(ns.model, target=ns.target, all_targets=ns.all_targets, contract=ns.contract,
-                  targets_file=ns.targets_file)
+    with _without_unused_imports():
+        rep = analyze(ns.model, target=ns.target, all_targets=ns.all_targets, contract=ns.contract,
+                      targets_file=ns.targets_file)
     if ns.json:
         with open(ns.json, "w") as f:
             json.dump(rep, f, indent=2)
