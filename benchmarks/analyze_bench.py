@@ -4,12 +4,14 @@ torch.export.save and analysed as `edge-analyze MODEL.pt2 --contract C.toml --ta
 one family at a time, as a separate process (imports included: what a user waits for).
 
     python benchmarks/analyze_bench.py [--out analyze_bench.json] [--work DIR] [--families a,b] [--repeat N]
-                                       [--compare OTHER.json]
+                                       [--compare OTHER.json | --baseline-root OTHER_CHECKOUT]
 
 Figures: per family, wall and CPU seconds of the process (the best of --repeat runs, and each run), and the
 analysis's figures (macs, params, flash, both arenas, n_ops, unsupported ops). --compare OTHER.json (an
 earlier run of this benchmark, e.g. before a change) adds its seconds beside these and checks that every
-figure the analysis reports (the whole JSON but its `seconds` and the source path) is the same.
+figure the analysis reports (the whole JSON but its `seconds` and the source path) is the same;
+--baseline-root OTHER_CHECKOUT does the same with runs of another checkout's code interleaved with these
+(the machine's load then weighs on both alike).
 """
 
 from __future__ import annotations
@@ -32,10 +34,10 @@ WINDOW = 3000
 VOLATILE = ("seconds", "source")     # the analysis's keys that may differ between runs of the same model
 
 
-def _timed(cmd: list[str], log: Path) -> tuple[int, float, float]:
-    """(exit code, wall seconds, CPU seconds of the child and its children)."""
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]))
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)   # (PYTHONPATH: this checkout's ecgedge, installed or not)
+def _timed(cmd: list[str], log: Path, root: Path = ROOT) -> tuple[int, float, float]:
+    """(exit code, wall seconds, CPU seconds of the child and its children), with `root`'s ecgedge."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(root), *filter(None, [os.environ.get("PYTHONPATH")])]))
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)   # (PYTHONPATH: that checkout's ecgedge, installed or not)
     t0 = time.perf_counter()
     with open(log, "w") as f:
         rc = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, cwd=ROOT, env=env).returncode
@@ -68,6 +70,9 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--compare", type=Path, help="an earlier analyze_bench.json: seconds side by side, figures checked")
+    p.add_argument("--baseline-root", type=Path,
+                   help="another checkout of ecgedge (e.g. `git worktree add /tmp/base main`): each run of a family is "
+                        "followed by one with that checkout's code (same load), its seconds and figures beside these")
     ns = p.parse_args(argv)
     names = ns.families.split(",")
     bad = [n for n in names if n not in FAMILIES]
@@ -75,21 +80,36 @@ def main(argv=None) -> int:
         print(f"error: --families {','.join(bad)}: expected some of {','.join(FAMILIES)}" if bad
               else f"error: --repeat {ns.repeat}: expected >= 1", file=sys.stderr)
         return 2
-    before = json.loads(ns.compare.read_text()) if ns.compare else None
+    if ns.compare and ns.baseline_root:
+        print("error: --compare and --baseline-root: give one", file=sys.stderr)
+        return 2
+    if ns.baseline_root and not (ns.baseline_root / "ecgedge" / "__init__.py").is_file():
+        print(f"error: --baseline-root {ns.baseline_root}: not an ecgedge checkout (no ecgedge/__init__.py)",
+              file=sys.stderr)
+        return 2
+    before = json.loads(ns.compare.read_text()) if ns.compare else {"families": []} if ns.baseline_root else None
     ns.work.mkdir(parents=True, exist_ok=True)
     exe = str(Path(sys.executable).parent / "edge-analyze")
     rows = []
     for name in names:
         pt2, contract = family_files(name, ns.work, ns.seed)
-        runs = []
+        runs, base_runs = [], []
+        out, base_out = ns.work / f"{name}.analysis.json", ns.work / f"{name}.baseline.analysis.json"
         for i in range(ns.repeat):
-            out = ns.work / f"{name}.analysis.json"
-            rc, wall, cpu = _timed([exe, str(pt2), "--contract", str(contract), "--target", "cortex-m7", "--json",
-                                    str(out)], ns.work / f"{name}.analyze.log")
-            runs.append({"rc": rc, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2)})
-            if rc:
-                break
-        row = {"family": name, "rc": runs[-1]["rc"], "runs": runs,
+            for root, json_out, into in ((ROOT, out, runs), (ns.baseline_root, base_out, base_runs)):
+                if root is None:
+                    continue
+                rc, wall, cpu = _timed([exe, str(pt2), "--contract", str(contract), "--target", "cortex-m7", "--json",
+                                        str(json_out)], ns.work / f"{name}.{'baseline.' if root != ROOT else ''}analyze.log",
+                                       root)
+                into.append({"rc": rc, "wall_s": round(wall, 2), "cpu_s": round(cpu, 2)})
+        if base_runs:
+            base = {"family": name, "wall_s": min(r["wall_s"] for r in base_runs),
+                    "cpu_s": min(r["cpu_s"] for r in base_runs), "runs": base_runs}
+            if all(r["rc"] == 0 for r in base_runs):
+                base["figures"] = figures(json.loads(base_out.read_text()))
+            before["families"].append(base)
+        row = {"family": name, "rc": max(r["rc"] for r in runs), "runs": runs,
                "wall_s": min(r["wall_s"] for r in runs), "cpu_s": min(r["cpu_s"] for r in runs)}
         if row["rc"] == 0:
             a = json.loads(out.read_text())
@@ -109,7 +129,8 @@ def main(argv=None) -> int:
     result = {"benchmark": "analyze", "command": "edge-analyze MODEL.pt2 --contract C.toml --target cortex-m7 --json F",
               "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform(),
                           "load_average": os.getloadavg()},
-              "repeat": ns.repeat, "compared_with": str(ns.compare) if ns.compare else None, "families": rows}
+              "repeat": ns.repeat, "compared_with": str(ns.compare or ns.baseline_root or "") or None,
+              "families": rows}
     ns.out.write_text(json.dumps(result, indent=2) + "\n")
     cmp = before is not None
     print(f"\n{'family':<10} {'wall s':>7} {'CPU s':>7}" + (f" {'before wall':>11} {'before CPU':>10} {'same':>5}" if cmp else "")
