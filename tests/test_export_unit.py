@@ -215,6 +215,7 @@ def test_probe_server_forks_the_probes_and_survives_a_crash(small_models):
     crashing probe is a ModelError naming the signal and the helper goes on answering; a closure still forks
     from here; the arena found is the same either way."""
     import os
+    import signal
 
     from ecgedge.contract import runners
     from ecgedge.errors import ModelError
@@ -232,6 +233,11 @@ def test_probe_server_forks_the_probes_and_survives_a_crash(small_models):
         assert runners.smallest_arena(tfl) == plain
     with pytest.raises(ChildProcessError):
         os.waitpid(helper, os.WNOHANG)      # the helper is gone once the block ends
+    with runners.probe_server():            # a helper that died: the probes fork from here, as without one
+        helper = runners.isolated(os.getppid)
+        os.kill(helper, signal.SIGKILL)
+        assert runners.isolated(os.getppid) == os.getpid()
+        assert runners.smallest_arena(tfl) == plain
 
 
 def test_budget_error_says_what_overflows_by_how_much():

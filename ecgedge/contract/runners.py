@@ -177,9 +177,10 @@ def isolated(fn, *args):
             payload = pickle.dumps((fn, args))
         except (pickle.PicklingError, AttributeError, TypeError):   # a closure: fork from here
             server = None
-    if server is not None:
-        data, status = server.call(payload)
-    else:
+    answer = server.call(payload) if server is not None else None
+    if answer is not None:
+        data, status = answer
+    else:                          # no helper (or it died: then this probe, like any, forks from here)
         r, w = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -229,10 +230,13 @@ def _child_result(data: bytes, status: int):
 class _ProbeServer:
     """A helper process forked while this one is still small (before torch and TensorFlow are imported), with
     tflite-micro loaded; each `call` forks one child of it that runs a pickled (module-level fn, args) as
-    `isolated` would. A fork of a process holding torch + TensorFlow costs ~0.1 s of CPU, of the helper ~0.01 s:
-    the arena search's probes are most of edge-analyze's time on a many-op graph."""
+    `isolated` would (if the helper is gone, `isolated` forks from this process as without it). A fork of a
+    process holding torch + TensorFlow costs ~0.1 s of CPU, of the helper ~0.01 s: the arena search's probes
+    are most of edge-analyze's time on a many-op graph."""
 
     def __init__(self):
+        with contextlib.suppress(ImportError):   # loaded here, before the fork: importing it in a child forked
+            from tflite_micro import runtime  # noqa: F401   from a process running TensorFlow can crash it
         req_r, req_w = os.pipe()
         res_r, res_w = os.pipe()
         pid = os.fork()
@@ -251,8 +255,8 @@ class _ProbeServer:
         self.pid, self.owner = pid, os.getpid()
         self.req, self.res = os.fdopen(req_w, "wb"), os.fdopen(res_r, "rb")
 
-    def call(self, payload: bytes) -> tuple[bytes, int]:
-        """(the child's pickled answer, its wait status); an empty answer if the helper is gone."""
+    def call(self, payload: bytes) -> tuple[bytes, int] | None:
+        """(the child's pickled answer, its wait status); None if the helper is gone."""
         import struct
         try:
             self.req.write(struct.pack("<Q", len(payload)) + payload)
@@ -261,7 +265,7 @@ class _ProbeServer:
         except (BrokenPipeError, OSError):
             head = b""
         if len(head) < 12:
-            return b"", 1 << 8
+            return None
         n, status = struct.unpack("<Qi", head)
         return self.res.read(n), status
 
@@ -280,8 +284,6 @@ def _serve(req_r: int, res_w: int) -> None:
     import struct
 
     faulthandler.disable()
-    with contextlib.suppress(ImportError):
-        from tflite_micro import runtime  # noqa: F401  (loaded once here, inherited by every probe)
     with os.fdopen(req_r, "rb") as req, os.fdopen(res_w, "wb") as res:
         while len(head := req.read(8)) == 8:
             payload = req.read(struct.unpack("<Q", head)[0])
