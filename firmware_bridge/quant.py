@@ -6,6 +6,7 @@ fixed-point logistic; the C kernels do the per-element work at run time.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -155,6 +156,13 @@ def gemmlowp_logistic(a: int, integer_bits: int) -> int:
 
 def logistic_lut(input_scale: float, input_zero_point: int) -> np.ndarray:
     """int8 -> int8 table of TFLM's int8 LOGISTIC (output scale 1/256, zero point -128)."""
+    return np.frombuffer(_logistic_lut(float(np.float32(input_scale)), int(input_zero_point)), np.int8).copy()
+
+
+@functools.lru_cache(maxsize=4096)
+def _logistic_lut(input_scale: float, input_zero_point: int) -> bytes:
+    """(The table as bytes, cached per float32 scale and zero point: 256 gemmlowp evaluations in Python take
+    ~5 ms, and an unrolled GRU has a LOGISTIC per gate and step, each lowered more than once by edge-analyze.)"""
     input_bits = 4
     real = float(np.float32(input_scale)) * float(1 << (31 - input_bits))
     q, left_shift = math.frexp(real)
@@ -173,7 +181,7 @@ def logistic_lut(input_scale: float, input_zero_point: int) -> np.ndarray:
             r = rounding_divide_by_pot(gemmlowp_logistic(q4, input_bits), 23) - 128
             v = min(max(r, -128), 127)
         out[raw + 128] = v
-    return out
+    return out.tobytes()
 
 
 def requantize_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
@@ -228,6 +236,12 @@ def gemmlowp_tanh(a: int, integer_bits: int) -> int:
 
 def tanh_lut(input_scale: float, input_zero_point: int) -> np.ndarray:
     """int8 -> int8 table of tflite-micro's int8 TANH (reference_integer_ops::Tanh; output 1/128, zero point 0)."""
+    return np.frombuffer(_tanh_lut(float(np.float32(input_scale)), int(input_zero_point)), np.int8).copy()
+
+
+@functools.lru_cache(maxsize=4096)
+def _tanh_lut(input_scale: float, input_zero_point: int) -> bytes:
+    """(The table as bytes, cached as _logistic_lut is.)"""
     input_bits = 4
     real = float(np.float32(input_scale)) * float(1 << (31 - input_bits))
     q, left_shift = math.frexp(real)
@@ -243,7 +257,7 @@ def tanh_lut(input_scale: float, input_zero_point: int) -> np.ndarray:
         else:
             v = min(max(rounding_divide_by_pot(gemmlowp_tanh(mbqm(x, mult, left_shift), input_bits), 24), -128), 127)
         out[raw + 128] = v
-    return out
+    return out.tobytes()
 
 
 def _f32(x) -> np.float32:

@@ -61,14 +61,14 @@ def engine_support(model) -> list[tuple[bool, str]]:
     return out
 
 
-def engine_arena(tflite: bytes) -> int | None:
-    """Our engine's planned arena (bytes), None when it cannot lower every op."""
+def engine_arena(tflite: bytes, model=None) -> int | None:
+    """Our engine's planned arena (bytes), None when it cannot lower every op; `model`: tflite already loaded."""
     from ecgedge.errors import FirmwareError
     from ecgedge.firmware_bridge.ops import lower
     from ecgedge.firmware_bridge.planner import plan_arena
     from ecgedge.firmware_bridge.tflite_model import load_model
     try:
-        model = load_model(tflite)
+        model = model if model is not None else load_model(tflite)
         return plan_arena(model, lower(model)).arena_bytes
     except FirmwareError:
         return None
@@ -115,10 +115,12 @@ def _module_of(tensor_names, layers: dict) -> str | None:
     return min(found, key=lambda info: info.get("order", 0))["path"] or "(model)"
 
 
-def layer_table(tflite: bytes, layers: dict | None = None, onnx_ok: bool | None = None) -> tuple[list[dict], dict]:
-    """(rows per TFLite op, totals) of a TFLite model; `layers` maps Keras layer names to torch modules."""
+def layer_table(tflite: bytes, layers: dict | None = None, onnx_ok: bool | None = None,
+                model=None) -> tuple[list[dict], dict]:
+    """(rows per TFLite op, totals) of a TFLite model; `layers` maps Keras layer names to torch modules;
+    `model`: the tflite already loaded (firmware_bridge.tflite_model.load_model)."""
     from ecgedge.firmware_bridge.tflite_model import load_model
-    model = load_model(tflite)
+    model = model if model is not None else load_model(tflite)
     support = engine_support(model)
     rows, params_seen = [], set()
     for op, (eng, why) in zip(model.operators, support):
@@ -136,11 +138,14 @@ def layer_table(tflite: bytes, layers: dict | None = None, onnx_ok: bool | None 
             "backends": {"ecgedge_c": eng, "tflite_micro": None, "onnxruntime": onnx_ok},
             "engine_note": why or None,
         })
-    types = {model.tensors[i].type_name for op in model.operators for i in op.inputs + op.outputs if i >= 0}
     totals = {"macs": int(sum(r["macs"] for r in rows)), "n_ops": len(rows), "flash_bytes": model.size,
-              "full_int8": not ({"float32", "float16"} & types)
-              and model.tensors[model.inputs[0]].type_name == "int8"}
+              "full_int8": _full_int8(model)}
     return rows, totals
+
+
+def _full_int8(model) -> bool:
+    types = {model.tensors[i].type_name for op in model.operators for i in op.inputs + op.outputs if i >= 0}
+    return not ({"float32", "float16"} & types) and model.tensors[model.inputs[0]].type_name == "int8"
 
 
 # ------------------------------------------------------------------------------------------- sources
@@ -205,8 +210,14 @@ def analyze(model, target: str | None = None, all_targets: bool = False, contrac
             targets_file: str | None = None) -> dict:
     """The analysis of `model` (zoo name, path, or live nn.Module with a contract) as a dict (see module
     docstring); `target` / `all_targets` choose the targets (default: every target)."""
-    from ecgedge.targets import get_target, load_targets
+    from ecgedge.contract.runners import probe_server
     t0 = time.perf_counter()
+    with probe_server():     # started first, while this process is small: tflite-micro's probes fork from it
+        return _analyze(model, target, contract, targets_file, t0)
+
+
+def _analyze(model, target, contract, targets_file, t0) -> dict:
+    from ecgedge.targets import get_target, load_targets
     src = _read(model, contract)
     spec = src["spec"]
     layers_map, params, float_macs, onnx_ok = None, None, None, None
@@ -231,13 +242,22 @@ def analyze(model, target: str | None = None, all_targets: bool = False, contrac
         layers_map = info["layers"]
         analysed_as = (f"the full-INT8 TFLite the export's route makes of it (not pruned; calibrated on "
                        f"{CALIBRATION_WINDOWS} seeded noise windows)")
-        onnx_ok = _onnx_runs(src.get("onnx_path"), gm, window)
-    rows, totals = layer_table(tflite, layers_map, onnx_ok)
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ecgedge.firmware_bridge.tflite_model import load_model
+    fb = load_model(tflite)
+    full_int8 = _full_int8(fb)
+    # tflite-micro's arena search (interpreter builds in the probe server's children, another process) runs
+    # while this one does the rest: on 2 cores the CRNN's ~1.4 s of probes overlap its ~1 s of op lowering
+    with ThreadPoolExecutor(1) as pool:
+        tflm = pool.submit(tflm_arena, tflite) if full_int8 else None
+        if "tflite" not in src:
+            onnx_ok = _onnx_runs(src.get("onnx_path"), gm, window)
+        rows, totals = layer_table(tflite, layers_map, onnx_ok, model=fb)
+        arena_engine = engine_arena(tflite, model=fb) if full_int8 else None
+        arena_tflm, tflm_why = tflm.result() if tflm is not None else (None, "not a full-INT8 model")
     if params is None:
         params = int(sum(r["param_bytes"] for r in rows if r["op"] != "RESHAPE"))
-    full_int8 = totals["full_int8"]
-    arena_engine = engine_arena(tflite) if full_int8 else None
-    arena_tflm, tflm_why = tflm_arena(tflite) if full_int8 else (None, "not a full-INT8 model")
     missing = _tflm_missing(tflite) if full_int8 and arena_tflm is None else None
     for r in rows:
         r["backends"]["tflite_micro"] = (arena_tflm is not None) or (missing is not None and r["op"] != missing)

@@ -179,6 +179,67 @@ def test_smallest_arena_is_tight(small_models):
     assert tflm_allocates(tfl, arena) and not tflm_allocates(tfl, arena - 16)
 
 
+@pytest.mark.parametrize("recorded, needed, most_probes", [
+    (5824, 5824, 2),           # feed-forward: tflite-micro's recorded total is the answer; one probe below settles it
+    (126400, 175616, 16),      # unrolled GRU (the CRNN family): the planner's scratch is on top of the total
+    (None, 3008, 16),          # no recorded total: from `start`, galloping down
+    (20000, 18992, 14),        # a total above the answer (galloping down)
+])
+def test_smallest_arena_search_is_exact_in_few_probes(monkeypatch, recorded, needed, most_probes):
+    """The search on a stand-in allocator (allocates iff arena >= needed): the exact 16-B threshold, and the
+    number of interpreter builds it takes (each ~0.1-0.2 s on a many-op graph; the old walk took 80 on the CRNN)."""
+    from ecgedge.contract import runners
+    probes = []
+    monkeypatch.setattr(runners, "tflm_recorded_arena", lambda data: recorded)
+    monkeypatch.setattr(runners, "tflm_allocates", lambda data, n: probes.append(n) or n >= needed)
+    assert runners.smallest_arena(b"model") == needed
+    assert len(probes) <= most_probes and len(set(probes)) == len(probes)
+
+
+def test_smallest_arena_says_when_nothing_fits(monkeypatch):
+    from ecgedge.contract import runners
+    monkeypatch.setattr(runners, "tflm_recorded_arena", lambda data: None)
+    monkeypatch.setattr(runners, "tflm_allocates", lambda data, n: False)
+    with pytest.raises(ExportError, match="cannot allocate the model even with a 1048576 B arena"):
+        runners.smallest_arena(b"model", limit=1 << 20)
+
+
+def _die():
+    import os
+    import signal
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_probe_server_forks_the_probes_and_survives_a_crash(small_models):
+    """Inside probe_server() a module-level probe runs in a child of the helper process (not of this one), a
+    crashing probe is a ModelError naming the signal and the helper goes on answering; a closure still forks
+    from here; the arena found is the same either way."""
+    import os
+    import signal
+
+    from ecgedge.contract import runners
+    from ecgedge.errors import ModelError
+    from ecgedge.quantize import tflite_export as te
+    tfl = te.convert_int8(small_models[1], _windows(4))
+    plain = runners.smallest_arena(tfl)
+    assert runners.isolated(os.getppid) == os.getpid()
+    with runners.probe_server():
+        helper = runners.isolated(os.getppid)
+        assert helper != os.getpid()
+        with pytest.raises(ModelError, match="signal 11"):
+            runners.isolated(_die)
+        assert runners.isolated(os.getppid) == helper
+        assert runners.isolated(lambda: os.getppid()) == os.getpid()
+        assert runners.smallest_arena(tfl) == plain
+    with pytest.raises(ChildProcessError):
+        os.waitpid(helper, os.WNOHANG)      # the helper is gone once the block ends
+    with runners.probe_server():            # a helper that died: the probes fork from here, as without one
+        helper = runners.isolated(os.getppid)
+        os.kill(helper, signal.SIGKILL)
+        assert runners.isolated(os.getppid) == os.getpid()
+        assert runners.smallest_arena(tfl) == plain
+
+
 def test_budget_error_says_what_overflows_by_how_much():
     from ecgedge.quantize import footprint
     budget = {"flash_bytes": 1000, "ram_bytes": 500, "macs": 10}

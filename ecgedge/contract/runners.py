@@ -164,35 +164,60 @@ def tflm_run_tensors(model: str | Path | bytes, inputs) -> np.ndarray:
 def isolated(fn, *args):
     """fn(*args) in a forked child (where fork exists), the result pickled back. tflite-micro aborts or crashes
     the process on some graphs (a failed CHECK in a kernel's prepare; some ops on a too-small arena): then
-    ModelError names the signal instead of the caller dying."""
+    ModelError names the signal instead of the caller dying. Inside `probe_server()` a module-level fn is
+    forked from its small helper process instead of from this one (much cheaper once torch and TensorFlow
+    are loaded here)."""
     import pickle
 
     if not hasattr(os, "fork"):
         return fn(*args)
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        code = 0
+    server = _SERVER if _SERVER is not None and _SERVER.owner == os.getpid() else None
+    if server is not None:
         try:
-            import faulthandler
-
-            faulthandler.disable()     # a crash here is an answer, not a trace to print
+            payload = pickle.dumps((fn, args))
+        except (pickle.PicklingError, AttributeError, TypeError):   # a closure: fork from here
+            server = None
+    answer = server.call(payload) if server is not None else None
+    if answer is not None:
+        data, status = answer
+    else:                          # no helper (or it died: then this probe, like any, forks from here)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
             os.close(r)
-            try:
-                payload = pickle.dumps((True, fn(*args)))
-            except Exception as e:   # noqa: BLE001  (raised again in the parent)
-                err = e if isinstance(e, ModelError) else ModelError(f"{type(e).__name__}: {e}")
-                payload = pickle.dumps((False, err))
-            with os.fdopen(w, "wb") as f:
-                f.write(payload)
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    with os.fdopen(r, "rb") as f:
-        data = f.read()
-    _, status = os.waitpid(pid, 0)
+            _child_run(w, fn, args)
+        os.close(w)
+        with os.fdopen(r, "rb") as f:
+            data = f.read()
+        _, status = os.waitpid(pid, 0)
+    return _child_result(data, status)
+
+
+def _child_run(w: int, fn, args) -> None:
+    """In a forked child: fn(*args) (or its error) pickled to fd w, then exit without cleanup."""
+    import pickle
+
+    code = 0
+    try:
+        import faulthandler
+
+        faulthandler.disable()     # a crash here is an answer, not a trace to print
+        try:
+            payload = pickle.dumps((True, fn(*args)))
+        except Exception as e:   # noqa: BLE001  (raised again in the parent)
+            err = e if isinstance(e, ModelError) else ModelError(f"{type(e).__name__}: {e}")
+            payload = pickle.dumps((False, err))
+        with os.fdopen(w, "wb") as f:
+            f.write(payload)
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _child_result(data: bytes, status: int):
+    import pickle
+
     if not data:
         how = f"signal {os.WTERMSIG(status)}" if os.WIFSIGNALED(status) else f"exit {os.WEXITSTATUS(status)}"
         raise ModelError(f"tflite-micro's interpreter died ({how}) on this model: it cannot run it")
@@ -200,6 +225,101 @@ def isolated(fn, *args):
     if not ok:
         raise value
     return value
+
+
+class _ProbeServer:
+    """A helper process forked while this one is still small (before torch and TensorFlow are imported), with
+    tflite-micro loaded; each `call` forks one child of it that runs a pickled (module-level fn, args) as
+    `isolated` would (if the helper is gone, `isolated` forks from this process as without it). A fork of a
+    process holding torch + TensorFlow costs ~0.1 s of CPU, of the helper ~0.01 s: the arena search's probes
+    are most of edge-analyze's time on a many-op graph."""
+
+    def __init__(self):
+        with contextlib.suppress(ImportError):   # loaded here, before the fork: importing it in a child forked
+            from tflite_micro import runtime  # noqa: F401   from a process running TensorFlow can crash it
+        req_r, req_w = os.pipe()
+        res_r, res_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                os.close(req_w)
+                os.close(res_r)
+                _serve(req_r, res_w)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(req_r)
+        os.close(res_w)
+        self.pid, self.owner = pid, os.getpid()
+        self.req, self.res = os.fdopen(req_w, "wb"), os.fdopen(res_r, "rb")
+
+    def call(self, payload: bytes) -> tuple[bytes, int] | None:
+        """(the child's pickled answer, its wait status); None if the helper is gone."""
+        import struct
+        try:
+            self.req.write(struct.pack("<Q", len(payload)) + payload)
+            self.req.flush()
+            head = self.res.read(12)
+        except (BrokenPipeError, OSError):
+            head = b""
+        if len(head) < 12:
+            return None
+        n, status = struct.unpack("<Qi", head)
+        return self.res.read(n), status
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.req.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+        self.res.close()
+
+
+def _serve(req_r: int, res_w: int) -> None:
+    """The probe server's loop: per request, fork a child that runs it; answer (length, status, answer)."""
+    import faulthandler
+    import pickle
+    import struct
+
+    faulthandler.disable()
+    with os.fdopen(req_r, "rb") as req, os.fdopen(res_w, "wb") as res:
+        while len(head := req.read(8)) == 8:
+            payload = req.read(struct.unpack("<Q", head)[0])
+            r, w = os.pipe()
+            pid = os.fork()
+            if pid == 0:
+                os.close(r)
+                with contextlib.suppress(BaseException):
+                    fn, args = pickle.loads(payload)
+                    _child_run(w, fn, args)
+                os._exit(1)
+            os.close(w)
+            with os.fdopen(r, "rb") as f:
+                data = f.read()
+            _, status = os.waitpid(pid, 0)
+            res.write(struct.pack("<Qi", len(data), status) + data)
+            res.flush()
+
+
+_SERVER: _ProbeServer | None = None
+
+
+@contextlib.contextmanager
+def probe_server():
+    """Within: `isolated` probes (tflite-micro arena probes) fork from a small helper process started now. Start
+    it before importing torch / TensorFlow to gain from it; nested or fork-less: nothing changes."""
+    global _SERVER
+    if _SERVER is not None or not hasattr(os, "fork"):
+        yield
+        return
+    _SERVER = _ProbeServer()
+    try:
+        yield
+    finally:
+        server, _SERVER = _SERVER, None
+        server.close()
 
 
 class LiteRtRunner(Int8Runner):
@@ -261,80 +381,93 @@ def tflm_interpreter(model: bytes, arena_size: int, name: str = "the model"):
 def tflm_allocates(model: bytes, arena_size: int) -> bool:
     """Whether tflite-micro allocates the model in arena_size bytes (probed in an isolated child: some kernels
     crash the process on a too-small arena instead of failing)."""
-    def probe():
-        try:
-            tflm_interpreter(model, arena_size)
-            return True
-        except ModelError:
-            return False
-
     try:
-        return isolated(probe)
+        return isolated(_allocates, model, int(arena_size))
+    except ModelError:
+        return False
+
+
+def _allocates(model: bytes, arena_size: int) -> bool:
+    try:
+        tflm_interpreter(model, arena_size)
+        return True
     except ModelError:
         return False
 
 
 def tflm_recorded_arena(model: bytes, arena_size: int = TFLM_ARENA_BYTES) -> int | None:
     """tflite-micro's own account of its arena use ('Arena allocation total N bytes'), or None."""
-    import re
-    import tempfile
-
-    def probe():
-        with tempfile.TemporaryFile() as f:
-            for stream in (sys.stdout, sys.stderr):
-                stream.flush()
-            saved = [os.dup(1), os.dup(2)]
-            try:
-                os.dup2(f.fileno(), 1)
-                os.dup2(f.fileno(), 2)
-                try:
-                    from tflite_micro import runtime
-                    runtime.Interpreter.from_bytes(model, arena_size=int(arena_size)).print_allocations()
-                except (RuntimeError, ValueError):
-                    return None
-                finally:
-                    with contextlib.suppress(OSError, AttributeError):
-                        import ctypes
-                        ctypes.CDLL(None).fflush(None)
-            finally:
-                os.dup2(saved[0], 1)
-                os.dup2(saved[1], 2)
-                for fd in saved:
-                    os.close(fd)
-            f.seek(0)
-            m = re.search(rb"Arena allocation total (\d+) bytes", f.read())
-        return int(m.group(1)) if m else None
-
     try:
-        return isolated(probe)
+        return isolated(_recorded_arena, model, int(arena_size))
     except ModelError:
         return None
 
 
+def _recorded_arena(model: bytes, arena_size: int) -> int | None:
+    import re
+    import tempfile
+
+    with tempfile.TemporaryFile() as f:
+        for stream in (sys.stdout, sys.stderr):
+            stream.flush()
+        saved = [os.dup(1), os.dup(2)]
+        try:
+            os.dup2(f.fileno(), 1)
+            os.dup2(f.fileno(), 2)
+            try:
+                from tflite_micro import runtime
+                runtime.Interpreter.from_bytes(model, arena_size=int(arena_size)).print_allocations()
+            except (RuntimeError, ValueError):
+                return None
+            finally:
+                with contextlib.suppress(OSError, AttributeError):
+                    import ctypes
+                    ctypes.CDLL(None).fflush(None)
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+        f.seek(0)
+        m = re.search(rb"Arena allocation total (\d+) bytes", f.read())
+    return int(m.group(1)) if m else None
+
+
 def smallest_arena(model: str | Path | bytes, start: int = 64 * 1024, limit: int = 64 * 1024 * 1024) -> int:
-    """Smallest tflite-micro arena (bytes, multiple of 16) in which the model allocates. The search starts at
-    tflite-micro's recorded total (a few probes around it), else doubles from `start`; then bisection."""
+    """Smallest tflite-micro arena (bytes, multiple of 16) in which the model allocates (allocating is monotonic
+    in the arena size). Each probe builds an interpreter in a forked child (~0.1-0.2 s on a many-op graph), so
+    the search takes few: seeded at tflite-micro's recorded total, which is the answer for most graphs (then one
+    probe 16 B below settles it); else the bracket is galloped to (steps doubling down from the seed, or up
+    from a quarter of it: the planner's temporary scratch, not in the total, is what many-op graphs such as an
+    unrolled GRU need on top) and bisected. Without a recorded total: doubling from `start`, then bisection."""
     data, name = _model_bytes(model)
-    lo, hi = 0, None
+
+    def up(n):
+        return (int(n) + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
+
     total = tflm_recorded_arena(data)
-    if total is not None:
-        probe = (total + ARENA_ALIGN - 1) // ARENA_ALIGN * ARENA_ALIGN
-        for _ in range(64):
-            if tflm_allocates(data, probe):
-                hi = probe
-                break
-            lo, probe = probe, probe + ARENA_ALIGN
-        if hi is not None:
-            below = max(0, hi - 16 * ARENA_ALIGN)
-            while below > 0 and tflm_allocates(data, below):
-                hi, below = below, max(0, below - 16 * ARENA_ALIGN)
-            lo = below
-    if hi is None:
-        hi = start
+    seed = up(total) if total else None
+    if seed is None:                        # lo: largest known failing size (0: none)
+        lo, hi = 0, up(start)
         while not tflm_allocates(data, hi):
-            lo, hi = hi, hi * 2
-            if hi > limit:
+            if hi >= limit:
                 raise ExportError(f"tflite-micro cannot allocate {name} even with a {limit} B arena")
+            lo, hi = hi, min(up(limit), hi * 2)
+    elif tflm_allocates(data, seed):
+        hi, step = seed, ARENA_ALIGN
+        lo = hi - step
+        while lo > 0 and tflm_allocates(data, lo):
+            hi, step = lo, step * 2
+            lo = max(0, hi - step)
+    else:
+        lo, step = seed, max(ARENA_ALIGN, up(seed // 4))
+        while True:
+            hi = min(up(limit), lo + step)
+            if tflm_allocates(data, hi):
+                break
+            if hi >= limit:
+                raise ExportError(f"tflite-micro cannot allocate {name} even with a {limit} B arena")
+            lo, step = hi, step * 2
     while hi - lo > ARENA_ALIGN:
         mid = (lo + hi) // 2 // ARENA_ALIGN * ARENA_ALIGN
         if mid <= lo:
