@@ -80,7 +80,7 @@ def test_atheris_fuzz_targets_bounded(target, tmp_path):
 
 
 REPRODUCERS = sorted(p for t in F.ATHERIS_TARGETS for p in (F.CORPUS_DIR / t).glob("*")
-                     if p.name.startswith(("crash-", "timeout-")))
+                     if p.name.startswith(("crash-", "timeout-", "oom-")))
 
 
 @pytest.mark.parametrize("case", REPRODUCERS, ids=[f"{p.parent.name}/{p.name[:14]}" for p in REPRODUCERS])

@@ -186,3 +186,16 @@ def test_unknown_physical_unit_is_refused(tmp_path):
     (tmp_path / "x.json").write_text(json.dumps({"sampling_rate": 100, "units": "mmHg"}))
     with pytest.raises(DataError, match="mmHg"):
         load_record(tmp_path / "x.npy")
+
+
+def test_a_rate_outside_what_a_waveform_has_is_refused_before_resampling(tmp_path):
+    """Two CSV rows 300,009 s apart read as 3.3e-6 Hz; resampled to 500 Hz that asked for ~3e8 samples (the
+    loader fuzzer's out-of-memory). Refused with the rate named, at once; the range's ends still load."""
+    path = tmp_path / "far.csv"
+    path.write_text("time_s,I\n0,0.1\n0300009,-0.3\n")
+    with pytest.raises(DataError, match=r"sampling rate 3\.33\d* ?e-06 Hz is outside 10-100000 Hz"):
+        load_record(path, sampling_rate=500)
+    for rate, n in ((10.0, 50_000), (100_000.0, 5)):  # 1,000 samples at each end of the range
+        path.write_text(f"# sampling_rate={rate}\n" + "\n".join(["1.0"] * 1000) + "\n")
+        rec = load_record(path, sampling_rate=500)
+        assert rec.meta["native_sampling_rate"] == rate and rec.sampling_rate == 500 and rec.signal_uv.size == n

@@ -67,6 +67,10 @@ def _fill_gaps(x: np.ndarray, path: Path) -> tuple[np.ndarray, int]:
 
 # -- readers ------------------------------------------------------------------------------------
 MAX_WFDB_SIGNALS = 1024
+# A record's own sampling rate: below 10 Hz no ECG/PPG morphology is left, above 100 kHz it is not a body-surface
+# recording; outside, a header or a CSV time column is wrong, and resampling it to a model's rate could ask for
+# billions of samples (the loader fuzzer's out-of-memory: two CSV rows 300,009 s apart, read as 3.3e-6 Hz).
+RECORD_RATE_RANGE_HZ = (10.0, 100_000.0)
 
 
 def _check_wfdb_header(hea: Path) -> None:
@@ -293,6 +297,10 @@ def load_record(path, sampling_rate: float | None = None, source_rate: float | N
         meta["sampling_rate_assumed"] = True
     if not (np.isfinite(native_rate) and native_rate > 0):
         raise DataError(f"{path}: sampling rate {native_rate!r} is not a positive number")
+    lo, hi = RECORD_RATE_RANGE_HZ
+    if not lo <= native_rate <= hi:
+        raise DataError(f"{path}: sampling rate {native_rate:.6g} Hz is outside {lo:g}-{hi:g} Hz; expected an "
+                        "ECG/PPG waveform's rate (check the header, the CSV time column and its unit)")
     signal_uv, filled = _fill_gaps(np.asarray(signal_uv, dtype=np.float64), path)
     if filled:
         meta["non_finite_samples_interpolated"] = filled
