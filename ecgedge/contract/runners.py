@@ -178,19 +178,23 @@ def isolated(fn, *args):
         except (pickle.PicklingError, AttributeError, TypeError):   # a closure: fork from here
             server = None
     answer = server.call(payload) if server is not None else None
-    if answer is not None:
-        data, status = answer
-    else:                          # no helper (or it died: then this probe, like any, forks from here)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            os.close(r)
-            _child_run(w, fn, args)
-        os.close(w)
-        with os.fdopen(r, "rb") as f:
-            data = f.read()
-        _, status = os.waitpid(pid, 0)
+    # no helper (or it died: then this probe, like any, forks from here)
+    data, status = answer if answer is not None else _fork_call(fn, args)
     return _child_result(data, status)
+
+
+def _fork_call(fn, args) -> tuple[bytes, int]:
+    """(fn(*args)'s pickled answer, the child's wait status) from a child forked from this process."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        _child_run(w, fn, args)
+    os.close(w)
+    with os.fdopen(r, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    return data, status
 
 
 def _child_run(w: int, fn, args) -> None:
@@ -280,27 +284,21 @@ class _ProbeServer:
 def _serve(req_r: int, res_w: int) -> None:
     """The probe server's loop: per request, fork a child that runs it; answer (length, status, answer)."""
     import faulthandler
-    import pickle
     import struct
 
     faulthandler.disable()
     with os.fdopen(req_r, "rb") as req, os.fdopen(res_w, "wb") as res:
         while len(head := req.read(8)) == 8:
             payload = req.read(struct.unpack("<Q", head)[0])
-            r, w = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                os.close(r)
-                with contextlib.suppress(BaseException):
-                    fn, args = pickle.loads(payload)
-                    _child_run(w, fn, args)
-                os._exit(1)
-            os.close(w)
-            with os.fdopen(r, "rb") as f:
-                data = f.read()
-            _, status = os.waitpid(pid, 0)
+            data, status = _fork_call(_call_pickled, (payload,))   # unpickled in the child, as fn runs there
             res.write(struct.pack("<Qi", len(data), status) + data)
             res.flush()
+
+
+def _call_pickled(payload: bytes):
+    import pickle
+    fn, args = pickle.loads(payload)
+    return fn(*args)
 
 
 _SERVER: _ProbeServer | None = None
