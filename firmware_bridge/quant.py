@@ -154,15 +154,23 @@ def gemmlowp_logistic(a: int, integer_bits: int) -> int:
     return pos if a > 0 else _wrap32(INT32_MAX - pos)
 
 
+def _cached_table(build):
+    """An int8 -> int8 table builder cached per (float32 input scale, zero point); each caller gets its own
+    copy. 256 gemmlowp evaluations in Python take ~5 ms, and an unrolled GRU has a LOGISTIC / TANH per gate
+    and step, each lowered more than once by edge-analyze."""
+    @functools.lru_cache(maxsize=4096)
+    def as_bytes(input_scale: float, input_zero_point: int) -> bytes:
+        return build(input_scale, input_zero_point).tobytes()
+
+    @functools.wraps(build)
+    def table(input_scale: float, input_zero_point: int) -> np.ndarray:
+        return np.frombuffer(as_bytes(float(np.float32(input_scale)), int(input_zero_point)), np.int8).copy()
+    return table
+
+
+@_cached_table
 def logistic_lut(input_scale: float, input_zero_point: int) -> np.ndarray:
     """int8 -> int8 table of TFLM's int8 LOGISTIC (output scale 1/256, zero point -128)."""
-    return np.frombuffer(_logistic_lut(float(np.float32(input_scale)), int(input_zero_point)), np.int8).copy()
-
-
-@functools.lru_cache(maxsize=4096)
-def _logistic_lut(input_scale: float, input_zero_point: int) -> bytes:
-    """(The table as bytes, cached per float32 scale and zero point: 256 gemmlowp evaluations in Python take
-    ~5 ms, and an unrolled GRU has a LOGISTIC per gate and step, each lowered more than once by edge-analyze.)"""
     input_bits = 4
     real = float(np.float32(input_scale)) * float(1 << (31 - input_bits))
     q, left_shift = math.frexp(real)
@@ -181,7 +189,7 @@ def _logistic_lut(input_scale: float, input_zero_point: int) -> bytes:
             r = rounding_divide_by_pot(gemmlowp_logistic(q4, input_bits), 23) - 128
             v = min(max(r, -128), 127)
         out[raw + 128] = v
-    return out.tobytes()
+    return out
 
 
 def requantize_lut(in_scale: float, in_zp: int, out_scale: float, out_zp: int) -> np.ndarray:
@@ -234,14 +242,9 @@ def gemmlowp_tanh(a: int, integer_bits: int) -> int:
     return _wrap32(-t) if a < 0 else t
 
 
+@_cached_table
 def tanh_lut(input_scale: float, input_zero_point: int) -> np.ndarray:
     """int8 -> int8 table of tflite-micro's int8 TANH (reference_integer_ops::Tanh; output 1/128, zero point 0)."""
-    return np.frombuffer(_tanh_lut(float(np.float32(input_scale)), int(input_zero_point)), np.int8).copy()
-
-
-@functools.lru_cache(maxsize=4096)
-def _tanh_lut(input_scale: float, input_zero_point: int) -> bytes:
-    """(The table as bytes, cached as _logistic_lut is.)"""
     input_bits = 4
     real = float(np.float32(input_scale)) * float(1 << (31 - input_bits))
     q, left_shift = math.frexp(real)
@@ -257,7 +260,7 @@ def _tanh_lut(input_scale: float, input_zero_point: int) -> bytes:
         else:
             v = min(max(rounding_divide_by_pot(gemmlowp_tanh(mbqm(x, mult, left_shift), input_bits), 24), -128), 127)
         out[raw + 128] = v
-    return out.tobytes()
+    return out
 
 
 def _f32(x) -> np.float32:
