@@ -45,30 +45,28 @@ def _timed(cmd: list[str], log: Path) -> tuple[int, float, float]:
     return rc, time.perf_counter() - t0, cpu
 
 
-def split_records(data: Path, train_fraction: float, seed: int) -> tuple[list[str], list[str]]:
-    names = sorted(line.split(",")[0].strip() for line in (data / "REFERENCE.csv").read_text().splitlines()
-                   if line.strip())
+def split_records(labels: dict[str, int], train_fraction: float, seed: int) -> tuple[list[str], list[str]]:
+    names = sorted(labels)
     order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
     n = int(len(order) * train_fraction)
     return order[:n], order[n:]
 
 
-def held_out_folder(data: Path, names: list[str], folder: Path) -> Path:
+def held_out_folder(data: Path, names: list[str], labels: dict[str, int], folder: Path) -> Path:
     """A folder of links to the held-out records only (+ their labels): what the exports may read."""
     folder.mkdir(parents=True, exist_ok=True)
-    labels = dict(line.strip().split(",") for line in (data / "REFERENCE.csv").read_text().splitlines() if line.strip())
     for n in names:
         for ext in (".hea", ".mat"):
             link = folder / f"{n}{ext}"
             if not link.exists():
                 link.symlink_to(data / f"{n}{ext}")
-    (folder / "REFERENCE.csv").write_text("".join(f"{n},{labels[n]}\n" for n in names))
+    (folder / "REFERENCE.csv").write_text("".join(f"{n},{CLASSES[labels[n]]}\n" for n in names))
     return folder
 
 
-def training_windows(data: Path, names: list[str], spec, max_windows: int) -> tuple[np.ndarray, np.ndarray]:
+def training_windows(data: Path, names: list[str], labels: dict[str, int], spec,
+                     max_windows: int) -> tuple[np.ndarray, np.ndarray]:
     from ecgedge.quantize.byom import load_signal, signal_windows
-    labels = dict(line.strip().split(",") for line in (data / "REFERENCE.csv").read_text().splitlines() if line.strip())
     xs, ys, total = [], [], 0
     for n in names:
         if total >= max_windows:
@@ -78,7 +76,7 @@ def training_windows(data: Path, names: list[str], spec, max_windows: int) -> tu
             continue
         w, _ = signal_windows(sig, spec)
         xs.append(w)
-        ys += [CLASSES.index(labels[n])] * len(w)
+        ys += [labels[n]] * len(w)
         total += len(w)
     return np.concatenate(xs), np.array(ys)
 
@@ -149,18 +147,22 @@ def main(argv=None) -> int:
     p.add_argument("--train-windows", type=int, default=4000)
     p.add_argument("--seed", type=int, default=0)
     ns = p.parse_args(argv)
-    if not (ns.data / "REFERENCE.csv").is_file():
-        print(f"error: --data {ns.data}: no REFERENCE.csv (expected the PhysioNet/CinC 2017 records)", file=sys.stderr)
+    from ecgedge.errors import DataError
+    from ecgedge.models.af_data import read_labels
+    try:
+        labels = read_labels(ns.data, CLASSES)    # record -> class index, checked against CLASSES
+    except DataError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     import tomllib
 
     import torch
     torch.set_num_threads(max(1, os.cpu_count() or 1))
     ns.work.mkdir(parents=True, exist_ok=True)
-    train_names, held_names = split_records(ns.data, 0.6, ns.seed)
-    held = held_out_folder(ns.data, held_names, ns.work / "held_out")
+    train_names, held_names = split_records(labels, 0.6, ns.seed)
+    held = held_out_folder(ns.data, held_names, labels, ns.work / "held_out")
     spec = spec_from_dict(tomllib.loads(CONTRACT.format(name="bench")))
-    x, y = training_windows(ns.data, train_names, spec, ns.train_windows)
+    x, y = training_windows(ns.data, train_names, labels, spec, ns.train_windows)
     rows = []
     for name in ns.families.split(","):
         rows.append(run_family(name, FAMILIES[name], x, y, held, ns.work, ns.epochs, ns.seed))

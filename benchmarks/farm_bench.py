@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ecgedge.device_sim.faults import KillWorkerAt
 from ecgedge.hil_tests.bench import RUN_DEPENDENT_KEYS, BenchConfig, run_bench
+from ecgedge.hil_tests.evalset import labels_file_in, read_labels
 
 
 def stable(report_dir: Path) -> tuple[dict, dict]:
@@ -65,8 +66,7 @@ def main(argv=None) -> int:
     if args.records is not None:
         if args.data is None or args.records < 1:
             p.error("--records N needs --data and N >= 1")
-        labelled = sorted(ln.split(",")[0].strip() for ln in (args.data / "REFERENCE.csv").read_text().splitlines()
-                          if ln.strip())
+        labelled = sorted(read_labels(labels_file_in(args.data)))   # the labels file the bench itself reads
         args.record_names = labelled[:args.records]
     args.out.mkdir(parents=True, exist_ok=True)
     # warm-up (untimed): this process's imports and caches, so that the 1-worker run is not charged for them

@@ -81,7 +81,16 @@ def synthetic_eval_set(manifest: dict, n_windows: int, seed: int = 0, progress: 
                           f"{HELD_OUT_SEED_BASE + int(seed)}, {n_subjects} subjects)")
 
 
-def _read_labels(path: Path) -> dict[str, str]:
+def labels_file_in(root: Path) -> Path:
+    """The folder's labels file: labels.csv, else REFERENCE.csv."""
+    cands = [root / n for n in LABEL_FILES if (root / n).is_file()]
+    if not cands:
+        raise DataError(f"no labels in {root}: expected one of {LABEL_FILES} (record,label)")
+    return cands[0]
+
+
+def read_labels(path: Path) -> dict[str, str]:
+    """{record: label} of a `record,label` CSV (a header row is skipped)."""
     out = {}
     with open(path, newline="") as f:
         for row in csv.reader(f):
@@ -119,11 +128,8 @@ def data_eval_set(data_dir: str | Path, manifest: dict, n_windows: int | None, s
     if not root.is_dir():
         raise DataError(f"--data {str(root)!r} is not a folder")
     if labels_file is None:
-        cands = [root / n for n in LABEL_FILES if (root / n).is_file()]
-        if not cands:
-            raise DataError(f"no labels in {root}: expected one of {LABEL_FILES} (record,label)")
-        labels_file = cands[0]
-    labels = _read_labels(Path(labels_file))
+        labels_file = labels_file_in(root)
+    labels = read_labels(Path(labels_file))
     recs = _find_records(root, records)
     names = [n for n in recs if n in labels]
     if not names:
