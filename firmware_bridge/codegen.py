@@ -179,6 +179,15 @@ def _constants_c(blob: bytes, defines: list[str]) -> list[str]:
 KERNEL_PATHS = ("c", "dsp", "mve")
 
 
+def planned_arena(tflite: bytes, kernels: str = "dsp", optimize: str = "speed") -> int:
+    """The arena (bytes) of the optimised build `generate` would plan for this kernel path and goal,
+    without emitting any C: what a firmware for that core reserves. FirmwareError when an op is unsupported."""
+    if kernels not in KERNEL_PATHS:
+        raise FirmwareError(f"kernel path {kernels!r}: expected one of {', '.join(KERNEL_PATHS)}")
+    model = prepare_model(load_model(bytes(tflite)))
+    return plan_arena(model, lower(model, fuse=True, kernels=kernels, optimize=optimize)).arena_bytes
+
+
 def generate(tflite: bytes | str | Path, manifest: dict | None = None, name: str | None = None,
              kernels: str = "dsp", optimize: str = "speed") -> Generated:
     """Lower and plan the model; return the C sources (model.h, model.c) as strings.

@@ -477,8 +477,9 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
     rows, totals = layer_table(tflite)
     arena = smallest_arena(tflite)
     budget = footprint.budgets(target, opts.latency_ms, opts.flash_budget, opts.ram_budget, spec.target_caps)
-    problems = footprint.overflows(len(tflite), arena, totals["macs"], budget)
-    footprint.require_fit(target.name, len(tflite), arena, totals["macs"], budget)
+    arena_engine, ram_check = footprint.runtime_arena(target, tflite, arena, opts.optimize)
+    problems = footprint.overflows(len(tflite), ram_check["arena_bytes"], totals["macs"], budget)
+    footprint.require_fit(target.name, len(tflite), ram_check["arena_bytes"], totals["macs"], budget)
     real = user_datasets(spec, opts, min(SELECT_WINDOWS, opts.val_windows)) if opts.data else None
     if real is not None:
         x_val, truth = real["validation"]["x"], real["truth"]
@@ -512,7 +513,8 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
         "model": spec.name, "target": target.name, "board": target.board, "demo": False,
         "label": user.kind, "notice": user.notice, "int8_only": True, "fits": not problems, "overflows": problems,
         "params_float": None, "params_pruned": None, "macs_float": totals["macs"], "macs_pruned": totals["macs"],
-        "flash_bytes": len(tflite), "arena_bytes": arena, "budget": budget,
+        "flash_bytes": len(tflite), "arena_bytes": arena, "arena_bytes_engine": arena_engine,
+        "ram_check": ram_check, "budget": budget,
         "auroc_float": None, "auroc_pruned": None, "auroc_int8": _headline(metrics["int8"], spec),
         "auroc_int8_tflm": _headline(metrics["int8_tflm"], spec),
         "agreement_int8": None, "agreement_int8_vs_float": None, "agreement_tflm": val.compare(spec, raw_int8[:n_tflm], raw_tflm)["agreement"],

@@ -1,5 +1,5 @@
-"""Footprint budgets of an INT8 model: flash (model bytes), RAM (the smallest tflite-micro arena that
-allocates: ecgedge.contract.runners.smallest_arena), MACs and the target's latency ESTIMATE; and the
+"""Footprint budgets of an INT8 model: flash (model bytes), RAM (the arena of the runtime the target runs:
+our engine's plan for its core, or the smallest tflite-micro arena that allocates), MACs and the target's latency ESTIMATE; and the
 budget check."""
 
 from __future__ import annotations
@@ -27,6 +27,25 @@ def budgets(target, latency_ms=None, flash_budget=None, ram_budget=None, model_c
         if cap.get(key) is not None:
             out[key] = min(out[key], int(cap[key]))
     return out
+
+
+def runtime_arena(target, tflite: bytes, arena_tflm: int, optimize: str = "speed") -> tuple[int | None, dict]:
+    """(our engine's arena for the target's core or None, the RAM check's basis). A target whose runtime is
+    our C engine ("ecgedge-c") reserves the arena the engine plans for its core's kernels and `optimize`
+    goal, not tflite-micro's; where the engine cannot lower an op (or the target runs another runtime) the
+    check uses tflite-micro's."""
+    if getattr(target, "runtime", None) != "ecgedge-c":
+        return None, {"arena_bytes": arena_tflm, "basis": f"tflite-micro (the target runs {target.runtime})"}
+    from ecgedge.errors import FirmwareError
+    from ecgedge.firmware_bridge.build import firmware_core
+    from ecgedge.firmware_bridge.codegen import planned_arena
+    try:
+        core = firmware_core(target)
+        engine = planned_arena(tflite, core.kernels, optimize)
+    except FirmwareError as e:
+        return None, {"arena_bytes": arena_tflm, "basis": f"tflite-micro (our engine cannot run it: {e})"}
+    return engine, {"arena_bytes": engine,
+                    "basis": f"ecgedge C engine ({core.name}, {core.kernels} kernels, optimise for {optimize})"}
 
 
 def overflows(flash_bytes: int, arena_bytes: int, macs: int, budget: dict) -> list[str]:

@@ -68,6 +68,8 @@ class ExportState:
     ops: list | None = None
     quant: dict | None = None
     arena: int | None = None
+    arena_engine: int | None = None   # our engine's planned arena for the target's core (ecgedge-c targets)
+    ram_check: dict | None = None     # the arena the RAM budget was checked with, and whose it is
     macs_float: int | None = None
     macs_pruned: int | None = None
     problems: list | None = None
@@ -206,11 +208,13 @@ def calibrate(s: ExportState) -> None:
     s.ops = te.op_list(tflite)
     s.quant = te.io_quant(tflite)
     s.tflite = tflite
-    s.arena = smallest_arena(tflite)
+    s.arena = smallest_arena(tflite)     # tflite-micro's: the validation runs it, the manifest carries it
+    s.arena_engine, s.ram_check = footprint.runtime_arena(s.target, tflite, s.arena, opts.optimize)
     s.macs_float = count_macs(s.model, s.window)
     s.macs_pruned = count_macs(s.pruned, s.window)
-    s.problems = footprint.overflows(len(tflite), s.arena, s.macs_pruned, s.budget)
-    footprint.require_fit(s.target.name, len(tflite), s.arena, s.macs_pruned, s.budget)
+    ram = s.ram_check["arena_bytes"]
+    s.problems = footprint.overflows(len(tflite), ram, s.macs_pruned, s.budget)
+    footprint.require_fit(s.target.name, len(tflite), ram, s.macs_pruned, s.budget)
     s.lap("calibrate_quantize")
 
 
@@ -358,7 +362,8 @@ def report(s: ExportState) -> dict:
         "int8_only": True, "fits": not s.problems, "overflows": s.problems,
         "params_float": count_params(s.model), "params_pruned": count_params(s.pruned),
         "macs_float": s.macs_float, "macs_pruned": s.macs_pruned,
-        "flash_bytes": len(s.tflite), "arena_bytes": s.arena,
+        "flash_bytes": len(s.tflite), "arena_bytes": s.arena, "arena_bytes_engine": s.arena_engine,
+        "ram_check": s.ram_check,
         "budget": s.budget,
         "auroc_float": head(metrics["float"], spec), "auroc_pruned": head(metrics["pruned"], spec),
         "auroc_int8": head(metrics["int8"], spec), "auroc_int8_tflm": head(metrics["int8_tflm"], spec),

@@ -59,6 +59,10 @@ def test_convert_and_calibrate_alone_carry_the_input_range(loaded):
     assert s.quant["input"]["scale"] == pytest.approx(scale, rel=1e-3)
     assert abs(s.quant["input"]["zero_point"] - zero_point) <= 1
     assert s.tflite[4:8] == b"TFL3" and s.arena > 0 and s.problems == []
+    # cortex-m7 runs our engine: its RAM budget is checked with the arena the engine plans for the M7's kernels
+    from ecgedge.firmware_bridge.codegen import planned_arena
+    assert s.arena_engine == planned_arena(s.tflite, "dsp", "speed") == s.ram_check["arena_bytes"]
+    assert s.ram_check["basis"].startswith("ecgedge C engine (cortex-m7, dsp kernels")
     assert s.macs_pruned == s.macs_float > 0
     assert list(s.timings) == ["keras_rebuild", "calibrate_quantize"]
 

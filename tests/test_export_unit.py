@@ -249,6 +249,38 @@ def test_budget_error_says_what_overflows_by_how_much():
     footprint.require_fit("cortex-m4", 1000, 500, 10, budget)
 
 
+def test_the_ram_check_uses_the_arena_of_the_runtime_the_target_runs(small_models, monkeypatch):
+    """An ecgedge-c target reserves our engine's arena for its core's kernels (the firmware's figure), not
+    tflite-micro's; a Pi target runs another runtime and is checked with tflite-micro's; an op our engine
+    cannot lower falls back to tflite-micro's with the reason in the basis."""
+    from ecgedge.contract.runners import smallest_arena
+    from ecgedge.errors import FirmwareError
+    from ecgedge.firmware_bridge import codegen
+    from ecgedge.firmware_bridge.codegen import generate, planned_arena
+    from ecgedge.quantize import footprint
+    from ecgedge.quantize import tflite_export as te
+    from ecgedge.targets import get_target
+    tfl = te.convert_int8(small_models[1], _windows(4))
+    tflm = smallest_arena(tfl)
+    m4 = get_target("cortex-m4")
+    engine, check = footprint.runtime_arena(m4, tfl, tflm, "speed")
+    assert engine == generate(tfl, kernels="dsp", optimize="speed").arena_bytes == check["arena_bytes"]
+    assert engine < tflm and "ecgedge C engine (cortex-m4, dsp kernels" in check["basis"]
+    assert footprint.runtime_arena(get_target("cortex-m55"), tfl, tflm)[0] == planned_arena(tfl, "mve")
+    engine_pi, check_pi = footprint.runtime_arena(get_target("rpi4"), tfl, tflm)
+    assert engine_pi is None and check_pi == {"arena_bytes": tflm, "basis": "tflite-micro (the target runs onnxruntime)"}
+    budget = {"flash_bytes": 1 << 30, "ram_bytes": engine, "macs": 1 << 40}   # fits our engine, not tflite-micro
+    assert footprint.overflows(len(tfl), check["arena_bytes"], 0, budget) == []
+    assert footprint.overflows(len(tfl), tflm, 0, budget)
+
+    def unsupported(*a, **k):   # every op of the suite's models is supported: stand in for one that is not
+        raise FirmwareError("op FOO is not supported")
+    monkeypatch.setattr(codegen, "planned_arena", unsupported)
+    engine_bad, check_bad = footprint.runtime_arena(m4, tfl, tflm)
+    assert engine_bad is None and check_bad == {"arena_bytes": tflm, "basis": "tflite-micro (our engine cannot run "
+                                                                             "it: op FOO is not supported)"}
+
+
 def test_tflm_array_files():
     from ecgedge.quantize import tflm_array
     assert tflm_array.resolver_name("CONV_2D") == "AddConv2D"
