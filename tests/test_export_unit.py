@@ -249,6 +249,41 @@ def test_budget_error_says_what_overflows_by_how_much():
     footprint.require_fit("cortex-m4", 1000, 500, 10, budget)
 
 
+def test_the_frozen_graph_route_converts_what_from_keras_model_converts(small_models):
+    """tflite_export's converter (the Keras forward pass frozen to constants) gives the model TF's own
+    from_keras_model route gives: the same ops (the order may differ: the export schedules them in the Keras
+    layers' order either way), the same quantisation of every tensor both name, the same int8 outputs; only
+    the I/O tensor names and the signature differ."""
+    import tensorflow as tf
+    from ai_edge_litert.interpreter import Interpreter
+    from ecgedge.quantize import tflite_export as te
+    keras_model, x = small_models[1], _windows(8)
+    conv = tf.lite.TFLiteConverter.from_keras_model(keras_model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = te._rep_gen(x)
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = conv.inference_output_type = tf.int8
+    conv._experimental_calibrate_only = True
+    theirs = te.quantize_calibrated(te._convert(conv))
+    ours = te.quantize_calibrated(te.calibrate_only(keras_model, x))
+    assert sorted(te.op_list(ours)) == sorted(te.op_list(theirs))
+    its = [Interpreter(model_content=m) for m in (ours, theirs)]
+    for it in its:
+        it.allocate_tensors()
+    q = [{d["name"]: (tuple(d["shape"]), d["quantization"]) for d in it.get_tensor_details()} for it in its]
+    both = set(q[0]) & set(q[1])
+    assert len(both) >= len(q[0]) - 4 and all(q[0][n] == q[1][n] for n in both)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        xi = rng.integers(-128, 128, its[0].get_input_details()[0]["shape"]).astype(np.int8)
+        outs = []
+        for it in its:
+            it.set_tensor(it.get_input_details()[0]["index"], xi)
+            it.invoke()
+            outs.append(it.get_tensor(it.get_output_details()[0]["index"]).copy())
+        assert np.array_equal(*outs)
+
+
 def test_the_ram_check_uses_the_arena_of_the_runtime_the_target_runs(small_models, monkeypatch):
     """An ecgedge-c target reserves our engine's arena for its core's kernels (the firmware's figure), not
     tflite-micro's; a Pi target runs another runtime and is checked with tflite-micro's; an op our engine
