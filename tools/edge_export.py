@@ -188,13 +188,19 @@ def run(ns: argparse.Namespace) -> int:
 
 def summary(out, rep: dict) -> str:
     """The few lines a person reads after an export (figures that do not apply say n/a)."""
+    def _arena(r):   # the arena the RAM budget was checked with; tflite-micro's beside it when that is another
+        check = r.get("ram_check") or {"arena_bytes": r["arena_bytes"]}
+        if r.get("arena_bytes_engine") is None:
+            return f"{check['arena_bytes']:,} B"
+        return f"{check['arena_bytes']:,} B (our engine; tflite-micro {r['arena_bytes']:,} B)"
+
     def f(v, spec=".4f"):
         return "n/a" if v is None else format(v, spec)
     lines = [f"[green]package written[/]: {out}",
              f"  calibrator {rep['calibrator'] or 'none (INT8 as given)'}; ops {rep['n_ops']} ({', '.join(rep['ops'])})",
              f"  MACs {f(rep['macs_float'], ',')} -> {f(rep['macs_pruned'], ',')}; params {f(rep['params_float'], ',')} -> "
              f"{f(rep['params_pruned'], ',')}",
-             f"  flash {rep['flash_bytes']:,} B / {rep['budget']['flash_bytes']:,}; arena {rep['arena_bytes']:,} B / "
+             f"  flash {rep['flash_bytes']:,} B / {rep['budget']['flash_bytes']:,}; arena {_arena(rep)} / "
              f"{rep['budget']['ram_bytes']:,}; fits {rep['fits']}",
              f"  AUROC float {f(rep['auroc_float'])} pruned {f(rep['auroc_pruned'])} INT8 {f(rep['auroc_int8'])}; "
              f"agreement INT8 vs pruned {f(rep['agreement_int8'])}",
