@@ -7,7 +7,7 @@ ops or arenas) — not pruned, so the figures say whether it fits as it is. Per 
 (TFLite op): the torch module it comes from, output shape, MACs, parameter bytes, activation bytes and
 which backends run it: our C engine (firmware_bridge.ops lowers it), tflite-micro (its interpreter
 allocates the model), onnxruntime (the model has an ONNX form that ONNX Runtime loads). Per target:
-MACs, flash, our engine's planned arena and tflite-micro's smallest arena, a latency estimate from MACs,
+MACs, flash, our engine's planned arena (for the target core's kernel path) and tflite-micro's smallest arena, a latency estimate from MACs,
 `fits`, and the ops our engine lacks with the layers that use them.
 """
 
@@ -61,15 +61,26 @@ def engine_support(model) -> list[tuple[bool, str]]:
     return out
 
 
-def engine_arena(tflite: bytes, model=None) -> int | None:
-    """Our engine's planned arena (bytes), None when it cannot lower every op; `model`: tflite already loaded."""
+def engine_arena(tflite: bytes, model=None, kernels: str = "dsp") -> int | None:
+    """Our engine's planned arena (bytes) for a core's kernel path (cores.toml: "dsp", "c", "mve"), None
+    when it cannot lower every op; `model`: tflite already loaded."""
     from ecgedge.errors import FirmwareError
     from ecgedge.firmware_bridge.ops import lower
     from ecgedge.firmware_bridge.planner import plan_arena
     from ecgedge.firmware_bridge.tflite_model import load_model
     try:
         model = model if model is not None else load_model(tflite)
-        return plan_arena(model, lower(model)).arena_bytes
+        return plan_arena(model, lower(model, kernels=kernels)).arena_bytes
+    except FirmwareError:
+        return None
+
+
+def _target_kernels(tgt) -> str | None:
+    """The kernel path of an MCU target's engine core (None: no firmware build for it)."""
+    from ecgedge.errors import FirmwareError
+    from ecgedge.firmware_bridge.build import firmware_core
+    try:
+        return firmware_core(tgt).kernels
     except FirmwareError:
         return None
 
@@ -268,9 +279,14 @@ def _analyze(model, target, contract, targets_file, t0) -> dict:
     else:
         chosen = load_targets(targets_file)
     targets = {}
+    per_kernels = {"dsp": arena_engine}   # the arena differs a little by kernel path (scratch buffers)
     for name, tgt in chosen.items():
         mcu = tgt.is_mcu
-        arena = (arena_engine if arena_engine is not None else arena_tflm) if mcu else None
+        kernels = _target_kernels(tgt) if mcu and arena_engine is not None else None
+        if kernels is not None and kernels not in per_kernels:
+            per_kernels[kernels] = engine_arena(tflite, model=fb, kernels=kernels)
+        target_engine = per_kernels.get(kernels, arena_engine) if mcu else arena_engine
+        arena = (target_engine if target_engine is not None else arena_tflm) if mcu else None
         uns = [{"op": op, "layer": layer} for op, layer in unsupported] if mcu else []
         problems = []
         if totals["flash_bytes"] > tgt.model_flash_budget:
@@ -282,7 +298,7 @@ def _analyze(model, target, contract, targets_file, t0) -> dict:
         if mcu and arena_tflm is None and arena_engine is None:
             problems.append("no INT8 arena: " + (tflm_why or "not full INT8"))
         targets[name] = {"board": tgt.board, "kind": tgt.kind, "runtime": tgt.runtime,
-                         "macs": macs_total, "flash_bytes": totals["flash_bytes"], "arena_bytes": arena_engine,
+                         "macs": macs_total, "flash_bytes": totals["flash_bytes"], "arena_bytes": target_engine,
                          "arena_bytes_tflm": arena_tflm, "latency_ms_estimate": tgt.estimate_latency_ms(macs_total),
                          "latency_kind": "estimate from MACs x cycles per MAC / clock",
                          "fits": not problems, "overflows": problems, "unsupported_ops": uns,

@@ -257,6 +257,13 @@ def test_tflite_from_tensorflows_converter_is_packaged_as_it_is(tmp_path):
     from ecgedge.firmware_bridge.tflite_model import load_model
     m = load_model(tfl)
     assert 0 < plan_arena(m, lower(m, fuse=False)).arena_bytes <= t["arena_bytes_tflm"]
+    # per target, our arena is the one the target core's kernel path plans (what its firmware reserves and
+    # what the export's RAM check reads): dsp on M4/M7/M33, Helium on M55
+    from ecgedge.firmware_bridge.codegen import planned_arena
+    every = analyze(str(path), all_targets=True, contract=str(contract))["targets"]
+    assert every["cortex-m7"]["arena_bytes"] == planned_arena(tfl, "dsp") == t["arena_bytes"]
+    assert every["cortex-m55"]["arena_bytes"] == planned_arena(tfl, "mve")
+    assert every["rpi4"]["arena_bytes"] == t["arena_bytes"]     # not an MCU: the engine's figure, for reference
 
     out = tmp_path / "pkg"
     assert _cli(main, [str(path), "--contract", str(contract), "--target", "cortex-m7", "--data", str(CINC),
