@@ -10,6 +10,7 @@ calibration. So each calibrator's ranges are exactly what ends up as scale/zero 
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -59,7 +60,13 @@ def _converter(keras_model):
     inp = keras_model.inputs[0]
     spec = tf.TensorSpec([1, *inp.shape[1:]], tf.float32, name=inp.name)
     forward = tf.function(lambda x: keras_model(x, training=False)).get_concrete_function(spec)
-    return tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(forward)])
+    absl = logging.getLogger("absl")    # its advice to pass trackable_obj (that is the SavedModel route)
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        return tf.lite.TFLiteConverter.from_concrete_functions([convert_variables_to_constants_v2(forward)])
+    finally:
+        absl.setLevel(level)
 
 
 def convert_float(keras_model) -> bytes:
