@@ -7,8 +7,8 @@ ops or arenas) — not pruned, so the figures say whether it fits as it is. Per 
 (TFLite op): the torch module it comes from, output shape, MACs, parameter bytes, activation bytes and
 which backends run it: our C engine (firmware_bridge.ops lowers it), tflite-micro (its interpreter
 allocates the model), onnxruntime (the model has an ONNX form that ONNX Runtime loads). Per target:
-MACs, flash, our engine's planned arena (for the target core's kernel path) and tflite-micro's smallest arena, a latency estimate from MACs,
-`fits`, and the ops our engine lacks with the layers that use them.
+MACs, flash, our engine's planned arena (for the target core's kernel path) and tflite-micro's smallest
+arena, a latency estimate from MACs, `fits`, and the ops our engine lacks with the layers that use them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Footprint budgets of an INT8 model: flash (model bytes), RAM (the arena of the runtime the target runs:
-our engine's plan for its core, or the smallest tflite-micro arena that allocates), MACs and the target's latency ESTIMATE; and the
-budget check."""
+our engine's plan for its core, or the smallest tflite-micro arena that allocates), MACs and the target's
+latency ESTIMATE; and the budget check."""
 
 from __future__ import annotations
 
