@@ -179,12 +179,14 @@ def _constants_c(blob: bytes, defines: list[str]) -> list[str]:
 KERNEL_PATHS = ("c", "dsp", "mve")
 
 
-def planned_arena(tflite: bytes, kernels: str = "dsp", optimize: str = "speed") -> int:
+def planned_arena(tflite: bytes, kernels: str = "dsp", optimize: str = "speed",
+                  model: TfliteModel | None = None) -> int:
     """The arena (bytes) of the optimised build `generate` would plan for this kernel path and goal,
-    without emitting any C: what a firmware for that core reserves. FirmwareError when an op is unsupported."""
+    without emitting any C: what a firmware for that core reserves. `model`: the tflite already loaded.
+    FirmwareError when an op is unsupported."""
     if kernels not in KERNEL_PATHS:
         raise FirmwareError(f"kernel path {kernels!r}: expected one of {', '.join(KERNEL_PATHS)}")
-    model = prepare_model(load_model(bytes(tflite)))
+    model = prepare_model(model if model is not None else load_model(bytes(tflite)))
     return plan_arena(model, lower(model, fuse=True, kernels=kernels, optimize=optimize)).arena_bytes
 
 

@@ -62,15 +62,13 @@ def engine_support(model) -> list[tuple[bool, str]]:
 
 
 def engine_arena(tflite: bytes, model=None, kernels: str = "dsp") -> int | None:
-    """Our engine's planned arena (bytes) for a core's kernel path (cores.toml: "dsp", "c", "mve"), None
-    when it cannot lower every op; `model`: tflite already loaded."""
+    """Our engine's planned arena (bytes) for a core's kernel path (cores.toml: "dsp", "c", "mve"), as its
+    firmware reserves it (codegen.planned_arena), None when it cannot lower every op; `model`: tflite
+    already loaded."""
     from ecgedge.errors import FirmwareError
-    from ecgedge.firmware_bridge.ops import lower
-    from ecgedge.firmware_bridge.planner import plan_arena
-    from ecgedge.firmware_bridge.tflite_model import load_model
+    from ecgedge.firmware_bridge.codegen import planned_arena
     try:
-        model = model if model is not None else load_model(tflite)
-        return plan_arena(model, lower(model, kernels=kernels)).arena_bytes
+        return planned_arena(tflite, kernels, model=model)
     except FirmwareError:
         return None
 
