@@ -477,9 +477,8 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
     rows, totals = layer_table(tflite)
     arena = smallest_arena(tflite)
     budget = footprint.budgets(target, opts.latency_ms, opts.flash_budget, opts.ram_budget, spec.target_caps)
-    arena_engine, ram_check = footprint.runtime_arena(target, tflite, arena, opts.optimize)
-    problems = footprint.overflows(len(tflite), ram_check["arena_bytes"], totals["macs"], budget)
-    footprint.require_fit(target.name, len(tflite), ram_check["arena_bytes"], totals["macs"], budget)
+    arena_engine, ram_check, problems = footprint.check_fit(target, tflite, arena, totals["macs"], budget,
+                                                            opts.optimize)
     real = user_datasets(spec, opts, min(SELECT_WINDOWS, opts.val_windows)) if opts.data else None
     if real is not None:
         x_val, truth = real["validation"]["x"], real["truth"]

@@ -66,3 +66,13 @@ def require_fit(target_name: str, flash_bytes: int, arena_bytes: int, macs: int,
     problems = overflows(flash_bytes, arena_bytes, macs, budget)
     if problems:
         raise BudgetError(f"the model does not fit {target_name}: " + "; ".join(problems))
+
+
+def check_fit(target, tflite: bytes, arena_tflm: int, macs: int, budget: dict,
+              optimize: str = "speed") -> tuple[int | None, dict, list[str]]:
+    """(our engine's arena or None, the RAM check's basis, overflows) of an INT8 model on `target`, its RAM
+    checked with the arena of the runtime the target runs (runtime_arena); BudgetError when it does not fit."""
+    engine, ram_check = runtime_arena(target, tflite, arena_tflm, optimize)
+    problems = overflows(len(tflite), ram_check["arena_bytes"], macs, budget)
+    require_fit(target.name, len(tflite), ram_check["arena_bytes"], macs, budget)
+    return engine, ram_check, problems

@@ -72,7 +72,7 @@ def _footprint_plot(rep: dict) -> str:
     import matplotlib.pyplot as plt
     b = rep["budget"]
     items = [("flash (weights)", rep["flash_bytes"], b["flash_bytes"]),
-             ("RAM (arena)", (rep.get("ram_check") or {}).get("arena_bytes", rep["arena_bytes"]), b["ram_bytes"]),
+             ("RAM (arena)", rep["ram_check"]["arena_bytes"], b["ram_bytes"]),
              ("MACs", rep["macs_pruned"], b["macs"])]
     fig, ax = plt.subplots(figsize=(6, 2.6))
     for k, (name, used, budget) in enumerate(items):

@@ -209,12 +209,10 @@ def calibrate(s: ExportState) -> None:
     s.quant = te.io_quant(tflite)
     s.tflite = tflite
     s.arena = smallest_arena(tflite)     # tflite-micro's: the validation runs it, the manifest carries it
-    s.arena_engine, s.ram_check = footprint.runtime_arena(s.target, tflite, s.arena, opts.optimize)
     s.macs_float = count_macs(s.model, s.window)
     s.macs_pruned = count_macs(s.pruned, s.window)
-    ram = s.ram_check["arena_bytes"]
-    s.problems = footprint.overflows(len(tflite), ram, s.macs_pruned, s.budget)
-    footprint.require_fit(s.target.name, len(tflite), ram, s.macs_pruned, s.budget)
+    s.arena_engine, s.ram_check, s.problems = footprint.check_fit(s.target, tflite, s.arena, s.macs_pruned, s.budget,
+                                                                  opts.optimize)
     s.lap("calibrate_quantize")
 
 

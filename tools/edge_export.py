@@ -189,10 +189,10 @@ def run(ns: argparse.Namespace) -> int:
 def summary(out, rep: dict) -> str:
     """The few lines a person reads after an export (figures that do not apply say n/a)."""
     def _arena(r):   # the arena the RAM budget was checked with; tflite-micro's beside it when that is another
-        check = r.get("ram_check") or {"arena_bytes": r["arena_bytes"]}
-        if r.get("arena_bytes_engine") is None:
-            return f"{check['arena_bytes']:,} B"
-        return f"{check['arena_bytes']:,} B (our engine; tflite-micro {r['arena_bytes']:,} B)"
+        checked = r["ram_check"]["arena_bytes"]
+        if r["arena_bytes_engine"] is None:
+            return f"{checked:,} B"
+        return f"{checked:,} B (our engine; tflite-micro {r['arena_bytes']:,} B)"
 
     def f(v, spec=".4f"):
         return "n/a" if v is None else format(v, spec)
