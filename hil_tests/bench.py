@@ -193,7 +193,7 @@ def _float_references(st: BenchState, x_model: np.ndarray, float_fn, shape: tupl
     elif cfg.float_reference:
         try:
             st.float_raw, st.float_info = float_reference(package.manifest["model"], x_model,
-                                                          checkpoint=cfg.checkpoint)
+                                                          checkpoint=cfg.checkpoint, manifest=package.manifest)
         except EdgeError as e:
             notes.append(f"no float reference: {e}")
     if package.has("model.onnx"):

@@ -149,7 +149,9 @@ def data_eval_set(data_dir: str | Path, manifest: dict, n_windows: int | None, s
         except Exception:
             task = None
     multiclass = all(o.get("kind") == "logit" for o in outputs) and task == "multiclass"
-    classes = class_names(outputs) if multiclass else None
+    # the label each output stands for in the records' label file: the contract's [labels] classes (kept in
+    # the manifest as class_labels), else the output names
+    classes = (manifest.get("class_labels") or class_names(outputs)) if multiclass else None
     xs, ids, groups, ks, cls = [], [], [], [], []
     for name in names:
         if n_windows is not None and len(xs) >= n_windows:

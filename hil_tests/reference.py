@@ -12,15 +12,19 @@ from ecgedge.errors import ModelError
 
 
 def float_reference(model_name: str, x_model: np.ndarray, batch: int = 32,
-                    checkpoint: str | Path | None = None) -> tuple[np.ndarray, dict]:
-    """Raw outputs (logits / regression) of the zoo's float model on [N, W] inputs in model units.
-    Raises ModelError when the zoo has no such model or no weights for it."""
+                    checkpoint: str | Path | None = None, manifest: dict | None = None) -> tuple[np.ndarray, dict]:
+    """Raw outputs (logits / regression) of the zoo's float model on [N, W] inputs in model units, or of the
+    user's own float model when `checkpoint` is a .pt2 / .onnx file (a bring-your-own-model package; its
+    `manifest` gives the input window and the outputs). Raises ModelError when the zoo has no such model or
+    no weights for it."""
     from ecgedge.errors import ConfigError
     try:
         import torch
         from ecgedge.models.zoo import is_demo, load_model
     except ImportError as e:
         raise ModelError(f"float reference needs torch and ecgedge.models: {e}") from None
+    if checkpoint is not None and Path(checkpoint).suffix.lower() in USER_MODEL_SUFFIXES:
+        return user_float_reference(checkpoint, manifest, x_model, batch)
     try:
         model, spec, meta = load_model(model_name, checkpoint=checkpoint)
     except ConfigError as e:
@@ -34,6 +38,33 @@ def float_reference(model_name: str, x_model: np.ndarray, batch: int = 32,
                       + (f", checkpoint={str(checkpoint)!r})" if checkpoint else ") (shipped weights)"),
             "demo": bool(is_demo(meta)), "outputs": spec.output_names}
     return np.concatenate(outs, axis=0), info
+
+
+USER_MODEL_SUFFIXES = (".pt2", ".onnx")
+
+
+def user_float_reference(path: str | Path, manifest: dict | None, x_model: np.ndarray,
+                         batch: int = 32) -> tuple[np.ndarray, dict]:
+    """Raw outputs of a user's float model file (what edge-export MODEL_FILE exported) on [N, W] inputs."""
+    import torch
+
+    from ecgedge.models.specs import spec_from_dict
+    from ecgedge.quantize.byom import load_user_model
+    if manifest is None:
+        raise ModelError(f"the float model {str(path)!r} needs the package's manifest (input window, outputs)")
+    skip = {"index", "tflite_scale", "tflite_zero_point"}
+    spec = spec_from_dict({"name": manifest["model"], "task": manifest.get("task") or "binary",
+                           "input": {k: v for k, v in manifest["input"].items() if not k.startswith("tflite_")},
+                           "outputs": [{k: v for k, v in o.items() if k not in skip} for o in manifest["outputs"]]},
+                          source=f"{manifest['model']} manifest")
+    model, _ = load_user_model(path, spec)
+    outs = []
+    with torch.no_grad():
+        for i in range(0, len(x_model), batch):
+            xb = torch.from_numpy(np.ascontiguousarray(x_model[i:i + batch], np.float32)).unsqueeze(1)
+            outs.append(model(xb).cpu().numpy().astype(np.float64))
+    return np.concatenate(outs, axis=0), {"source": f"the user's float model {str(path)!r}", "demo": False,
+                                          "outputs": spec.output_names}
 
 
 def onnx_float_reference(onnx_path: str | Path, x_model: np.ndarray) -> np.ndarray:

@@ -455,7 +455,8 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
     from ecgedge.quantize import validate as val
     from ecgedge.quantize.analyze import layer_table
     from ecgedge.quantize.pipeline import (SELECT_WINDOWS, VALID_SEED_OFFSET, _all_targets, _headline,
-                                           finish_package, labelled_windows, toolchain_versions)
+                                           class_labels, finish_package, labelled_windows,
+                                           toolchain_versions)
     t0 = time.perf_counter()
     path = check_model_file(opts.model)
     user = user_label({"user": True, "source": str(path)})
@@ -517,6 +518,7 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
         "auroc_float": None, "auroc_pruned": None, "auroc_int8": _headline(metrics["int8"], spec),
         "auroc_int8_tflm": _headline(metrics["int8_tflm"], spec),
         "agreement_int8": None, "agreement_int8_vs_float": None, "agreement_tflm": val.compare(spec, raw_int8[:n_tflm], raw_tflm)["agreement"],
+        "agreement_input_int8": None,   # no float model to feed the input grid
         "max_abs_delta_probability": None, "max_abs_delta_probability_vs_float": None,
         "tflm_vs_litert": {"windows": n_tflm, "bit_exact_fraction": float(np.mean(np.all(lsb == 0, axis=1))),
                            "max_lsb": int(lsb.max()) if lsb.size else 0},
@@ -545,7 +547,7 @@ def build_from_tflite(opts, spec, target, tmp: Path) -> dict:
                      "tflite_zero_point": quant["outputs"][0]["zero_point"]}
                     for i, o in enumerate(spec.to_dict()["outputs"])],
         "arena_bytes": arena, "ops": sorted(set(ops)), "toolchain": toolchain_versions(), "seed": opts.seed,
-        "source": rep["source"],
+        "source": rep["source"], **class_labels(spec),
     }
     if real is not None and real.get("record_metrics") is not None:
         rep["classification"] = {"int8": real["record_metrics"](raw_int8)}

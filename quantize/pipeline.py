@@ -82,6 +82,14 @@ def set_seeds(seed: int) -> None:
     tf.random.set_seed(seed)
 
 
+def class_labels(spec) -> dict:
+    """{"class_labels": [...]} for a manifest when the contract's [labels] names the label each output stands
+    for in the user's label files (CinC's '~' for an output named 'noisy'); {} otherwise. The HIL bench reads
+    the records' labels with it."""
+    classes = (spec.labels or {}).get("classes")
+    return {"class_labels": list(classes)} if classes else {}
+
+
 def toolchain_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 

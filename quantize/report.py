@@ -96,7 +96,7 @@ def write_html(path: Path, rep: dict, spec, truth: dict, raw_float: np.ndarray, 
 
     keys = ["model", "target", "board", "int8_only", "fits", "calibrator", "params_float", "params_pruned",
             "macs_float", "macs_pruned", "flash_bytes", "arena_bytes", "auroc_float", "auroc_pruned",
-            "auroc_int8", "auroc_int8_tflm", "agreement_int8", "max_abs_delta_probability",
+            "auroc_int8", "auroc_int8_tflm", "agreement_int8", "agreement_input_int8", "max_abs_delta_probability",
             "latency_ms_estimate", "latency_ms_onnx_float", "latency_ms_onnx_int8"]
     rows = "".join(f"<tr><th>{k}</th><td>{fmt(rep[k])}</td></tr>" for k in keys if k in rep)
     worst = rep.get("sqnr_worst_layer") or {}

@@ -21,8 +21,9 @@ from ecgedge.errors import ExportError
 from ecgedge.quantize.pipeline import (DISTIL_EPOCHS, KERAS_TOLERANCE, SELECT_SEED_OFFSET, SELECT_WINDOWS,
                                        SELF_QAT_LR, SQNR_WINDOWS, TRAIN_SEED_OFFSET, VALID_SEED_OFFSET,
                                        ExportOptions, _all_targets, _headline, _headline_name, _qat_epochs,
-                                       _real_data, _say, _score, STAGE_TEXT, _user_data, calibration_windows,
-                                       choose_input_range, collect_tflite_ranges, finish_package, is_user_model,
+                                       _real_data, _say, _score, STAGE_TEXT, _user_data, calibration_windows, class_labels,
+                                       choose_input_range, collect_tflite_ranges, finish_package, int8_round_trip,
+                                       is_user_model,
                                        labelled_windows, toolchain_versions)
 
 
@@ -247,6 +248,10 @@ def validate(s: ExportState) -> None:
     s.raw["float"] = val.run_torch(s.model, x_val)
     s.raw["pruned"] = val.run_torch(s.pruned, x_val)
     s.q_lite, s.raw["int8"] = val.run_int8(s.tflite, x_val, "litert", s.progress, "validate INT8 (LiteRT)")
+    # The pruned float model on the INT8 model's input grid: what the input's own 256 steps cost before any
+    # layer is quantised, a bound no calibration or quantiser can improve on (the report's
+    # agreement_input_int8; a model that loses decisions here is sensitive to input steps of this size).
+    s.raw["input_int8"] = val.run_torch(s.pruned, int8_round_trip(x_val, s.input_range["min"], s.input_range["max"]))
     s.n_tflm = len(x_val) if opts.tflm_windows is None else min(opts.tflm_windows, len(x_val))
     s.q_tflm, s.raw["tflm"] = val.run_int8(s.tflite, x_val[:s.n_tflm], "tflm", s.progress,
                                            "validate INT8 (tflite-micro)", arena_size=s.arena)
@@ -275,7 +280,8 @@ def score(s: ExportState) -> None:
                                                                      for k, v in truth.items()})}
     s.compare = {"int8": val.compare(spec, raw["pruned"], raw["int8"]),
                  "float": val.compare(spec, raw["float"], raw["int8"]),
-                 "tflm": val.compare(spec, raw["pruned"][:n_tflm], raw["tflm"])}
+                 "tflm": val.compare(spec, raw["pruned"][:n_tflm], raw["tflm"]),
+                 "input": val.compare(spec, raw["pruned"], raw["input_int8"])}
     s.lsb = np.abs(s.q_lite[:n_tflm].astype(int) - s.q_tflm.astype(int))
 
 
@@ -366,7 +372,7 @@ def report(s: ExportState) -> dict:
         "auroc_float": head(metrics["float"], spec), "auroc_pruned": head(metrics["pruned"], spec),
         "auroc_int8": head(metrics["int8"], spec), "auroc_int8_tflm": head(metrics["int8_tflm"], spec),
         "agreement_int8": cmp["int8"]["agreement"], "agreement_int8_vs_float": cmp["float"]["agreement"],
-        "agreement_tflm": cmp["tflm"]["agreement"],
+        "agreement_tflm": cmp["tflm"]["agreement"], "agreement_input_int8": cmp["input"]["agreement"],
         "max_abs_delta_probability": cmp["int8"]["max_abs_delta_probability"],
         "max_abs_delta_probability_vs_float": cmp["float"]["max_abs_delta_probability"],
         "output_error": output_errors(spec, s.raw["pruned"], s.raw["int8"]),
@@ -407,7 +413,7 @@ def manifest_of(s: ExportState) -> dict:
                      "tflite_zero_point": quant["outputs"][0]["zero_point"]}
                     for i, o in enumerate(spec.to_dict()["outputs"])],
         "arena_bytes": s.arena, "ops": sorted(set(s.ops)),
-        "toolchain": toolchain_versions(), "seed": s.opts.seed,
+        "toolchain": toolchain_versions(), "seed": s.opts.seed, **class_labels(spec),
     }
 
 

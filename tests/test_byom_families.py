@@ -193,6 +193,29 @@ def test_export_from_onnx(family, exports):
     assert abs(twin["agreement_int8"] - rep["agreement_int8"]) <= 0.05
 
 
+@pytest.mark.parametrize("family", ["tcn"])
+def test_hil_bench_runs_a_user_model_on_qemu_against_its_own_float_model(family, exports, family_files, tmp_path):
+    """A model the zoo does not have, from its .pt2, through `edge-hil run --device qemu://cortex-m7` on its
+    package's validation records: the records' labels are read through the contract's classes ('~' stands
+    for the output 'noisy'), the float reference is the user's own .pt2 (--checkpoint), no gate is skipped
+    and the device is bit-exact with tflite-micro. (The 1,001-window run with every gate passing is in
+    docs/byom.md; these models are trained two epochs, so the decision gates are checked for being measured.)"""
+    from ecgedge.tools import edge_hil
+    pkg = exports(family, "cortex-m7")
+    _, pt2, _ = family_files[family]
+    assert json.loads((pkg / "manifest.json").read_text())["class_labels"] == list(CLASSES)
+    code = _cli(edge_hil.main, ["run", "--model", str(pkg), "--device", "qemu://cortex-m7", "--data", str(CINC),
+                                "--records", str(pkg / "validation_records.txt"), "--windows", "24",
+                                "--checkpoint", str(pt2), "--no-progress", "--report", str(tmp_path)])
+    rep = json.loads((tmp_path / "hil_report.json").read_text())
+    assert rep["float_reference"]["source"] == f"the user's float model {str(pt2)!r}" and rep["task"] == "multiclass"
+    assert rep["windows"] >= 24 and rep["bit_exact_fraction"] == 1.0 and rep["sample_integrity_ok"] is True
+    assert not [g["name"] for g in rep["gates"] if g["skipped"]]
+    assert rep["agreement"] is not None and rep["f1_challenge_float"] is not None
+    failed = {g["name"] for g in rep["gates"] if not g["passed"]}
+    assert failed <= {"agreement", "auroc", "f1_challenge"} and (code == 0) == (not failed)
+
+
 def test_pruning_and_distillation_to_a_tight_budget(family_files, tmp_path):
     """A MAC budget below the model's: torch-pruning cuts channels, the student is distilled from the
     user's float model on their windows (no labels), and the package fits."""

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.backend
 PACKAGE_FILES = ["model_int8.tflite", "model.onnx", "model_data.cc", "model_data.h", "ops.txt", "manifest.json",
                  "report.json", "report.html"]
 REPORT_KEYS = ["model", "target", "int8_only", "fits", "params_float", "params_pruned", "macs_float", "macs_pruned",
-               "flash_bytes", "arena_bytes", "auroc_float", "auroc_pruned", "auroc_int8", "agreement_int8",
+               "flash_bytes", "arena_bytes", "auroc_float", "auroc_pruned", "auroc_int8", "agreement_int8", "agreement_input_int8",
                "seconds", "calibrator", "sqnr", "sqnr_worst_layer", "latency_estimates_ms", "notice"]
 
 
@@ -55,6 +55,7 @@ def test_report_keys_and_int8_contract(exported_package):
     for key in REPORT_KEYS:
         assert key in r, key
     assert r["int8_only"] is True and r["fits"] is True
+    assert 0.0 <= r["agreement_input_int8"] <= 1.0    # the float model on the INT8 input's grid
     assert r["arena_bytes"] <= r["budget"]["ram_bytes"] and r["flash_bytes"] == (d / "model_int8.tflite").stat().st_size
     tfl = (d / "model_int8.tflite").read_bytes()
     ops = op_list(tfl)

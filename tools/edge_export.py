@@ -203,7 +203,9 @@ def summary(out, rep: dict) -> str:
              f"  flash {rep['flash_bytes']:,} B / {rep['budget']['flash_bytes']:,}; arena {_arena(rep)} / "
              f"{rep['budget']['ram_bytes']:,}; fits {rep['fits']}",
              f"  AUROC float {f(rep['auroc_float'])} pruned {f(rep['auroc_pruned'])} INT8 {f(rep['auroc_int8'])}; "
-             f"agreement INT8 vs pruned {f(rep['agreement_int8'])}",
+             f"agreement INT8 vs pruned {f(rep['agreement_int8'])}"
+             + (f" (input steps alone {f(rep['agreement_input_int8'])})" if rep.get("agreement_input_int8") is not None
+                else ""),
              f"  latency estimate {rep['latency_ms_estimate']:.2f} ms on {rep['target']} (estimate from MACs)"]
     if "latency_ms_onnx_int8" in rep:
         lines.append(f"  ONNX latency here: float {rep['latency_ms_onnx_float']:.2f} ms, INT8 "

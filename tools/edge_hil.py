@@ -78,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--allow-unsigned", action="store_true",
                    help="with --trust, still run an unsigned package (marked UNSIGNED in every report)")
     r.add_argument("--checkpoint", type=_cli.as_path(_cli.existing_file), default=None,
-                   help="float reference checkpoint (default: the zoo's shipped weights for the package's model)")
+                   help="float reference: a zoo checkpoint (.pt), or the user's own .pt2 / .onnx model for a "
+                        "package exported from a model file (default: the zoo's shipped weights)")
     r.add_argument("--no-float", action="store_true", help="skip the float (torch) reference")
     r.add_argument("--no-integrity", action="store_true", help="skip the streaming sample-integrity phase")
     r.add_argument("--no-progress", action="store_true", help="no progress bars")
