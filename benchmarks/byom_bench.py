@@ -4,6 +4,7 @@ edge-export --target cortex-m7 with the defaults (500 calibration windows, >= 1,
 windows), timed as separate processes.
 
     python benchmarks/byom_bench.py --data ../shared/data/cinc2017 [--out byom_bench.json] [--families a,b]
+        [--epochs N] [--train-windows N] [--noise-uv UV] [--gain G] [--one-cycle]
 
 Records are split once by a seeded order: training records for the families, and the rest — the only
 records the exports see (calibration and validation, split again by record inside the export). Figures:
@@ -32,6 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from byom_models import CONTRACT  # noqa: E402  (the families' contract, one home with the families)
 CLASSES = ("N", "A", "O", "~")
 WINDOW = 3000
+SCALE_UV = 1000.0   # the contract's scale_uv: the windows are in mV
 
 
 def _timed(cmd: list[str], log: Path) -> tuple[int, float, float]:
@@ -81,27 +83,38 @@ def training_windows(data: Path, names: list[str], labels: dict[str, int], spec,
     return np.concatenate(xs), np.array(ys)
 
 
-def train(model, x, y, epochs: int, seed: int):
+def train(model, x, y, epochs: int, seed: int, noise_uv: float = 0.0, gain: float = 0.0, cosine: bool = False):
     import torch
     torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed + 1)
     opt = torch.optim.AdamW(model.parameters(), 2e-3, weight_decay=1e-4)
     xt, yt = torch.from_numpy(x[:, None, :]), torch.from_numpy(y)
     w = torch.tensor(1.0 / np.maximum(np.bincount(y, minlength=4), 1) ** 0.5, dtype=torch.float32)
+    steps = epochs * (len(xt) // 32 + 1)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 2e-3, total_steps=steps) if cosine else None
     for _ in range(epochs):
         model.train()
         for idx in torch.randperm(len(xt)).split(32):
             if len(idx) < 2:  # a last batch of one: BatchNorm cannot train on it
                 continue
             opt.zero_grad()
-            torch.nn.functional.cross_entropy(model(xt[idx]), yt[idx], weight=w / w.sum()).backward()
+            xb = xt[idx]
+            if gain:
+                xb = xb * (1 + gain * (2 * torch.rand(len(idx), 1, 1, generator=gen) - 1))
+            if noise_uv:
+                xb = xb + torch.randn(xb.shape, generator=gen) * (noise_uv / SCALE_UV)
+            torch.nn.functional.cross_entropy(model(xb), yt[idx], weight=w / w.sum()).backward()
             opt.step()
+            if sched is not None:
+                sched.step()
     return model.eval()
 
 
-def run_family(name, cls, x, y, held: Path, work: Path, epochs: int, seed: int) -> dict:
+def run_family(name, cls, x, y, held: Path, work: Path, epochs: int, seed: int, noise_uv=0.0, gain=0.0,
+               cosine=False) -> dict:
     import torch
     t0 = time.perf_counter()
-    model = train(cls(), x, y, epochs, seed)
+    model = train(cls(), x, y, epochs, seed, noise_uv, gain, cosine)
     train_s = time.perf_counter() - t0
     pt2, contract = work / f"{name}.pt2", work / f"{name}.toml"
     torch.export.save(torch.export.export(model, (torch.zeros(1, 1, WINDOW),)), pt2)
@@ -146,6 +159,11 @@ def main(argv=None) -> int:
     p.add_argument("--epochs", type=int, default=4)
     p.add_argument("--train-windows", type=int, default=4000)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--noise-uv", type=float, default=0.0,
+                   help="training augmentation: Gaussian noise of this RMS (uV) added to each batch")
+    p.add_argument("--gain", type=float, default=0.0,
+                   help="training augmentation: each window's amplitude scaled by 1 +- this (uniform)")
+    p.add_argument("--one-cycle", action="store_true", help="one-cycle learning-rate schedule (peak 2e-3)")
     ns = p.parse_args(argv)
     from ecgedge.errors import DataError
     from ecgedge.models.af_data import read_labels
@@ -165,7 +183,8 @@ def main(argv=None) -> int:
     x, y = training_windows(ns.data, train_names, labels, spec, ns.train_windows)
     rows = []
     for name in ns.families.split(","):
-        rows.append(run_family(name, FAMILIES[name], x, y, held, ns.work, ns.epochs, ns.seed))
+        rows.append(run_family(name, FAMILIES[name], x, y, held, ns.work, ns.epochs, ns.seed, ns.noise_uv, ns.gain,
+                                ns.one_cycle))
         print(json.dumps(rows[-1]), flush=True)
         # written after every family: a long run that stops keeps what it measured
         result = {"benchmark": "byom", "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
