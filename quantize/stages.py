@@ -161,7 +161,7 @@ def prune_distil(s: ExportState) -> None:
                                                   opts.finetune_epochs or DISTIL_EPOCHS)
     else:
         s.pruned, s.prune_info = _prune_and_distil(opts, s.spec, s.model, s.budget, s.cal_data, s.held_out,
-                                                   finetune, bounds)
+                                                   finetune, bounds, runtime=s.target.runtime)
     s.lap("prune_distil")
 
 
@@ -448,7 +448,8 @@ class _GivenHeldOut:
 
 
 def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out: _HeldOut,
-                      finetune: tuple[dict, str] | None = None, input_range: tuple[float, float] | None = None):
+                      finetune: tuple[dict, str] | None = None, input_range: tuple[float, float] | None = None,
+                      runtime: str | None = None):
     """Prune to the MAC / flash / RAM budget and fine-tune by distillation (ecgedge.quantize.prune /
     .distill) on the representative windows, or on `finetune` = (windows, source) when given (real
     training records). A model already inside the budget only gets the quantisation-aware epochs."""
@@ -470,7 +471,7 @@ def _prune_and_distil(opts, spec, model, budget: dict, cal_data: dict, held_out:
     else:
         student, info = prune_to_budget(model, spec, mac_budget=budget["macs"], flash_budget_bytes=budget["flash_bytes"],
                                         ram_budget_bytes=budget["ram_bytes"], example_windows=x_cal[:32, None, :],
-                                        seed=opts.seed, progress=opts.progress)
+                                        seed=opts.seed, progress=opts.progress, runtime=runtime)
         info = {"pruned": True, **info}
         float_epochs, freeze = opts.finetune_epochs or DISTIL_EPOCHS, True
         qat_lr, freeze_bn = opts.qat_lr, False
