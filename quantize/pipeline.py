@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ecgedge.contract.package import json_default, write_manifest
-from ecgedge.errors import ConfigError, DataError, EdgeError, ExportError
+from ecgedge.errors import BudgetError, ConfigError, DataError, EdgeError, ExportError
 
 # Window seeds: calibration, auto-selection and validation subjects never overlap training's (seed 0..).
 CALIB_SEED_OFFSET = 7001
@@ -420,6 +420,13 @@ def _firmware(folder: Path, target, opts: ExportOptions | None = None) -> dict:
                        optimize=opts.optimize if opts is not None else "speed", progress=step)
     step(f"{Path(r.elf).name}: text {r.text:,} B, data {r.data:,} B, bss {r.bss:,} B; flash {r.flash_bytes:,} of "
          f"{target.flash_bytes:,} B, static RAM {r.ram_bytes:,} of {target.ram_bytes:,} B")
+    over = [f"{what} {used:,} B > {target.name}'s {have:,} B" for what, used, have in
+            (("flash", r.flash_bytes, target.flash_bytes), ("static RAM", r.ram_bytes, target.ram_bytes))
+            if used is not None and used > have]
+    if over:   # a firmware that cannot be flashed is not a package
+        hint = ("; --optimize size keeps the weights int8 (the speed build widens them)"
+                if r.optimize == "speed" and r.flash_bytes > target.flash_bytes else "")
+        raise BudgetError(f"the firmware does not fit: {', '.join(over)}{hint}")
     return {"elf": str(Path(r.elf).relative_to(folder)) if Path(r.elf).is_relative_to(folder) else str(r.elf),
             "core": r.core, "kernels": r.kernels, "optimize": r.optimize, "qemu_machine": r.machine,
             "text": r.text, "data": r.data, "bss": r.bss, "flash_bytes": r.flash_bytes, "ram_bytes": r.ram_bytes,

@@ -227,3 +227,25 @@ def test_size_builds_bit_exact_and_smaller(core, tmp_path):
         q = int8_vectors(model, 2, seed=12)
         _, got = run_windows(size.elf, q)
         assert np.array_equal(got, open_int8_runner(model, "tflm").run(q))
+
+
+@pytest.mark.backend
+def test_export_refuses_a_firmware_that_does_not_fit_the_targets_flash(exported_package, tmp_path):
+    """edge-export --firmware builds the firmware and refuses it (nothing packaged) when it is over the board's
+    flash, saying by how much and that --optimize size keeps the weights int8; the same build fits the real
+    profile."""
+    import dataclasses
+    import shutil
+
+    from ecgedge.errors import BudgetError
+    from ecgedge.quantize.pipeline import ExportOptions, _firmware
+    from ecgedge.targets import get_target
+    pkg = tmp_path / "pkg"
+    shutil.copytree(exported_package, pkg)
+    target = get_target("cortex-m4")
+    fw = _firmware(pkg, target, ExportOptions(model="pocket_k", target="cortex-m4", firmware=True))
+    assert fw["fits"] and fw["flash_bytes"] <= target.flash_bytes
+    small = dataclasses.replace(target, flash_bytes=fw["flash_bytes"] - 1)
+    with pytest.raises(BudgetError, match=rf"firmware does not fit: flash {fw['flash_bytes']:,} B > cortex-m4's "
+                                          rf"{fw['flash_bytes'] - 1:,} B; --optimize size keeps the weights int8"):
+        _firmware(pkg, small, ExportOptions(model="pocket_k", target="cortex-m4", firmware=True))
