@@ -425,6 +425,24 @@ def parse_device_url(url: str) -> tuple[str, str, dict]:
     return parts.scheme, (parts.netloc + parts.path), dict(parse_qsl(parts.query))
 
 
+def qemu_firmware(package_dir, target: str, query: dict, defines: dict | None = None) -> Path:
+    """The firmware a qemu://<core or MCU target>[?machine=microbit][&optimize=size] device runs: a cached
+    build of the package for that target, machine and optimisation goal (without ?optimize=, the goal the
+    package's own firmware was built for by edge-export --firmware, else speed)."""
+    import json
+
+    from ecgedge.firmware_bridge.build import firmware_for_package
+    goal = query.get("optimize")
+    if goal is None:
+        rep = Path(package_dir) / "report.json"
+        try:
+            goal = (json.loads(rep.read_text()).get("firmware") or {}).get("optimize") if rep.is_file() else None
+        except (OSError, ValueError):
+            goal = None
+    return Path(firmware_for_package(package_dir, target=target, defines=defines or None,
+                                     optimize=goal or "speed", machine=query.get("machine")))
+
+
 def open_device(url: str, package: Package, timeout: float = 10.0, elf: str | Path | None = None,
                 defines: dict | None = None) -> BenchDevice:
     """The bench device for a --device URL. qemu:// builds (or reuses) the package's firmware;
@@ -438,10 +456,7 @@ def open_device(url: str, package: Package, timeout: float = 10.0, elf: str | Pa
             elf = query["elf"]
         footprint = None
         if elf is None:
-            from ecgedge.firmware_bridge.build import firmware_for_package
-            # qemu://<core or MCU target>[?machine=microbit][&optimize=size]: a cached build
-            elf = firmware_for_package(package.path, target=target, defines=defines or None,
-                                       optimize=query.get("optimize", "speed"), machine=query.get("machine"))
+            elf = qemu_firmware(package.path, target, query, defines)
         footprint = build_footprint(elf)
         # The firmware streams its test signal slowly under QEMU (tens of samples per wall second on a busy
         # machine): a short stream checks START/SAMPLES/STOP; the host-fed windows check the assembly.
@@ -460,7 +475,7 @@ def open_device(url: str, package: Package, timeout: float = 10.0, elf: str | Pa
 
 
 __all__ = ["BenchDevice", "DeviceInfo", "Footprint", "HostDevice", "InferResult", "IntegrityReport",
-           "LinkDevice", "open_device", "elf_footprint", "parse_device_url"]
+           "LinkDevice", "open_device", "elf_footprint", "parse_device_url", "qemu_firmware"]
 
 # Errors a device can raise mid-run: the bench turns them into a partial report.
 # OSError: a transport may surface a dead peer as ConnectionResetError / BrokenPipeError.

@@ -24,7 +24,7 @@ import numpy as np
 
 from ecgedge.contract.package import Package
 from ecgedge.errors import ConfigError, EdgeError
-from ecgedge.hil_tests.devices import BenchDevice, parse_device_url
+from ecgedge.hil_tests.devices import BenchDevice, parse_device_url, qemu_firmware
 from ecgedge.hil_tests.shard import RunResult, ShardResult, ShardSpec, merge_shards, plan_shards, run_shard
 
 # schemes whose device the bench can instantiate once per worker; any other (a serial port, a socket, a BLE
@@ -69,9 +69,7 @@ def _firmware(plan: FarmPlan, url: str) -> Path | None:
     scheme, rest, query = parse_device_url(url)
     if scheme != "qemu" or plan.elf is not None or "elf" in query:
         return plan.elf
-    from ecgedge.firmware_bridge.build import firmware_for_package
-    return Path(firmware_for_package(plan.package.path, target=rest or plan.package.target,
-                                     defines=plan.defines or None))
+    return qemu_firmware(plan.package.path, rest or plan.package.target, query, plan.defines)
 
 
 def make_specs(plan: FarmPlan, n_shards: int, url: str, ship_package: bool = False) -> list[ShardSpec]:

@@ -48,6 +48,32 @@ def test_a_device_url_names_its_ray_resource():
         device_resource("host?resource=")
 
 
+@pytest.mark.backend
+def test_sharded_qemu_runs_build_the_firmware_the_url_asks_for(farm_package, tmp_path):
+    """The shards' firmware, built once before they start, follows the URL's ?optimize= (the size build keeps
+    int8 weights): the report's footprint is that build's, as a single-device run's is."""
+    rep = {}
+    for goal in ("speed", "size"):
+        out = tmp_path / goal
+        _bench(farm_package, out, device_url=f"qemu://cortex-m4?optimize={goal}", workers=2)
+        rep[goal] = json.loads((out / "hil_report.json").read_text())
+        assert rep[goal]["bit_exact_fraction"] == 1.0 and len(rep[goal]["shards"]) == 2
+    from ecgedge.firmware_bridge.build import firmware_for_package
+    for goal in rep:
+        built = json.loads(firmware_for_package(farm_package[0], "cortex-m4", optimize=goal).with_suffix(".json")
+                           .read_text())
+        assert built["optimize"] == goal and rep[goal]["flash_bytes"] == built["flash_bytes"]
+    assert rep["size"]["flash_bytes"] != rep["speed"]["flash_bytes"]
+    # no ?optimize=: the goal the package's own firmware was built for (edge-export --firmware --optimize size)
+    from ecgedge.hil_tests.devices import qemu_firmware
+    pkg = tmp_path / "pkg"
+    shutil.copytree(farm_package[0], pkg)
+    (pkg / "report.json").write_text(json.dumps({"firmware": {"optimize": "size"}}))  # this test package has none
+    assert json.loads(qemu_firmware(pkg, "cortex-m4", {}).with_suffix(".json").read_text())["optimize"] == "size"
+    assert json.loads(qemu_firmware(farm_package[0], "cortex-m4", {}).with_suffix(".json").read_text())[
+        "optimize"] == "speed"
+
+
 @pytest.fixture(scope="module")
 def farm_package(tmp_path_factory):
     pkg, model = make_test_package(tmp_path_factory.mktemp("farm_pkg") / "hil_testnet-cortex-m7")
