@@ -19,7 +19,7 @@ def float_reference(model_name: str, x_model: np.ndarray, batch: int = 32,
     no weights for it."""
     from ecgedge.errors import ConfigError
     try:
-        import torch
+        import torch  # noqa: F401  (the reference needs it; say so before loading anything)
         from ecgedge.models.zoo import is_demo, load_model
     except ImportError as e:
         raise ModelError(f"float reference needs torch and ecgedge.models: {e}") from None
@@ -29,15 +29,20 @@ def float_reference(model_name: str, x_model: np.ndarray, batch: int = 32,
         model, spec, meta = load_model(model_name, checkpoint=checkpoint)
     except ConfigError as e:
         raise ModelError(f"no float reference for {model_name!r}: {e}") from None
+    info = {"source": f"torch ecgedge.models.zoo.load_model({model_name!r}"
+                      + (f", checkpoint={str(checkpoint)!r})" if checkpoint else ") (shipped weights)"),
+            "demo": bool(is_demo(meta)), "outputs": spec.output_names}
+    return _torch_outputs(model, x_model, batch), info
+
+
+def _torch_outputs(model, x_model: np.ndarray, batch: int) -> np.ndarray:
+    import torch
     outs = []
     with torch.no_grad():
         for i in range(0, len(x_model), batch):
             xb = torch.from_numpy(np.ascontiguousarray(x_model[i:i + batch], np.float32)).unsqueeze(1)
             outs.append(model(xb).cpu().numpy().astype(np.float64))
-    info = {"source": f"torch ecgedge.models.zoo.load_model({model_name!r}"
-                      + (f", checkpoint={str(checkpoint)!r})" if checkpoint else ") (shipped weights)"),
-            "demo": bool(is_demo(meta)), "outputs": spec.output_names}
-    return np.concatenate(outs, axis=0), info
+    return np.concatenate(outs, axis=0)
 
 
 USER_MODEL_SUFFIXES = (".pt2", ".onnx")
@@ -46,8 +51,6 @@ USER_MODEL_SUFFIXES = (".pt2", ".onnx")
 def user_float_reference(path: str | Path, manifest: dict | None, x_model: np.ndarray,
                          batch: int = 32) -> tuple[np.ndarray, dict]:
     """Raw outputs of a user's float model file (what edge-export MODEL_FILE exported) on [N, W] inputs."""
-    import torch
-
     from ecgedge.models.specs import spec_from_dict
     from ecgedge.quantize.byom import load_user_model
     if manifest is None:
@@ -58,13 +61,8 @@ def user_float_reference(path: str | Path, manifest: dict | None, x_model: np.nd
                            "outputs": [{k: v for k, v in o.items() if k not in skip} for o in manifest["outputs"]]},
                           source=f"{manifest['model']} manifest")
     model, _ = load_user_model(path, spec)
-    outs = []
-    with torch.no_grad():
-        for i in range(0, len(x_model), batch):
-            xb = torch.from_numpy(np.ascontiguousarray(x_model[i:i + batch], np.float32)).unsqueeze(1)
-            outs.append(model(xb).cpu().numpy().astype(np.float64))
-    return np.concatenate(outs, axis=0), {"source": f"the user's float model {str(path)!r}", "demo": False,
-                                          "outputs": spec.output_names}
+    return _torch_outputs(model, x_model, batch), {"source": f"the user's float model {str(path)!r}", "demo": False,
+                                                   "outputs": spec.output_names}
 
 
 def onnx_float_reference(onnx_path: str | Path, x_model: np.ndarray) -> np.ndarray:
