@@ -79,11 +79,14 @@ def test_score_alone_counts_flipped_decisions_and_lsb(loaded):
     q_lite = rng.integers(-128, 128, size=(24, 3)).astype(np.int8)
     q_tflm = q_lite[:12].copy()
     q_tflm[2, 1] = q_tflm[2, 1] + 1 if q_tflm[2, 1] < 127 else 126
-    s.raw = {"float": ref, "pruned": ref, "int8": int8, "tflm": int8[:12]}
+    on_grid = ref.copy()
+    on_grid[[1, 9], 0] = -on_grid[[1, 9], 0]        # the float model on the INT8 input's grid: two flipped
+    s.raw = {"float": ref, "pruned": ref, "int8": int8, "tflm": int8[:12], "input_int8": on_grid}
     s.q_lite, s.q_tflm, s.n_tflm = q_lite, q_tflm, 12
     st.score(s)
     assert s.compare["int8"]["agreement"] == pytest.approx(23 / 24)
     assert s.compare["float"]["agreement"] == pytest.approx(23 / 24)
     assert s.compare["tflm"]["agreement"] == pytest.approx(11 / 12)
+    assert s.compare["input"]["agreement"] == pytest.approx(22 / 24)
     assert s.metrics["float"] == s.metrics["pruned"] and set(s.metrics) == {"float", "pruned", "int8", "int8_tflm"}
     assert s.lsb.shape == (12, 3) and int(s.lsb.sum()) == 1
